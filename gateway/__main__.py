@@ -1,0 +1,106 @@
+"""Command line: `gateway serve [flags]` runs the server under uvicorn (uvloop + httptools)."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+
+from gateway import __version__
+from gateway.settings import Settings, SettingsError, env_name, from_env, sqlite_path
+
+DEFAULTS = Settings()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="Assistants Gateway")
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP server")
+
+    def flag(name: str, kind: type, help_: str) -> None:
+        default = getattr(DEFAULTS, name)
+        serve.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=kind,
+            default=None,
+            help=f"{help_} (env {env_name(name)}, default {default})",
+        )
+
+    flag("host", str, "address to listen on")
+    flag("port", int, "port to listen on")
+    flag("database", str, "SQLite file path or sqlite:/// URL")
+    flag("log_level", str, "critical, error, warning, info or debug")
+    flag("run_expiry_seconds", int, "seconds before an active run expires")
+    flag("local_model_delay_ms", float, "pause between the local model's tokens, 0 = none")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = from_env(**{k: v for k, v in vars(args).items() if k != "command"})
+        _check_database(settings)
+        sock = _bind(settings.host, settings.port)
+    except SettingsError as exc:
+        print(f"gateway: error: {exc}", file=sys.stderr)
+        return 2
+    return _serve(settings, sock)
+
+
+def _check_database(settings: Settings) -> None:
+    path = sqlite_path(settings.database).resolve()
+    folder = path.parent
+    if not folder.is_dir():
+        raise SettingsError(
+            f"cannot use database {str(path)!r}: folder {str(folder)!r} does not exist"
+        )
+    target = path if path.exists() else folder
+    if not os.access(target, os.W_OK):
+        raise SettingsError(f"cannot use database {str(path)!r}: {str(target)!r} is not writable")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind before starting uvicorn so that a busy port is one clear line, not a traceback."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise SettingsError(f"cannot listen on {host}:{port}: {reason}") from None
+    return sock
+
+
+def _serve(settings: Settings, sock: socket.socket) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    logging.basicConfig(
+        level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = uvicorn.Config(
+        create_app(settings),
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    # uvicorn exits with 3 when startup (the lifespan: opening the database) failed.
+    return 0 if server.started else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

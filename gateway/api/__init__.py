@@ -1,0 +1,10 @@
+"""HTTP routes, one module per resource; validation here, rules in the engine."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from gateway.api import assistants, runs, threads
+
+# /threads/runs must come before /threads/{thread_id}.
+routes: list[BaseRoute] = [*runs.routes, *assistants.routes, *threads.routes]

@@ -1,0 +1,18 @@
+"""Where route handlers find the resources the lifespan built (on `app.state`)."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from starlette.requests import Request
+
+from gateway.engine import RunEngine
+from gateway.store import RunStore
+
+
+def store_of(request: Request) -> RunStore:
+    return cast(RunStore, request.app.state.store)
+
+
+def engine_of(request: Request) -> RunEngine:
+    return cast(RunEngine, request.app.state.engine)

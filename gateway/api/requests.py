@@ -1,0 +1,613 @@
+"""Request bodies of the Assistants v2 API as strict pydantic models, and how their errors read.
+
+The HTTP layer calls `Model.model_validate(body)` on the decoded JSON, then
+`model.model_dump(exclude_unset=True, by_alias=True)` to get a plain dict. Every model forbids
+unknown fields and coerces nothing (`"1"` is not an integer; an integer is a number). An explicit
+`null` on an optional field means "not set": the field is left out of that dump.
+
+`validation_error_param` turns a `ValidationError` into the message and `param` OpenAI would
+report, e.g. `("Missing required parameter: 'tools[0].function.name'.", "tools[0].function.name")`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from inspect import isclass
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+__all__ = [
+    "CreateAssistantRequest",
+    "CreateMessageRequest",
+    "CreateRunRequest",
+    "CreateThreadAndRunRequest",
+    "CreateThreadRequest",
+    "Metadata",
+    "ModifyAssistantRequest",
+    "ModifyMessageRequest",
+    "ModifyRunRequest",
+    "ModifyThreadRequest",
+    "SubmitToolOutputsRunRequest",
+    "ToolOutput",
+    "validation_error_param",
+]
+
+
+class _Body(BaseModel):
+    """A JSON object of a request body: no unknown fields, no coercion, null means unset."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="after")
+    def _null_is_unset(self) -> Self:
+        # Clients send explicit nulls for "not given"; drop them so exclude_unset leaves them out.
+        for name in [name for name in self.model_fields_set if getattr(self, name) is None]:
+            self.model_fields_set.discard(name)
+        return self
+
+
+# -- shared scalars ---------------------------------------------------------------------------
+
+METADATA_MAX_PAIRS = 16
+METADATA_MAX_KEY = 64
+METADATA_MAX_VALUE = 512
+
+
+def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if len(value) > METADATA_MAX_PAIRS:
+        raise ValueError(
+            f"too many pairs. Expected at most {METADATA_MAX_PAIRS} key-value pairs, "
+            f"but got {len(value)} instead."
+        )
+    for key, item in value.items():
+        if len(key) > METADATA_MAX_KEY:
+            raise ValueError(
+                f"key too long. Expected keys of at most {METADATA_MAX_KEY} characters, "
+                f"but got a key of {len(key)} characters instead."
+            )
+        if len(item) > METADATA_MAX_VALUE:
+            raise ValueError(
+                f"value too long. Expected values of at most {METADATA_MAX_VALUE} characters, "
+                f"but got a value of {len(item)} characters for key '{key}' instead."
+            )
+    return value
+
+
+# A string-to-string map of at most 16 pairs (keys <= 64 chars, values <= 512 chars), or null.
+Metadata = Annotated[dict[str, str] | None, AfterValidator(_check_metadata)]
+
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+ImageDetail = Literal["auto", "low", "high"]
+
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S")
+
+
+def _check_uri(value: str) -> str:
+    if not _URI.match(value):
+        raise ValueError("expected an absolute URL with a scheme, such as 'https://...'.")
+    return value
+
+
+def _json_shape(value: Any) -> str | None:
+    """The tag of a value for unions of a string (or array) and an object."""
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict | BaseModel):
+        return "object"
+    return None
+
+
+def _shape_union(expected: str) -> Discriminator:
+    # The custom error replaces pydantic's per-member errors, which would name the wrong member.
+    return Discriminator(
+        _json_shape,
+        custom_error_type="wire_type",
+        custom_error_message=f"Input should be {expected}",
+    )
+
+
+# -- tools ------------------------------------------------------------------------------------
+
+
+class CodeInterpreterTool(_Body):
+    type: Literal["code_interpreter"]
+
+
+class FileSearchRankingOptions(_Body):
+    ranker: Literal["auto", "default_2024_08_21"] | None = None
+    score_threshold: float = Field(ge=0, le=1)
+
+
+class FileSearchOverrides(_Body):
+    max_num_results: int | None = Field(default=None, ge=1, le=50)
+    ranking_options: FileSearchRankingOptions | None = None
+
+
+class FileSearchTool(_Body):
+    type: Literal["file_search"]
+    file_search: FileSearchOverrides | None = None
+
+
+class FunctionDefinition(_Body):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionTool(_Body):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+Tool = Annotated[CodeInterpreterTool | FileSearchTool | FunctionTool, Field(discriminator="type")]
+
+
+class FunctionName(_Body):
+    name: str
+
+
+class NamedFunctionChoice(_Body):
+    type: Literal["function"]
+    function: FunctionName
+
+
+class NamedToolChoice(_Body):
+    type: Literal["code_interpreter", "file_search"]
+    function: FunctionName | None = None  # the schema allows it on every type; it means nothing
+
+
+ToolChoice = Annotated[
+    Annotated[Literal["none", "auto", "required"], Tag("string")]
+    | Annotated[NamedFunctionChoice | NamedToolChoice, Field(discriminator="type"), Tag("object")],
+    _shape_union("'none', 'auto', 'required' or an object naming a tool"),
+]
+
+
+# -- tool resources ---------------------------------------------------------------------------
+
+
+class CodeInterpreterResources(_Body):
+    file_ids: list[str] | None = Field(default=None, max_length=20)
+
+
+class FileSearchResources(_Body):
+    vector_store_ids: list[str] | None = Field(default=None, max_length=1)
+
+
+class ToolResources(_Body):
+    code_interpreter: CodeInterpreterResources | None = None
+    file_search: FileSearchResources | None = None
+
+
+class AutoChunking(_Body):
+    type: Literal["auto"]
+
+
+class StaticChunkingSize(_Body):
+    max_chunk_size_tokens: int = Field(ge=100, le=4096)
+    chunk_overlap_tokens: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_at_most_half(self) -> Self:
+        if self.chunk_overlap_tokens * 2 > self.max_chunk_size_tokens:
+            raise ValueError("chunk_overlap_tokens must not exceed half of max_chunk_size_tokens.")
+        return self
+
+
+class StaticChunking(_Body):
+    type: Literal["static"]
+    static: StaticChunkingSize
+
+
+ChunkingStrategy = Annotated[AutoChunking | StaticChunking, Field(discriminator="type")]
+
+
+class VectorStoreHelper(_Body):
+    file_ids: list[str] | None = Field(default=None, max_length=100_000_000)
+    chunking_strategy: ChunkingStrategy | None = None
+    metadata: Metadata = None
+
+
+class FileSearchResourcesWithHelper(FileSearchResources):
+    """On create assistant and create thread, a vector store may be made from files instead."""
+
+    vector_stores: list[VectorStoreHelper] | None = Field(default=None, max_length=1)
+
+    @model_validator(mode="after")
+    def _ids_or_helper(self) -> Self:
+        if self.vector_store_ids is not None and self.vector_stores is not None:
+            raise ValueError("give either vector_store_ids or vector_stores, not both.")
+        return self
+
+
+class ToolResourcesWithHelper(ToolResources):
+    file_search: FileSearchResourcesWithHelper | None = None
+
+
+# -- response format and truncation -----------------------------------------------------------
+
+
+class TextFormat(_Body):
+    type: Literal["text"]
+
+
+class JsonObjectFormat(_Body):
+    type: Literal["json_object"]
+
+
+class JsonSchemaSpec(_Body):
+    name: str
+    description: str | None = None
+    # `schema` would shadow BaseModel.schema, so the attribute is renamed and the alias is the wire.
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class JsonSchemaFormat(_Body):
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
+ResponseFormat = Annotated[
+    Annotated[Literal["auto"], Tag("string")]
+    | Annotated[
+        TextFormat | JsonObjectFormat | JsonSchemaFormat, Field(discriminator="type"), Tag("object")
+    ],
+    _shape_union("'auto' or an object with a 'type'"),
+]
+
+
+class TruncationStrategy(_Body):
+    type: Literal["auto", "last_messages"]
+    last_messages: int | None = Field(default=None, ge=1)
+
+
+# -- messages ---------------------------------------------------------------------------------
+
+
+class TextPart(_Body):
+    type: Literal["text"]
+    text: str
+
+
+class ImageFile(_Body):
+    file_id: str
+    detail: ImageDetail | None = None
+
+
+class ImageFilePart(_Body):
+    type: Literal["image_file"]
+    image_file: ImageFile
+
+
+class ImageUrl(_Body):
+    url: Annotated[str, AfterValidator(_check_uri)]
+    detail: ImageDetail | None = None
+
+
+class ImageUrlPart(_Body):
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+ContentPart = Annotated[TextPart | ImageFilePart | ImageUrlPart, Field(discriminator="type")]
+
+Content = Annotated[
+    Annotated[str, Tag("string")] | Annotated[list[ContentPart], Field(min_length=1), Tag("array")],
+    _shape_union("a string or an array of content parts"),
+]
+
+
+class FileSearchTypeOnly(_Body):
+    type: Literal["file_search"]
+
+
+AttachmentTool = Annotated[CodeInterpreterTool | FileSearchTypeOnly, Field(discriminator="type")]
+
+
+class Attachment(_Body):
+    file_id: str
+    tools: list[AttachmentTool]
+
+
+class CreateMessageRequest(_Body):
+    role: Literal["user", "assistant"]
+    content: Content
+    attachments: list[Attachment] | None = None
+    metadata: Metadata = None
+
+
+class ModifyMessageRequest(_Body):
+    metadata: Metadata = None
+
+
+# -- assistants -------------------------------------------------------------------------------
+
+
+class _AssistantFields(_Body):
+    model: str | None = None
+    name: str | None = Field(default=None, max_length=256)
+    description: str | None = Field(default=None, max_length=512)
+    instructions: str | None = Field(default=None, max_length=256_000)
+    reasoning_effort: ReasoningEffort | None = None
+    tools: list[Tool] | None = Field(default=None, max_length=128)
+    tool_resources: ToolResources | None = None
+    metadata: Metadata = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    response_format: ResponseFormat | None = None
+
+
+class CreateAssistantRequest(_AssistantFields):
+    model: str
+    tool_resources: ToolResourcesWithHelper | None = None
+
+
+class ModifyAssistantRequest(_AssistantFields):
+    pass
+
+
+# -- threads ----------------------------------------------------------------------------------
+
+
+class CreateThreadRequest(_Body):
+    messages: list[CreateMessageRequest] | None = None
+    tool_resources: ToolResourcesWithHelper | None = None
+    metadata: Metadata = None
+
+
+class ModifyThreadRequest(_Body):
+    tool_resources: ToolResources | None = None
+    metadata: Metadata = None
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+
+class _RunFields(_Body):
+    assistant_id: str
+    model: str | None = None
+    instructions: str | None = None
+    tools: list[Tool] | None = Field(default=None, max_length=20)
+    metadata: Metadata = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stream: bool | None = None
+    max_prompt_tokens: int | None = Field(default=None, ge=256)
+    max_completion_tokens: int | None = Field(default=None, ge=256)
+    truncation_strategy: TruncationStrategy | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+
+
+class CreateRunRequest(_RunFields):
+    reasoning_effort: ReasoningEffort | None = None
+    additional_instructions: str | None = None
+    additional_messages: list[CreateMessageRequest] | None = None
+
+
+class CreateThreadAndRunRequest(_RunFields):
+    thread: CreateThreadRequest | None = None
+    tool_resources: ToolResources | None = None
+
+
+class ModifyRunRequest(_Body):
+    metadata: Metadata = None
+
+
+class ToolOutput(_Body):
+    # The schema leaves both optional, but an output nobody can match to its call is useless.
+    tool_call_id: str
+    output: str
+
+
+class SubmitToolOutputsRunRequest(_Body):
+    tool_outputs: list[ToolOutput]
+    stream: bool | None = None
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+_BODIES: dict[str, type[BaseModel]] = {
+    cls.__name__: cls
+    for cls in (
+        CreateAssistantRequest,
+        ModifyAssistantRequest,
+        CreateThreadRequest,
+        ModifyThreadRequest,
+        CreateMessageRequest,
+        ModifyMessageRequest,
+        CreateRunRequest,
+        CreateThreadAndRunRequest,
+        ModifyRunRequest,
+        SubmitToolOutputsRunRequest,
+        ToolOutput,
+    )
+}
+
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "a boolean",
+    "list_type": "an array",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+
+
+def validation_error_param(exc: ValidationError) -> tuple[str, str | None]:
+    """The message and `param` (as OpenAI writes it) of the first error in `exc`."""
+    error = exc.errors(include_url=False)[0]
+    path = _wire_path(_BODIES.get(exc.title), error["loc"])
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        # The error sits on the object; the client got its discriminator field wrong.
+        key = str(error.get("ctx", {}).get("discriminator", "type")).strip("'")
+        path = f"{path}.{key}" if path else key
+    return _describe(error, path), path or None
+
+
+def _describe(error: ErrorDetails, path: str) -> str:
+    kind, ctx, value = error["type"], error.get("ctx", {}), error["input"]
+    where = f"'{path}'" if path else "the request body"
+    if kind == "extra_forbidden":
+        return f"Unrecognized request argument supplied: {path}"
+    if kind in ("missing", "union_tag_not_found"):
+        return f"Missing required parameter: {where}."
+    if kind in _EXPECTED or kind == "wire_type":
+        expected = _EXPECTED.get(kind) or error["msg"].removeprefix("Input should be ")
+        return f"Invalid type for {where}: expected {expected}, but got {_kind(value)} instead."
+    if kind == "literal_error":
+        return (
+            f"Invalid value for {where}: {_show(value)}. Supported values are: {ctx['expected']}."
+        )
+    if kind == "union_tag_invalid":
+        tag = value.get(path.rpartition(".")[2]) if isinstance(value, dict) else ctx["tag"]
+        return (
+            f"Invalid value for {where}: {_show(tag)}. "
+            f"Supported values are: {ctx['expected_tags']}."
+        )
+    if kind == "string_too_long":
+        return (
+            f"Invalid {where}: string too long. Expected a string with maximum length "
+            f"{ctx['max_length']}, but got a string with length {len(value)} instead."
+        )
+    if kind == "too_long":
+        return (
+            f"Invalid {where}: array too long. Expected an array with maximum length "
+            f"{ctx['max_length']}, but got an array with length {ctx['actual_length']} instead."
+        )
+    if kind == "too_short":
+        return (
+            f"Invalid {where}: array too short. Expected an array with minimum length "
+            f"{ctx['min_length']}, but got an array with length {ctx['actual_length']} instead."
+        )
+    if kind in ("greater_than_equal", "less_than_equal"):
+        number = "integer" if isinstance(value, int) else "number"
+        if kind == "greater_than_equal":
+            rule = f"below minimum value. Expected a value >= {_show(ctx['ge'])}"
+        else:
+            rule = f"above maximum value. Expected a value <= {_show(ctx['le'])}"
+        return f"Invalid {where}: {number} {rule}, but got {_show(value)} instead."
+    if kind == "string_pattern_mismatch":
+        return (
+            f"Invalid {where}: string does not match pattern. "
+            f"Expected a string that matches the pattern '{ctx['pattern']}'."
+        )
+    if kind == "value_error":
+        return f"Invalid {where}: {ctx['error']}"
+    return f"Invalid {where}: {error['msg']}."
+
+
+def _kind(value: object) -> str:
+    """How OpenAI names the JSON type of a value in its errors."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
+def _show(value: object) -> str:
+    """A value as it appears in a message: strings quoted, integral floats without '.0'."""
+    if isinstance(value, str):
+        return f"'{value}'" if len(value) <= 64 else f"'{value[:61]}...'"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return json.dumps(value, default=str)
+
+
+# -- error locations as wire paths ------------------------------------------------------------
+# pydantic puts the tag of a tagged union into an error's location (`tools, 0, function,
+# function, name`). Only the model's structure can tell a tag from a field of the same name, so
+# the location is walked alongside the types of the body that failed.
+
+
+def _wire_path(body: type[BaseModel] | None, loc: tuple[int | str, ...]) -> str:
+    path = ""
+    node: Any = body if body is not None else Any
+    for item in loc:
+        node, tags = _unwrap(node)
+        if tags is not None:
+            node = tags.get(str(item), Any)
+        elif isinstance(item, int):
+            path += f"[{item}]"
+            node = _item_type(node)
+        else:
+            path = f"{path}.{item}" if path else item
+            node = _field_type(node, item)
+    return path
+
+
+def _unwrap(node: Any) -> tuple[Any, dict[str, Any] | None]:
+    """Strip Annotated and null from `node`; for a union, also map each tag to its member."""
+    while True:
+        if get_origin(node) is Annotated:
+            node = get_args(node)[0]
+        elif get_origin(node) in (Union, UnionType):
+            members = [m for m in get_args(node) if m is not NoneType]
+            if len(members) > 1:
+                return node, {tag: m for m in members for tag in _tags(m)}
+            node = members[0]
+        else:
+            return node, None
+
+
+def _tags(member: Any) -> list[str]:
+    """The tags a union member answers to: its `Tag`, or its `type` literal."""
+    if get_origin(member) is Annotated:
+        explicit = [meta.tag for meta in get_args(member)[1:] if isinstance(meta, Tag)]
+        if explicit:
+            return explicit
+        member = get_args(member)[0]
+    if isclass(member) and issubclass(member, BaseModel) and "type" in member.model_fields:
+        annotation = member.model_fields["type"].annotation
+        if get_origin(annotation) is Literal:
+            return [str(arg) for arg in get_args(annotation)]
+    return []
+
+
+def _item_type(node: Any) -> Any:
+    args = get_args(node)
+    return args[0] if get_origin(node) is list and args else Any
+
+
+def _field_type(node: Any, name: str) -> Any:
+    if isclass(node) and issubclass(node, BaseModel):
+        for field_name, field in node.model_fields.items():
+            if name in (field_name, field.alias):
+                return field.annotation
+        return Any
+    args = get_args(node)
+    return args[1] if get_origin(node) is dict and len(args) == 2 else Any

@@ -1,0 +1,106 @@
+"""Composition root: `create_app(settings)` builds the Starlette app; its lifespan opens the store,
+the bus, the model backends and the run engine, and closes them in reverse order.
+
+This is the only module that names concrete adapters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+
+from gateway import api
+from gateway.api.http import JSONResponse
+from gateway.bus import open_bus
+from gateway.engine import RunEngine
+from gateway.errors import GatewayError, envelope
+from gateway.models.base import ModelBackend
+from gateway.models.local import LocalModelBackend
+from gateway.settings import Settings
+from gateway.store import open_store
+
+log = logging.getLogger("gateway")
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = open_store(settings.database)
+        await store.open()
+        bus = open_bus("memory://", subscriber_buffer=settings.subscriber_buffer)
+        local = LocalModelBackend(delay_ms=settings.local_model_delay_ms)
+
+        def backend_for(model: str) -> ModelBackend:
+            return local
+
+        engine = RunEngine(
+            store,
+            bus,
+            backend_for,
+            run_expiry_seconds=settings.run_expiry_seconds,
+            expiry_check_seconds=settings.expiry_check_seconds,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        )
+        app.state.settings = settings
+        app.state.store = store
+        app.state.bus = bus
+        app.state.engine = engine
+        try:
+            await engine.start()
+            yield
+        finally:
+            await engine.stop()
+            await bus.close()
+            await store.close()
+
+    return Starlette(
+        routes=[Mount("/v1", routes=api.routes), *api.routes],
+        exception_handlers={
+            GatewayError: _gateway_error,
+            HTTPException: _http_error,
+            Exception: _server_error,
+        },
+        lifespan=lifespan,
+    )
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return JSONResponse(exc.body(), status_code=exc.status_code)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"Invalid URL ({request.method} {request.url.path})"
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed on {request.url.path}."
+    else:
+        message = str(exc.detail)
+    code = {404: "unknown_url", 405: "method_not_allowed"}.get(exc.status_code)
+    return JSONResponse(
+        envelope(message, "invalid_request_error", None, code),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        envelope(
+            "The server had an error while processing your request.",
+            "server_error",
+            None,
+            "server_error",
+        ),
+        status_code=500,
+        headers={"x-should-retry": "false"},
+    )

@@ -1,0 +1,32 @@
+"""The event bus contract: publish a run's events, subscribe to them with a bounded buffer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from gateway.events import Event
+
+
+class SubscriberOverflowError(Exception):
+    """The subscriber fell further behind than its buffer allows and was dropped.
+
+    Its overflow policy is disconnect: the run and the other subscribers never wait for it.
+    """
+
+
+class Subscription(Protocol):
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+
+class EventBus(Protocol):
+    async def publish(self, channel: str, event: Event) -> None:
+        """Deliver `event` to every current subscriber of `channel`; never blocks on them."""
+        ...
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
+        """Receive the events published to `channel` from now on, until the context exits."""
+        ...
+
+    async def close(self) -> None: ...

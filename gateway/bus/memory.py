@@ -1,0 +1,80 @@
+"""In-process event bus: one bounded buffer per subscriber, overflow disconnects the subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from gateway.bus.base import SubscriberOverflowError
+from gateway.events import Event
+
+
+class _Subscriber:
+    __slots__ = ("_bound", "_closed", "_overflowed", "_pending", "_wakeup")
+
+    def __init__(self, bound: int) -> None:
+        self._bound = bound
+        self._pending: deque[Event] = deque()
+        self._wakeup = asyncio.Event()
+        self._overflowed = False
+        self._closed = False
+
+    def offer(self, event: Event) -> None:
+        if self._overflowed or self._closed:
+            return
+        if len(self._pending) >= self._bound:
+            # Dropping single events would corrupt text deltas; drop the subscriber instead.
+            self._overflowed = True
+            self._pending.clear()
+        else:
+            self._pending.append(event)
+        self._wakeup.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        while True:
+            while self._pending:
+                yield self._pending.popleft()
+            if self._overflowed:
+                raise SubscriberOverflowError("subscriber fell behind and was disconnected")
+            if self._closed:
+                return
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+
+class MemoryEventBus:
+    def __init__(self, *, subscriber_buffer: int = 10_000) -> None:
+        self._bound = subscriber_buffer
+        self._channels: dict[str, set[_Subscriber]] = {}
+
+    async def publish(self, channel: str, event: Event) -> None:
+        for subscriber in self._channels.get(channel, ()):
+            subscriber.offer(event)
+
+    @asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[_Subscriber]:
+        subscriber = _Subscriber(self._bound)
+        self._channels.setdefault(channel, set()).add(subscriber)
+        try:
+            yield subscriber
+        finally:
+            subscribers = self._channels.get(channel)
+            if subscribers is not None:
+                subscribers.discard(subscriber)
+                if not subscribers:
+                    del self._channels[channel]
+
+    def subscriber_count(self, channel: str) -> int:
+        return len(self._channels.get(channel, ()))
+
+    async def close(self) -> None:
+        for subscribers in self._channels.values():
+            for subscriber in subscribers:
+                subscriber.close()
+        self._channels.clear()

@@ -1,0 +1,410 @@
+"""The run engine: owns every active run, every task that drives one, and the rules of the API.
+
+The engine keeps one `RunHandle` per active run. Its in-memory state is the truth for that run:
+each operation checks and changes it without awaiting in between, so two concurrent requests can
+never both pass a check (one active run per thread, outputs submitted once, cancel once). Changes
+are then saved and announced through the `Lifecycle`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gateway import events, objects
+from gateway.bus import EventBus
+from gateway.engine.handle import RunHandle, StopReason
+from gateway.engine.lifecycle import Lifecycle
+from gateway.engine.runner import Runner
+from gateway.errors import ConflictError, InvalidRequestError, not_found
+from gateway.models.base import ModelBackend, ModelBackendError
+from gateway.objects import ACTIVE_RUN_STATUSES, RunStatus, StepStatus, usage
+from gateway.store import Kind, RunStore, StoreTx
+from gateway.types import Obj
+
+log = logging.getLogger("gateway.engine")
+
+
+class RunEngine:
+    def __init__(
+        self,
+        store: RunStore,
+        bus: EventBus,
+        backend_for: Callable[[str], ModelBackend],
+        *,
+        run_expiry_seconds: int = 600,
+        expiry_check_seconds: float = 1.0,
+        shutdown_grace_seconds: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.lc = Lifecycle(store, bus)
+        self.runner = Runner(store, self.lc, backend_for)
+        self.run_expiry_seconds = run_expiry_seconds
+        self.expiry_check_seconds = expiry_check_seconds
+        self.shutdown_grace_seconds = shutdown_grace_seconds
+        self._handles: dict[str, RunHandle] = {}
+        self._active_by_thread: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._expiry_task: asyncio.Task[None] | None = None
+
+    # --- lifecycle of the engine ----------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._recover()
+        self._expiry_task = asyncio.create_task(self._expiry_loop(), name="run-expiry")
+
+    async def stop(self) -> None:
+        if self._expiry_task is not None:
+            self._expiry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry_task
+        for handle in list(self._handles.values()):
+            if handle.task is not None:
+                handle.stop_reason = handle.stop_reason or StopReason.SHUTDOWN
+                if handle.started:
+                    handle.task.cancel()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=self.shutdown_grace_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1)
+
+    async def _recover(self) -> None:
+        """Take over the runs a previous process left active, so that none stays active forever."""
+        for run in await self.store.runs_with_status(ACTIVE_RUN_STATUSES):
+            handle = self._register(run)
+            steps = await self.store.list_all(Kind.STEP, run_id=run["id"])
+            handle.step = next((s for s in reversed(steps) if s["status"] == "in_progress"), None)
+            if handle.step is not None and handle.step["type"] == "message_creation":
+                message_id = handle.step["step_details"]["message_creation"]["message_id"]
+                handle.message = await self.store.get(Kind.MESSAGE, message_id)
+            status = run["status"]
+            if status == RunStatus.QUEUED:
+                self._spawn(handle)
+            elif status == RunStatus.CANCELLING:
+                await self._guard(self.lc.end_cancelled(handle), handle)
+            elif status == RunStatus.IN_PROGRESS:
+                await self._guard(
+                    self.lc.end_failed(
+                        handle, "The run was interrupted by a restart of the gateway."
+                    ),
+                    handle,
+                )
+            # requires_action runs simply wait again for their outputs, or their expiry.
+
+    # --- threads and messages -------------------------------------------------------------
+
+    async def create_thread(self, fields: dict[str, Any]) -> Obj:
+        thread = objects.thread(fields)
+        messages = [objects.user_message(thread["id"], m) for m in fields.get("messages") or []]
+
+        async def write(tx: StoreTx) -> None:
+            await tx.insert(Kind.THREAD, thread)
+            for message in messages:
+                await tx.insert(Kind.MESSAGE, message)
+
+        await self.store.write(write)
+        return thread
+
+    async def delete_thread(self, thread_id: str) -> Obj:
+        if await self.store.get(Kind.THREAD, thread_id) is None:
+            raise not_found("thread", thread_id)
+        run_id = self._active_by_thread.get(thread_id)
+        if run_id is not None:
+            await self._stop_and_wait(self._handles[run_id], StopReason.CANCEL)
+
+        async def write(tx: StoreTx) -> bool:
+            return await tx.delete(Kind.THREAD, thread_id)
+
+        if not await self.store.write(write):
+            raise not_found("thread", thread_id)
+        return objects.deleted(thread_id, "thread.deleted")
+
+    async def create_message(self, thread_id: str, fields: dict[str, Any]) -> Obj:
+        if await self.store.get(Kind.THREAD, thread_id) is None:
+            raise not_found("thread", thread_id)
+        run_id = self._active_by_thread.get(thread_id)
+        if run_id is not None:
+            raise ConflictError(
+                f"Can't add messages to {thread_id} while a run {run_id} is active."
+            )
+        message = objects.user_message(thread_id, fields)
+
+        async def write(tx: StoreTx) -> None:
+            await tx.insert(Kind.MESSAGE, message)
+
+        await self.store.write(write)
+        return message
+
+    # --- runs -----------------------------------------------------------------------------
+
+    async def create_run(self, thread_id: str, fields: dict[str, Any]) -> Obj:
+        if await self.store.get(Kind.THREAD, thread_id) is None:
+            raise not_found("thread", thread_id)
+        assistant = await self._assistant(fields["assistant_id"])
+        self._check_no_active_run(thread_id)
+        run = objects.run(
+            thread_id=thread_id,
+            assistant=assistant,
+            fields=fields,
+            expiry_seconds=self.run_expiry_seconds,
+        )
+        messages = [
+            objects.user_message(thread_id, m) for m in fields.get("additional_messages") or []
+        ]
+        handle = self._register(run)
+
+        async def write(tx: StoreTx) -> None:
+            for message in messages:
+                await tx.insert(Kind.MESSAGE, message)
+            await tx.insert(Kind.RUN, run)
+
+        await self._start_run(handle, write, [])
+        return copy.deepcopy(run)
+
+    async def create_thread_and_run(self, fields: dict[str, Any]) -> Obj:
+        assistant = await self._assistant(fields["assistant_id"])
+        thread_fields = fields.get("thread") or {}
+        thread = objects.thread(
+            {**thread_fields, "tool_resources": fields.get("tool_resources")}
+            if fields.get("tool_resources") is not None
+            else thread_fields
+        )
+        messages = [
+            objects.user_message(thread["id"], m) for m in thread_fields.get("messages") or []
+        ]
+        run = objects.run(
+            thread_id=thread["id"],
+            assistant=assistant,
+            fields=fields,
+            expiry_seconds=self.run_expiry_seconds,
+        )
+        handle = self._register(run)
+
+        async def write(tx: StoreTx) -> None:
+            await tx.insert(Kind.THREAD, thread)
+            for message in messages:
+                await tx.insert(Kind.MESSAGE, message)
+            await tx.insert(Kind.RUN, run)
+
+        await self._start_run(handle, write, [events.snapshot(events.THREAD_CREATED, thread)])
+        return copy.deepcopy(run)
+
+    async def _start_run(
+        self,
+        handle: RunHandle,
+        write: Callable[[StoreTx], Awaitable[None]],
+        first_events: list[events.Event],
+    ) -> None:
+        try:
+            await self.store.write(write)
+        except BaseException:
+            self._forget(handle)
+            raise
+        await self.lc.publish(
+            handle,
+            *first_events,
+            events.snapshot(events.RUN_CREATED, handle.run),
+            events.snapshot(events.RUN_QUEUED, handle.run),
+        )
+        self._spawn(handle)
+
+    async def get_run(self, thread_id: str, run_id: str) -> Obj:
+        run = await self.store.get(Kind.RUN, run_id)
+        if run is None or run["thread_id"] != thread_id:
+            raise not_found("run", run_id)
+        return run
+
+    async def modify_run(self, thread_id: str, run_id: str, metadata: dict[str, str] | None) -> Obj:
+        run = await self.get_run(thread_id, run_id)
+        handle = self._handles.get(run_id)
+        if handle is not None:
+            run = handle.run
+        run["metadata"] = metadata or {}
+        await self.lc.save((Kind.RUN, run))
+        return copy.deepcopy(run)
+
+    async def submit_tool_outputs(
+        self, thread_id: str, run_id: str, tool_outputs: list[dict[str, str]]
+    ) -> Obj:
+        run = await self.get_run(thread_id, run_id)
+        handle = self._handles.get(run_id)
+        status = handle.run["status"] if handle is not None else run["status"]
+        if handle is None or status != RunStatus.REQUIRES_ACTION or handle.stop_reason:
+            raise ConflictError(
+                f'Runs in status "{status}" do not accept tool outputs.', param="tool_outputs"
+            )
+        step = handle.step
+        assert step is not None, "a run in requires_action has an open tool_calls step"
+        outputs = _match_outputs(step, tool_outputs)
+        for call in step["step_details"]["tool_calls"]:
+            call["function"]["output"] = outputs[call["id"]]
+        self.lc.set_step_status(step, StepStatus.COMPLETED, usage=usage(*handle.step_usage))
+        self.lc.set_run_status(handle.run, RunStatus.QUEUED)
+        handle.step = None
+        await self.lc.save((Kind.STEP, step), (Kind.RUN, handle.run))
+        await self.lc.publish(handle, events.step_status(step), events.run_status(handle.run))
+        self._spawn(handle)
+        return copy.deepcopy(handle.run)
+
+    async def cancel_run(self, thread_id: str, run_id: str) -> Obj:
+        run = await self.get_run(thread_id, run_id)
+        handle = self._handles.get(run_id)
+        if handle is None:
+            raise ConflictError(f"Cannot cancel run with status '{run['status']}'.")
+        if handle.stop_reason is None:
+            await self._stop_and_wait(handle, StopReason.CANCEL)
+        return await self.get_run(thread_id, run_id)
+
+    # --- stopping runs --------------------------------------------------------------------
+
+    async def _stop_and_wait(self, handle: RunHandle, reason: StopReason) -> None:
+        """Stop the run for `reason` and wait (bounded) until it is terminal."""
+        self._stop(handle, reason)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(handle.done.wait(), timeout=self.shutdown_grace_seconds)
+
+    def _stop(self, handle: RunHandle, reason: StopReason) -> None:
+        if handle.stop_reason is not None:
+            return
+        handle.stop_reason = reason
+        if handle.task is not None:
+            # A task that has not started yet sees the reason on its first line and ends the run.
+            if handle.started:
+                handle.task.cancel()
+            return
+        if handle.run["status"] == RunStatus.QUEUED:
+            return  # its task is about to be spawned and will end it
+        # Waiting in requires_action: nothing runs, so end it here, in a task we own.
+        self._own(asyncio.create_task(self._finish_stopped_now(handle)))
+
+    async def _finish_stopped_now(self, handle: RunHandle) -> None:
+        await self._guard(self._finish_stopped(handle), handle)
+        self._settle(handle)
+
+    async def _finish_stopped(self, handle: RunHandle) -> None:
+        status = handle.run["status"]
+        if status not in ACTIVE_RUN_STATUSES:
+            return
+        if handle.stop_reason is StopReason.CANCEL:
+            await self.lc.end_cancelled(handle)
+        elif handle.stop_reason is StopReason.EXPIRE:
+            await self.lc.end_expired(handle)
+        elif status in (RunStatus.IN_PROGRESS, RunStatus.CANCELLING):
+            await self.lc.end_failed(
+                handle, "The gateway shut down while this run was in progress."
+            )
+        # On shutdown, queued and requires_action runs stay as they are: the next start resumes.
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.expiry_check_seconds)
+            stamp = objects.now()
+            for handle in list(self._handles.values()):
+                expires_at = handle.run["expires_at"]
+                if expires_at is not None and expires_at <= stamp and handle.stop_reason is None:
+                    self._stop(handle, StopReason.EXPIRE)
+
+    # --- tasks and handles ----------------------------------------------------------------
+
+    def _register(self, run: Obj) -> RunHandle:
+        handle = RunHandle(run=run)
+        self._handles[run["id"]] = handle
+        self._active_by_thread[run["thread_id"]] = run["id"]
+        return handle
+
+    def _forget(self, handle: RunHandle) -> None:
+        self._handles.pop(handle.id, None)
+        if self._active_by_thread.get(handle.thread_id) == handle.id:
+            del self._active_by_thread[handle.thread_id]
+        handle.done.set()
+
+    def _settle(self, handle: RunHandle) -> None:
+        if handle.run["status"] not in ACTIVE_RUN_STATUSES:
+            self._forget(handle)
+
+    def _own(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _spawn(self, handle: RunHandle) -> None:
+        handle.started = False
+        handle.task = asyncio.create_task(self._drive(handle), name=f"run-{handle.id}")
+        self._own(handle.task)
+
+    async def _drive(self, handle: RunHandle) -> None:
+        handle.started = True
+        interrupted = handle.stop_reason is not None
+        try:
+            if not interrupted:
+                await self.runner.run_segment(handle)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            handle.stop_reason = handle.stop_reason or StopReason.SHUTDOWN
+            interrupted = True
+        except ModelBackendError as exc:
+            await self._guard(self.lc.end_failed(handle, exc.message, exc.code), handle)
+        except Exception:
+            log.exception("run %s failed inside the gateway", handle.id)
+            await self._guard(
+                self.lc.end_failed(handle, "The server had an error while processing the run."),
+                handle,
+            )
+        if interrupted:
+            await self._guard(self._finish_stopped(handle), handle)
+        handle.task = None
+        self._settle(handle)
+
+    async def _guard(self, work: Awaitable[None], handle: RunHandle) -> None:
+        """Await a run's closing work; a failure there is logged, and the expiry loop retries."""
+        try:
+            await work
+        except Exception:
+            log.exception("could not close run %s", handle.id)
+
+    # --- checks ---------------------------------------------------------------------------
+
+    async def _assistant(self, assistant_id: str) -> Obj:
+        assistant = await self.store.get(Kind.ASSISTANT, assistant_id)
+        if assistant is None:
+            raise not_found("assistant", assistant_id)
+        return assistant
+
+    def _check_no_active_run(self, thread_id: str) -> None:
+        run_id = self._active_by_thread.get(thread_id)
+        if run_id is not None:
+            raise ConflictError(f"Thread {thread_id} already has an active run {run_id}.")
+
+
+def _match_outputs(step: Obj, tool_outputs: list[dict[str, str]]) -> dict[str, str]:
+    """Each pending call's output; every call answered exactly once, nothing else (else 400)."""
+    expected = [c["id"] for c in step["step_details"]["tool_calls"]]
+    outputs: dict[str, str] = {}
+    for i, item in enumerate(tool_outputs):
+        call_id = item["tool_call_id"]
+        if call_id not in expected:
+            raise InvalidRequestError(
+                f"No tool call found with id '{call_id}' in this run's required action.",
+                param=f"tool_outputs[{i}].tool_call_id",
+            )
+        if call_id in outputs:
+            raise InvalidRequestError(
+                f"Duplicate output for tool call '{call_id}'.",
+                param=f"tool_outputs[{i}].tool_call_id",
+            )
+        outputs[call_id] = item["output"]
+    missing = [c for c in expected if c not in outputs]
+    if missing:
+        raise InvalidRequestError(
+            f"Expected tool outputs for call_ids {expected}, got values for {list(outputs)}.",
+            param="tool_outputs",
+        )
+    return outputs

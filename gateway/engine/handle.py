@@ -1,0 +1,45 @@
+"""The live state of one active run, owned by the engine while the run is not terminal."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from gateway.types import Obj
+
+
+class StopReason(StrEnum):
+    CANCEL = "cancel"
+    EXPIRE = "expire"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(eq=False)
+class RunHandle:
+    run: Obj
+    # The task generating the run's next segment; None while queued-and-not-spawned or waiting.
+    task: asyncio.Task[None] | None = None
+    started: bool = False
+    stop_reason: StopReason | None = None
+    # Token usage summed over the run's segments so far.
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # What is open right now: the step being written, and the message of a message step.
+    step: Obj | None = None
+    message: Obj | None = None
+    # Text fragments written so far into the open message.
+    fragments: list[str] = field(default_factory=list)
+    # Usage of the segment that produced the open tool_calls step, set on it when it completes.
+    step_usage: tuple[int, int] = (0, 0)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def id(self) -> str:
+        run_id: str = self.run["id"]
+        return run_id
+
+    @property
+    def thread_id(self) -> str:
+        thread_id: str = self.run["thread_id"]
+        return thread_id

@@ -1,0 +1,175 @@
+"""Status changes of runs, steps and messages: checked against the transition table, saved,
+then announced, in that order, so that a client who saw an event finds the same state on GET.
+
+Each `end_*` method closes what is open (message first, then step, then run), the order of the
+canonical stream sequences E to H.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway import events
+from gateway.bus import EventBus
+from gateway.engine.handle import RunHandle
+from gateway.events import Event
+from gateway.objects import (
+    MessageStatus,
+    RunStatus,
+    StepStatus,
+    check_run_transition,
+    check_step_transition,
+    now,
+    text_part,
+    usage,
+)
+from gateway.store import Kind, RunStore, StoreTx
+from gateway.types import Obj
+
+
+class Lifecycle:
+    def __init__(self, store: RunStore, bus: EventBus) -> None:
+        self.store = store
+        self.bus = bus
+
+    async def publish(self, handle: RunHandle, *evs: Event) -> None:
+        for event in evs:
+            await self.bus.publish(handle.id, event)
+
+    async def save(self, *objs: tuple[Kind, Obj]) -> None:
+        async def write(tx: StoreTx) -> None:
+            for kind, obj in objs:
+                await tx.save(kind, obj)
+
+        await self.store.write(write)
+
+    # --- runs -----------------------------------------------------------------------------
+
+    def set_run_status(self, run: Obj, status: RunStatus) -> None:
+        check_run_transition(run["status"], status)
+        run["status"] = status.value
+        stamp = now()
+        if status is RunStatus.IN_PROGRESS and run["started_at"] is None:
+            run["started_at"] = stamp
+        elif status is RunStatus.COMPLETED:
+            run["completed_at"] = stamp
+        elif status is RunStatus.CANCELLED:
+            run["cancelled_at"] = stamp
+        elif status is RunStatus.FAILED:
+            run["failed_at"] = stamp
+        if status not in (RunStatus.REQUIRES_ACTION,):
+            run["required_action"] = None
+        if status in (
+            RunStatus.COMPLETED,
+            RunStatus.INCOMPLETE,
+            RunStatus.FAILED,
+            RunStatus.CANCELLED,
+            RunStatus.EXPIRED,
+        ):
+            run["expires_at"] = None
+
+    async def run_status(self, handle: RunHandle, status: RunStatus) -> None:
+        self.set_run_status(handle.run, status)
+        await self.save((Kind.RUN, handle.run))
+        await self.publish(handle, events.run_status(handle.run))
+
+    def _final_usage(self, handle: RunHandle) -> None:
+        handle.run["usage"] = usage(handle.prompt_tokens, handle.completion_tokens)
+
+    # --- steps and messages ---------------------------------------------------------------
+
+    @staticmethod
+    def set_step_status(step: Obj, status: StepStatus, **fields: object) -> None:
+        check_step_transition(step["status"], status)
+        step["status"] = status.value
+        stamp_field = {
+            StepStatus.COMPLETED: "completed_at",
+            StepStatus.CANCELLED: "cancelled_at",
+            StepStatus.FAILED: "failed_at",
+            StepStatus.EXPIRED: "expired_at",
+        }[status]
+        step[stamp_field] = now()
+        step.update(fields)
+
+    @staticmethod
+    def close_message(message: Obj, content: Sequence[Obj], reason: str | None) -> None:
+        """Complete the message (reason None) or mark it incomplete for `reason`."""
+        message["content"] = list(content)
+        if reason is None:
+            message["status"] = MessageStatus.COMPLETED.value
+            message["completed_at"] = now()
+        else:
+            message["status"] = MessageStatus.INCOMPLETE.value
+            message["incomplete_at"] = now()
+            message["incomplete_details"] = {"reason": reason}
+
+    # --- endings --------------------------------------------------------------------------
+
+    async def end(
+        self,
+        handle: RunHandle,
+        run_status: RunStatus,
+        *,
+        step_status: StepStatus,
+        message_reason: str | None,
+        content: Sequence[Obj] = (),
+        step_fields: dict[str, object] | None = None,
+    ) -> None:
+        """Close the open message and step, then bring the run to `run_status`, atomically."""
+        run = handle.run
+        changed: list[tuple[Kind, Obj]] = []
+        announced: list[Event] = []
+        if handle.message is not None:
+            self.close_message(handle.message, content, message_reason)
+            changed.append((Kind.MESSAGE, handle.message))
+            announced.append(events.message_status(handle.message))
+        if handle.step is not None:
+            self.set_step_status(handle.step, step_status, **(step_fields or {}))
+            changed.append((Kind.STEP, handle.step))
+            announced.append(events.step_status(handle.step))
+        self.set_run_status(run, run_status)
+        self._final_usage(handle)
+        changed.append((Kind.RUN, run))
+        announced.append(events.run_status(run))
+        handle.message = handle.step = None
+        handle.fragments = []
+        await self.save(*changed)
+        await self.publish(handle, *announced)
+
+    async def end_cancelled(self, handle: RunHandle) -> None:
+        if handle.run["status"] != RunStatus.CANCELLING:
+            await self.run_status(handle, RunStatus.CANCELLING)
+        await self.end(
+            handle,
+            RunStatus.CANCELLED,
+            step_status=StepStatus.CANCELLED,
+            message_reason="run_cancelled",
+            content=_partial(handle),
+        )
+
+    async def end_expired(self, handle: RunHandle) -> None:
+        await self.end(
+            handle,
+            RunStatus.EXPIRED,
+            step_status=StepStatus.EXPIRED,
+            message_reason="run_expired",
+            content=_partial(handle),
+        )
+
+    async def end_failed(self, handle: RunHandle, message: str, code: str = "server_error") -> None:
+        error = {"code": code, "message": message}
+        handle.run["last_error"] = error
+        step_code = code if code in ("server_error", "rate_limit_exceeded") else "server_error"
+        await self.end(
+            handle,
+            RunStatus.FAILED,
+            step_status=StepStatus.FAILED,
+            message_reason="run_failed",
+            content=_partial(handle),
+            step_fields={"last_error": {"code": step_code, "message": message}},
+        )
+
+
+def _partial(handle: RunHandle) -> list[Obj]:
+    """The content written so far into the open message."""
+    return [text_part("".join(handle.fragments))] if handle.fragments else []

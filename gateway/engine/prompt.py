@@ -1,0 +1,82 @@
+"""Turn a thread and a run into the chat history a model backend takes, truncated as asked."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway.models.base import ChatMessage, ModelBackend, ModelRequest, ToolCall
+from gateway.types import Obj
+
+
+class PromptTooLongError(Exception):
+    """Even truncated, the prompt is over the run's max_prompt_tokens."""
+
+
+def thread_message(message: Obj) -> ChatMessage:
+    texts: list[str] = []
+    parts: list[Obj] = []
+    for part in message["content"]:
+        if part["type"] == "text":
+            texts.append(part["text"]["value"])
+        else:
+            parts.append(part)
+    if message["role"] == "assistant":
+        return ChatMessage(role="assistant", content="\n".join(texts), parts=tuple(parts))
+    return ChatMessage(role="user", content="\n".join(texts), parts=tuple(parts))
+
+
+def tool_round(step: Obj) -> list[ChatMessage]:
+    """An answered tool_calls step as the assistant's calls followed by one tool message each."""
+    calls = [c for c in step["step_details"]["tool_calls"] if c["type"] == "function"]
+    out = [
+        ChatMessage(
+            role="assistant",
+            content="",
+            tool_calls=tuple(
+                ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in calls
+            ),
+        )
+    ]
+    out += [
+        ChatMessage(role="tool", content=c["function"]["output"] or "", tool_call_id=c["id"])
+        for c in calls
+    ]
+    return out
+
+
+def build_request(
+    run: Obj, messages: Sequence[Obj], steps: Sequence[Obj], backend: ModelBackend
+) -> ModelRequest:
+    """The model request for the next segment of `run` (raises PromptTooLongError)."""
+    system = (
+        [ChatMessage(role="system", content=run["instructions"])] if run["instructions"] else []
+    )
+    history = [thread_message(m) for m in messages]
+    rounds = [
+        m
+        for s in steps
+        if s["type"] == "tool_calls" and s["status"] == "completed"
+        for m in tool_round(s)
+    ]
+    truncation = run["truncation_strategy"]
+    if truncation["type"] == "last_messages" and truncation.get("last_messages"):
+        history = history[-truncation["last_messages"] :]
+    limit = run["max_prompt_tokens"]
+    if limit is not None:
+        # Drop the oldest thread messages (never the newest) until the prompt fits.
+        while len(history) > 1 and backend.count_tokens([*system, *history, *rounds]) > limit:
+            history.pop(0)
+        if backend.count_tokens([*system, *history, *rounds]) > limit:
+            raise PromptTooLongError
+    tools = [t for t in run["tools"] if t["type"] == "function"]
+    return ModelRequest(
+        model=run["model"],
+        messages=[*system, *history, *rounds],
+        tools=tools,
+        tool_choice=run["tool_choice"] if tools else "none",
+        parallel_tool_calls=run["parallel_tool_calls"],
+        response_format=run["response_format"],
+        temperature=run["temperature"],
+        top_p=run["top_p"],
+        max_completion_tokens=run["max_completion_tokens"],
+    )

@@ -1,0 +1,59 @@
+"""The gateway's one exception hierarchy and the OpenAI error envelope it renders to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    """An error a client sees: HTTP status plus the four fields of OpenAI's error object."""
+
+    status_code = 500
+    error_type = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        return envelope(self.message, self.error_type, self.param, self.code)
+
+
+class InvalidRequestError(GatewayError):
+    """The request is malformed or breaks a rule of the API (400)."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class NotFoundError(InvalidRequestError):
+    status_code = 404
+
+
+class MethodNotAllowedError(InvalidRequestError):
+    status_code = 405
+
+
+class UnsupportedMediaTypeError(InvalidRequestError):
+    status_code = 415
+
+
+class ConflictError(InvalidRequestError):
+    """A state conflict (an active run, a finished run). 400, never 409: the SDK retries 409."""
+
+    status_code = 400
+
+
+class ServerError(GatewayError):
+    status_code = 500
+    error_type = "server_error"
+
+
+def envelope(message: str, type_: str, param: str | None, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def not_found(kind: str, object_id: str) -> NotFoundError:
+    return NotFoundError(f"No {kind} found with id '{object_id}'.", code="not_found")

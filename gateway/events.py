@@ -1,0 +1,142 @@
+"""The OpenAI Assistants stream events: their names, spelled as OpenAI spells them, and builders.
+
+An `Event` pairs a name with its data (a wire object snapshot or a delta). Builders copy the
+snapshot so that a later change to the engine's live object never alters an event already sent.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Final
+
+from gateway.types import Obj
+
+THREAD_CREATED: Final = "thread.created"
+RUN_CREATED: Final = "thread.run.created"
+RUN_QUEUED: Final = "thread.run.queued"
+RUN_IN_PROGRESS: Final = "thread.run.in_progress"
+RUN_REQUIRES_ACTION: Final = "thread.run.requires_action"
+RUN_COMPLETED: Final = "thread.run.completed"
+RUN_INCOMPLETE: Final = "thread.run.incomplete"
+RUN_FAILED: Final = "thread.run.failed"
+RUN_CANCELLING: Final = "thread.run.cancelling"
+RUN_CANCELLED: Final = "thread.run.cancelled"
+RUN_EXPIRED: Final = "thread.run.expired"
+STEP_CREATED: Final = "thread.run.step.created"
+STEP_IN_PROGRESS: Final = "thread.run.step.in_progress"
+STEP_DELTA: Final = "thread.run.step.delta"
+STEP_COMPLETED: Final = "thread.run.step.completed"
+STEP_FAILED: Final = "thread.run.step.failed"
+STEP_CANCELLED: Final = "thread.run.step.cancelled"
+STEP_EXPIRED: Final = "thread.run.step.expired"
+MESSAGE_CREATED: Final = "thread.message.created"
+MESSAGE_IN_PROGRESS: Final = "thread.message.in_progress"
+MESSAGE_DELTA: Final = "thread.message.delta"
+MESSAGE_COMPLETED: Final = "thread.message.completed"
+MESSAGE_INCOMPLETE: Final = "thread.message.incomplete"
+ERROR: Final = "error"
+DONE: Final = "done"
+
+ALL_EVENTS: Final = frozenset(
+    {
+        THREAD_CREATED, RUN_CREATED, RUN_QUEUED, RUN_IN_PROGRESS, RUN_REQUIRES_ACTION,
+        RUN_COMPLETED, RUN_INCOMPLETE, RUN_FAILED, RUN_CANCELLING, RUN_CANCELLED, RUN_EXPIRED,
+        STEP_CREATED, STEP_IN_PROGRESS, STEP_DELTA, STEP_COMPLETED, STEP_FAILED, STEP_CANCELLED,
+        STEP_EXPIRED, MESSAGE_CREATED, MESSAGE_IN_PROGRESS, MESSAGE_DELTA, MESSAGE_COMPLETED,
+        MESSAGE_INCOMPLETE, ERROR, DONE,
+    }
+)  # fmt: skip
+
+# Status a run/step/message has -> the event announcing it.
+RUN_STATUS_EVENTS: Final = {
+    "queued": RUN_QUEUED,
+    "in_progress": RUN_IN_PROGRESS,
+    "requires_action": RUN_REQUIRES_ACTION,
+    "cancelling": RUN_CANCELLING,
+    "cancelled": RUN_CANCELLED,
+    "failed": RUN_FAILED,
+    "completed": RUN_COMPLETED,
+    "incomplete": RUN_INCOMPLETE,
+    "expired": RUN_EXPIRED,
+}
+STEP_STATUS_EVENTS: Final = {
+    "in_progress": STEP_IN_PROGRESS,
+    "cancelled": STEP_CANCELLED,
+    "failed": STEP_FAILED,
+    "completed": STEP_COMPLETED,
+    "expired": STEP_EXPIRED,
+}
+MESSAGE_STATUS_EVENTS: Final = {
+    "in_progress": MESSAGE_IN_PROGRESS,
+    "completed": MESSAGE_COMPLETED,
+    "incomplete": MESSAGE_INCOMPLETE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One stream event. `data` is a JSON-able dict, or None for `done`."""
+
+    name: str
+    data: Obj | None
+
+    @property
+    def is_terminal_for_stream(self) -> bool:
+        """Whether a stream of the run ends after this event (terminal or requires_action)."""
+        return self.name in _STREAM_ENDING
+
+
+_STREAM_ENDING: Final = frozenset(
+    {RUN_REQUIRES_ACTION, RUN_COMPLETED, RUN_INCOMPLETE, RUN_FAILED, RUN_CANCELLED, RUN_EXPIRED}
+)
+
+
+def snapshot(name: str, obj: Obj) -> Event:
+    return Event(name, copy.deepcopy(obj))
+
+
+def run_status(run: Obj) -> Event:
+    return snapshot(RUN_STATUS_EVENTS[run["status"]], run)
+
+
+def step_status(step: Obj) -> Event:
+    return snapshot(STEP_STATUS_EVENTS[step["status"]], step)
+
+
+def message_status(message: Obj) -> Event:
+    return snapshot(MESSAGE_STATUS_EVENTS[message["status"]], message)
+
+
+def message_text_delta(message_id: str, index: int, fragment: str, *, first: bool) -> Event:
+    text: dict[str, Any] = {"value": fragment}
+    if first:
+        text["annotations"] = []
+    return Event(
+        MESSAGE_DELTA,
+        {
+            "id": message_id,
+            "object": "thread.message.delta",
+            "delta": {"content": [{"index": index, "type": "text", "text": text}]},
+        },
+    )
+
+
+def tool_call_delta(step_id: str, call: dict[str, Any]) -> Event:
+    return Event(
+        STEP_DELTA,
+        {
+            "id": step_id,
+            "object": "thread.run.step.delta",
+            "delta": {"step_details": {"type": "tool_calls", "tool_calls": [call]}},
+        },
+    )
+
+
+def error(message: str, *, type_: str = "server_error", code: str | None = "server_error") -> Event:
+    """An `error` event the SDK both parses as ErrorObject and raises on (sdk-notes 5)."""
+    inner = {"message": message, "type": type_, "param": None, "code": code}
+    return Event(ERROR, {**inner, "error": dict(inner)})
+
+
+DONE_EVENT: Final = Event(DONE, None)

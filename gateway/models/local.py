@@ -1,0 +1,224 @@
+"""The built-in local model: a deterministic `ModelBackend` that needs no network.
+
+It owns the gateway's offline answers, so the whole API (streaming, tool calls, usage, length
+limits) can be exercised without an upstream. Its behaviour is fixed and exact:
+
+Tokens
+    A token is a run of non-whitespace characters plus the whitespace that follows it
+    (`re.findall(r"\\S+\\s*", text)`); whitespace before the first word belongs to no token and
+    is not counted. `count_tokens(messages)` sums, over the messages, the tokens of `content`
+    and of each tool call's `name` and `arguments`; non-text parts count 0.
+
+Answers, decided from the messages after the last `user` message
+    1. If any of them has role `tool` (outputs of calls made in this run), the answer is text
+       naming every output in order, e.g. `Tool results: get_weather returned {"temp_c": 21}.`;
+       several are joined with `"; "`. The name comes from the assistant tool call whose id
+       matches `tool_call_id` (`unknown` when none does). No tool is called again.
+    2. Otherwise, if the request has function tools and `tool_choice` is not `"none"`, it calls
+       the tools named by the last user message: those whose function name occurs in its text as
+       a whole word (letters, digits, `_` and `-` are word characters), in order of first
+       occurrence, each once. `tool_choice="required"` with none named calls the first tool;
+       `tool_choice={"type": "function", "function": {"name": X}}` calls X alone, named or
+       not; `parallel_tool_calls=False` keeps only the first call. Every call gets the same
+       arguments: the first JSON object in the user's text (scanning each `{`), re-serialized
+       compactly, else `{}`. Each call streams as a chunk with its new `call_` id and name,
+       then its arguments in fragments of at most 8 characters. The finish reason is
+       `tool_calls`.
+    3. Otherwise the answer is text: `You said: <the last user message's content>`, or
+       `Hello! Send me a message and I will repeat it.` when there is no user message.
+
+    A text answer (1 or 3) under `response_format` `json_object` or `json_schema` becomes
+    `{"reply": <that text>}` (as `json.dumps` writes it, non-ASCII kept). Text streams one
+    `TextChunk` per token; the finish reason is `stop`, or `length` when the answer has more
+    tokens than `max_completion_tokens`, in which case exactly that many are sent. Tool calls
+    ignore `max_completion_tokens`.
+
+Usage
+    The final `Finish` carries `prompt_tokens = count_tokens(request.messages)` and
+    `completion_tokens` = the text tokens sent, or for tool calls the tokens of each call's
+    name plus its arguments.
+
+Pace
+    After every chunk before `Finish` the stream sleeps `delay_ms` milliseconds, or yields to
+    the event loop once (`asyncio.sleep(0)`) when `delay_ms` is 0, so a cancel lands promptly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from gateway.ids import call_id
+from gateway.models.base import (
+    ChatMessage,
+    Finish,
+    FinishReason,
+    ModelChunk,
+    ModelRequest,
+    TextChunk,
+    ToolCallChunk,
+)
+
+GREETING = "Hello! Send me a message and I will repeat it."
+ARGUMENT_FRAGMENT_CHARS = 8
+
+_TOKEN = re.compile(r"\S+\s*")
+_JSON_FORMATS = frozenset({"json_object", "json_schema"})
+
+
+def tokenize(text: str) -> list[str]:
+    """Split text into words, each with its trailing whitespace; leading whitespace is dropped."""
+    return _TOKEN.findall(text)
+
+
+def count_tokens(messages: Sequence[ChatMessage]) -> int:
+    """Tokens in every message's content and in each of its tool calls' name and arguments."""
+    total = 0
+    for message in messages:
+        total += len(tokenize(message.content))
+        for call in message.tool_calls:
+            total += len(tokenize(call.name)) + len(tokenize(call.arguments))
+    return total
+
+
+class LocalModelBackend:
+    """The deterministic offline model described in this module's docstring."""
+
+    def __init__(self, delay_ms: float = 0.0) -> None:
+        if delay_ms < 0:
+            raise ValueError(f"delay_ms must be >= 0, got {delay_ms}")
+        self._delay_s = delay_ms / 1000
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return count_tokens(messages)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+        prompt_tokens = count_tokens(request.messages)
+        user, after_user = _split_at_last_user(request.messages)
+        outputs = [message for message in after_user if message.role == "tool"]
+        user_text = user.content if user is not None else ""
+
+        names = [] if outputs else _calls_to_make(request, user_text)
+        if names:
+            arguments = _arguments(user_text)
+            completion_tokens = 0
+            for index, name in enumerate(names):
+                yield ToolCallChunk(index=index, id=call_id(), name=name, arguments="")
+                await self._pause()
+                for start in range(0, len(arguments), ARGUMENT_FRAGMENT_CHARS):
+                    fragment = arguments[start : start + ARGUMENT_FRAGMENT_CHARS]
+                    yield ToolCallChunk(index=index, arguments=fragment)
+                    await self._pause()
+                completion_tokens += len(tokenize(name)) + len(tokenize(arguments))
+            yield Finish("tool_calls", prompt_tokens, completion_tokens)
+            return
+
+        if outputs:
+            text = _tool_results_text(request.messages, outputs)
+        elif user is not None:
+            text = f"You said: {user_text}"
+        else:
+            text = GREETING
+        if _wants_json(request.response_format):
+            text = json.dumps({"reply": text}, ensure_ascii=False)
+
+        tokens = tokenize(text)
+        reason: FinishReason = "stop"
+        limit = request.max_completion_tokens
+        if limit is not None and len(tokens) > limit:
+            tokens = tokens[: max(limit, 0)]
+            reason = "length"
+        for token in tokens:
+            yield TextChunk(token)
+            await self._pause()
+        yield Finish(reason, prompt_tokens, len(tokens))
+
+    async def _pause(self) -> None:
+        # Even with no delay, yield to the loop so a cancelled consumer stops between chunks.
+        await asyncio.sleep(self._delay_s)
+
+
+def _split_at_last_user(
+    messages: Sequence[ChatMessage],
+) -> tuple[ChatMessage | None, Sequence[ChatMessage]]:
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].role == "user":
+            return messages[index], messages[index + 1 :]
+    return None, messages
+
+
+def _tool_results_text(messages: Sequence[ChatMessage], outputs: Sequence[ChatMessage]) -> str:
+    names = {call.id: call.name for message in messages for call in message.tool_calls}
+    results = "; ".join(
+        f"{names.get(output.tool_call_id or '', 'unknown')} returned {output.content}"
+        for output in outputs
+    )
+    return f"Tool results: {results}."
+
+
+def _function_names(tools: Sequence[dict[str, Any]]) -> list[str]:
+    names: list[str] = []
+    for tool in tools:
+        function = tool.get("function")
+        if tool.get("type") == "function" and isinstance(function, dict):
+            name = function.get("name")
+            if isinstance(name, str) and name and name not in names:
+                names.append(name)
+    return names
+
+
+def _named_in(text: str, names: Sequence[str]) -> list[str]:
+    """The names that occur in text as whole words, in order of first occurrence."""
+    found: list[tuple[int, str]] = []
+    for name in names:
+        match = re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)
+        if match is not None:
+            found.append((match.start(), name))
+    return [name for _, name in sorted(found)]
+
+
+def _calls_to_make(request: ModelRequest, user_text: str) -> list[str]:
+    names = _function_names(request.tools)
+    choice = request.tool_choice
+    if not names or choice == "none":
+        return []
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        if choice.get("type") != "function" or not isinstance(function, dict):
+            return []
+        forced = function.get("name")
+        return [forced] if isinstance(forced, str) else []
+    calls = _named_in(user_text, names)
+    if not calls and choice == "required":
+        calls = names[:1]
+    return calls if request.parallel_tool_calls else calls[:1]
+
+
+def _reject_constant(name: str) -> object:
+    # NaN and Infinity are not JSON; an object holding one is skipped like any other non-JSON.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _arguments(text: str) -> str:
+    """The first JSON object in text, serialized compactly; `{}` when there is none."""
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, _ = _DECODER.raw_decode(text, start)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            if isinstance(value, dict):
+                return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        start = text.find("{", start + 1)
+    return "{}"
+
+
+def _wants_json(response_format: str | dict[str, Any]) -> bool:
+    return isinstance(response_format, dict) and response_format.get("type") in _JSON_FORMATS

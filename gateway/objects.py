@@ -1,0 +1,293 @@
+"""Wire objects as OpenAI shapes them, their status enums, and the run/step transition table.
+
+Everything here is pure: builders return fresh dicts with every field of the official schema
+present (null where the schema allows null), and the transition table says which status changes
+are legal. The engine and the API both build objects only through this module.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from typing import Any
+
+from gateway import ids
+from gateway.types import Obj
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    REQUIRES_ACTION = "requires_action"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    COMPLETED = "completed"
+    INCOMPLETE = "incomplete"
+    EXPIRED = "expired"
+
+
+class StepStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+
+
+class MessageStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    INCOMPLETE = "incomplete"
+    COMPLETED = "completed"
+
+
+ACTIVE_RUN_STATUSES = frozenset(
+    {RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.REQUIRES_ACTION, RunStatus.CANCELLING}
+)
+TERMINAL_RUN_STATUSES = frozenset(RunStatus) - ACTIVE_RUN_STATUSES
+
+RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.QUEUED: frozenset(
+        {RunStatus.IN_PROGRESS, RunStatus.CANCELLING, RunStatus.FAILED, RunStatus.EXPIRED}
+    ),
+    RunStatus.IN_PROGRESS: frozenset(
+        {
+            RunStatus.REQUIRES_ACTION,
+            RunStatus.COMPLETED,
+            RunStatus.INCOMPLETE,
+            RunStatus.FAILED,
+            RunStatus.CANCELLING,
+            RunStatus.EXPIRED,
+        }
+    ),
+    RunStatus.REQUIRES_ACTION: frozenset(
+        {RunStatus.QUEUED, RunStatus.CANCELLING, RunStatus.EXPIRED, RunStatus.FAILED}
+    ),
+    # Cancellation is best effort: a run that was already finishing may still end otherwise.
+    RunStatus.CANCELLING: frozenset(
+        {
+            RunStatus.CANCELLED,
+            RunStatus.COMPLETED,
+            RunStatus.FAILED,
+            RunStatus.INCOMPLETE,
+            RunStatus.EXPIRED,
+        }
+    ),
+    **{status: frozenset() for status in TERMINAL_RUN_STATUSES},
+}
+
+STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
+    StepStatus.IN_PROGRESS: frozenset(
+        {StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.CANCELLED, StepStatus.EXPIRED}
+    ),
+    **{s: frozenset() for s in StepStatus if s is not StepStatus.IN_PROGRESS},
+}
+
+
+class IllegalTransitionError(RuntimeError):
+    """The engine tried a status change the lifecycle forbids: a bug, never a client error."""
+
+
+def check_run_transition(current: str, new: str) -> None:
+    if RunStatus(new) not in RUN_TRANSITIONS[RunStatus(current)]:
+        raise IllegalTransitionError(f"run cannot go from {current} to {new}")
+
+
+def check_step_transition(current: str, new: str) -> None:
+    if StepStatus(new) not in STEP_TRANSITIONS[StepStatus(current)]:
+        raise IllegalTransitionError(f"run step cannot go from {current} to {new}")
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def assistant(fields: dict[str, Any]) -> Obj:
+    return {
+        "id": ids.assistant_id(),
+        "object": "assistant",
+        "created_at": now(),
+        "name": fields.get("name"),
+        "description": fields.get("description"),
+        "model": fields["model"],
+        "instructions": fields.get("instructions"),
+        "tools": fields.get("tools") or [],
+        "tool_resources": tool_resources(fields.get("tool_resources")),
+        "metadata": fields.get("metadata") or {},
+        "temperature": _or(fields.get("temperature"), 1.0),
+        "top_p": _or(fields.get("top_p"), 1.0),
+        "response_format": _or(fields.get("response_format"), "auto"),
+    }
+
+
+def thread(fields: dict[str, Any]) -> Obj:
+    return {
+        "id": ids.thread_id(),
+        "object": "thread",
+        "created_at": now(),
+        "tool_resources": tool_resources(fields.get("tool_resources")),
+        "metadata": fields.get("metadata") or {},
+    }
+
+
+def tool_resources(requested: dict[str, Any] | None) -> Obj:
+    """Stored tool resources; the vector_stores helper is kept as given (no vector stores yet)."""
+    return dict(requested) if requested else {}
+
+
+def message_content(content: str | list[dict[str, Any]]) -> list[Obj]:
+    """Request content (a string or parts) as stored response parts."""
+    if isinstance(content, str):
+        return [text_part(content)]
+    parts: list[Obj] = []
+    for part in content:
+        if part["type"] == "text":
+            parts.append(text_part(part["text"]))
+        else:
+            parts.append(dict(part))
+    return parts
+
+
+def text_part(value: str) -> Obj:
+    return {"type": "text", "text": {"value": value, "annotations": []}}
+
+
+def user_message(thread_id: str, fields: dict[str, Any]) -> Obj:
+    """A message created through the API (create message, create thread, additional_messages)."""
+    created = now()
+    return {
+        "id": ids.message_id(),
+        "object": "thread.message",
+        "created_at": created,
+        "thread_id": thread_id,
+        "status": MessageStatus.COMPLETED.value,
+        "incomplete_details": None,
+        "completed_at": created,
+        "incomplete_at": None,
+        "role": fields["role"],
+        "content": message_content(fields["content"]),
+        "assistant_id": None,
+        "run_id": None,
+        "attachments": fields.get("attachments") or [],
+        "metadata": fields.get("metadata") or {},
+    }
+
+
+def assistant_message(run: Obj) -> Obj:
+    """The in-progress message a run writes its answer into."""
+    return {
+        "id": ids.message_id(),
+        "object": "thread.message",
+        "created_at": now(),
+        "thread_id": run["thread_id"],
+        "status": MessageStatus.IN_PROGRESS.value,
+        "incomplete_details": None,
+        "completed_at": None,
+        "incomplete_at": None,
+        "role": "assistant",
+        "content": [],
+        "assistant_id": run["assistant_id"],
+        "run_id": run["id"],
+        "attachments": [],
+        "metadata": {},
+    }
+
+
+def run(
+    *,
+    thread_id: str,
+    assistant: Obj,
+    fields: dict[str, Any],
+    expiry_seconds: int,
+) -> Obj:
+    """A queued run that snapshots its effective configuration from the assistant and overrides."""
+    created = now()
+    instructions = fields.get("instructions")
+    if instructions is None:
+        instructions = assistant.get("instructions") or ""
+    extra = fields.get("additional_instructions")
+    if extra:
+        instructions = f"{instructions}\n\n{extra}" if instructions else extra
+    tools = fields.get("tools")
+    truncation = fields.get("truncation_strategy") or {"type": "auto", "last_messages": None}
+    return {
+        "id": ids.run_id(),
+        "object": "thread.run",
+        "created_at": created,
+        "thread_id": thread_id,
+        "assistant_id": assistant["id"],
+        "status": RunStatus.QUEUED.value,
+        "required_action": None,
+        "last_error": None,
+        "expires_at": created + expiry_seconds,
+        "started_at": None,
+        "cancelled_at": None,
+        "failed_at": None,
+        "completed_at": None,
+        "incomplete_details": None,
+        "model": fields.get("model") or assistant["model"],
+        "instructions": instructions,
+        "tools": assistant["tools"] if tools is None else tools,
+        "metadata": fields.get("metadata") or {},
+        "usage": None,
+        "temperature": _or(fields.get("temperature"), _or(assistant.get("temperature"), 1.0)),
+        "top_p": _or(fields.get("top_p"), _or(assistant.get("top_p"), 1.0)),
+        "max_prompt_tokens": fields.get("max_prompt_tokens"),
+        "max_completion_tokens": fields.get("max_completion_tokens"),
+        "truncation_strategy": {
+            "type": truncation["type"],
+            "last_messages": truncation.get("last_messages"),
+        },
+        "tool_choice": _or(fields.get("tool_choice"), "auto"),
+        "parallel_tool_calls": _or(fields.get("parallel_tool_calls"), True),
+        "response_format": _or(
+            fields.get("response_format"), _or(assistant.get("response_format"), "auto")
+        ),
+    }
+
+
+def step(run: Obj, step_details: Obj) -> Obj:
+    return {
+        "id": ids.step_id(),
+        "object": "thread.run.step",
+        "created_at": now(),
+        "assistant_id": run["assistant_id"],
+        "thread_id": run["thread_id"],
+        "run_id": run["id"],
+        "type": step_details["type"],
+        "status": StepStatus.IN_PROGRESS.value,
+        "step_details": step_details,
+        "last_error": None,
+        "expired_at": None,
+        "cancelled_at": None,
+        "failed_at": None,
+        "completed_at": None,
+        "metadata": {},
+        "usage": None,
+    }
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> Obj:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def deleted(object_id: str, kind: str) -> Obj:
+    return {"id": object_id, "object": kind, "deleted": True}
+
+
+def page(data: list[Obj], has_more: bool) -> Obj:
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value

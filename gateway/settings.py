@@ -1,0 +1,94 @@
+"""Every setting of the gateway, its environment variable and its default, in one dataclass."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+ENV_PREFIX = "GATEWAY_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the gateway cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database: str = "./gateway.db"
+    log_level: str = "info"
+    # Seconds a run may stay active (queued, in_progress, requires_action) before it expires.
+    run_expiry_seconds: int = 600
+    # Pause between the built-in local model's tokens; 0 emits them as fast as possible.
+    local_model_delay_ms: float = 0.0
+    # Events a subscriber may have waiting before it is dropped (it can resume from the log).
+    subscriber_buffer: int = 10_000
+    # How often the engine looks for runs whose expires_at has passed.
+    expiry_check_seconds: float = 1.0
+    # Seconds shutdown waits for running runs before it cancels them.
+    shutdown_grace_seconds: int = 5
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file named by `database`, which is a path or a sqlite:/// URL."""
+        return sqlite_path(self.database)
+
+
+def sqlite_path(database: str) -> Path:
+    """Turn `./x.db`, `sqlite:///x.db` or `sqlite:////abs/x.db` into a path."""
+    if "://" not in database:
+        return Path(database)
+    scheme, _, rest = database.partition("://")
+    if scheme != "sqlite":
+        raise SettingsError(
+            f"unsupported database URL scheme {scheme!r}: use a file path or sqlite:///PATH"
+        )
+    if not rest.startswith("/") or rest == "/":
+        raise SettingsError(
+            f"bad SQLite URL {database!r}: write sqlite:///relative.db or sqlite:////abs.db"
+        )
+    return Path(rest[1:])
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def from_env(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Settings from GATEWAY_* variables, then explicit overrides (flags win over the env)."""
+    environ = dict(os.environ) if environ is None else environ
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        raw = environ.get(env_name(f.name))
+        if raw is None:
+            continue
+        values[f.name] = _convert(f.name, raw, type(getattr(Settings(), f.name)))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(**values)  # type: ignore[arg-type]  # keys come from fields(Settings)
+    validate(settings)
+    return settings
+
+
+def _convert(name: str, raw: str, kind: type) -> object:
+    try:
+        if kind is bool:
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        return kind(raw)
+    except ValueError:
+        raise SettingsError(f"{env_name(name)}={raw!r} is not a valid {kind.__name__}") from None
+
+
+def validate(settings: Settings) -> None:
+    if not 0 <= settings.port <= 65535:
+        raise SettingsError(f"port {settings.port} is out of range 0..65535")
+    if settings.run_expiry_seconds < 1:
+        raise SettingsError("run expiry must be at least 1 second")
+    if settings.local_model_delay_ms < 0:
+        raise SettingsError("local model delay must not be negative")
+    if settings.subscriber_buffer < 1:
+        raise SettingsError("subscriber buffer must be at least 1")
+    if settings.log_level.lower() not in {"critical", "error", "warning", "info", "debug", "trace"}:
+        raise SettingsError(f"unknown log level {settings.log_level!r}")
+    sqlite_path(settings.database)

@@ -1,0 +1,16 @@
+"""Persistence: the store protocol and its backends, chosen by URL."""
+
+from __future__ import annotations
+
+from gateway.store.base import CursorNotFoundError, Kind, PageQuery, RunStore, StoreTx
+
+
+def open_store(database: str) -> RunStore:
+    """The store named by `database` (a SQLite path or sqlite:/// URL); imported when chosen."""
+    from gateway.settings import sqlite_path
+    from gateway.store.sqlite import SQLiteRunStore
+
+    return SQLiteRunStore(sqlite_path(database))
+
+
+__all__ = ["CursorNotFoundError", "Kind", "PageQuery", "RunStore", "StoreTx", "open_store"]

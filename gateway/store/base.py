@@ -1,0 +1,83 @@
+"""The store contract: wire objects kept by kind, listed with OpenAI's cursor pagination.
+
+Objects are stored whole, as the JSON the API returns, plus the few columns needed to find them
+(thread, run, status). Every write is a function run by `write()` inside one transaction: it
+commits whole or not at all, and once started it finishes even if the caller is cancelled, so a
+cancelled run never leaves a half-written change or a transaction open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal, Protocol, TypeVar
+
+from gateway.types import Obj
+
+
+class Kind(StrEnum):
+    ASSISTANT = "assistant"
+    THREAD = "thread"
+    MESSAGE = "message"
+    RUN = "run"
+    STEP = "step"
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    limit: int = 20
+    order: Literal["asc", "desc"] = "desc"
+    after: str | None = None
+    before: str | None = None
+
+
+class CursorNotFoundError(LookupError):
+    """An `after`/`before` cursor names no object in the listed collection."""
+
+    def __init__(self, param: str, cursor: str) -> None:
+        super().__init__(cursor)
+        self.param = param
+        self.cursor = cursor
+
+
+class StoreTx(Protocol):
+    """Reads and writes inside one write transaction; reads see the transaction's own writes."""
+
+    async def get(self, kind: Kind, object_id: str) -> Obj | None: ...
+    async def insert(self, kind: Kind, obj: Obj) -> None:
+        """Add a new object; its id must be new."""
+        ...
+
+    async def save(self, kind: Kind, obj: Obj) -> None:
+        """Insert or overwrite the object with this id (never touches its children)."""
+        ...
+
+    async def delete(self, kind: Kind, object_id: str) -> bool: ...
+    async def active_run(self, thread_id: str) -> Obj | None: ...
+
+
+T = TypeVar("T")
+
+
+class RunStore(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def write(self, fn: Callable[[StoreTx], Awaitable[T]]) -> T:
+        """Run `fn` in one write transaction, committed if it returns, rolled back if it raises."""
+        ...
+
+    async def get(self, kind: Kind, object_id: str) -> Obj | None: ...
+
+    async def list_page(
+        self, kind: Kind, query: PageQuery, **filters: str
+    ) -> tuple[list[Obj], bool]:
+        """One page of `kind` matching `filters` (column=value) and whether more follow."""
+        ...
+
+    async def list_all(self, kind: Kind, **filters: str) -> list[Obj]:
+        """Every object of `kind` matching `filters`, oldest first."""
+        ...
+
+    async def runs_with_status(self, statuses: Iterable[str]) -> list[Obj]: ...

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
-import os
 import socket
+import sqlite3
 import sys
 from collections.abc import Sequence
 
 from gateway import __version__
 from gateway.settings import Settings, SettingsError, env_name, from_env, sqlite_path
+from gateway.store.migrations import MIGRATIONS
 
 DEFAULTS = Settings()
 
@@ -45,8 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = from_env(**{k: v for k, v in vars(args).items() if k != "command"})
-        _check_database(settings)
         sock = _bind(settings.host, settings.port)
+        try:
+            _check_database(settings)
+        except SettingsError:
+            sock.close()
+            raise
     except SettingsError as exc:
         print(f"gateway: error: {exc}", file=sys.stderr)
         return 2
@@ -54,15 +59,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_database(settings: Settings) -> None:
+    """Open the database file once for writing, so that a bad path is one line, not a traceback.
+
+    (The server opens it again through aiosqlite inside the event loop, where a failure could
+    only surface as uvicorn's startup traceback.)
+    """
     path = sqlite_path(settings.database).resolve()
     folder = path.parent
     if not folder.is_dir():
         raise SettingsError(
             f"cannot use database {str(path)!r}: folder {str(folder)!r} does not exist"
         )
-    target = path if path.exists() else folder
-    if not os.access(target, os.W_OK):
-        raise SettingsError(f"cannot use database {str(path)!r}: {str(target)!r} is not writable")
+    try:
+        conn = sqlite3.connect(path, timeout=5, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise SettingsError(f"cannot use database {str(path)!r}: {exc}") from None
+    if version > len(MIGRATIONS):
+        raise SettingsError(
+            f"database {str(path)!r} has schema version {version}, newer than this gateway "
+            f"knows ({len(MIGRATIONS)}): upgrade the gateway"
+        )
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -199,6 +199,7 @@ def run(
     assistant: Obj,
     fields: dict[str, Any],
     expiry_seconds: int,
+    run_id: str | None = None,
 ) -> Obj:
     """A queued run that snapshots its effective configuration from the assistant and overrides."""
     created = now()
@@ -211,7 +212,7 @@ def run(
     tools = fields.get("tools")
     truncation = fields.get("truncation_strategy") or {"type": "auto", "last_messages": None}
     return {
-        "id": ids.run_id(),
+        "id": run_id or ids.run_id(),
         "object": "thread.run",
         "created_at": created,
         "thread_id": thread_id,

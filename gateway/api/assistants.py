@@ -6,13 +6,13 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from gateway import objects
 from gateway.api.context import store_of
 from gateway.api.http import ok, page_query, read_body
 from gateway.api.lists import list_response
 from gateway.api.requests import CreateAssistantRequest, ModifyAssistantRequest
+from gateway.api.routing import resource
 from gateway.errors import not_found
 from gateway.store import Kind, StoreTx
 from gateway.types import Obj
@@ -88,9 +88,11 @@ async def delete_assistant(request: Request) -> Response:
 
 
 routes = [
-    Route("/assistants", create_assistant, methods=["POST"]),
-    Route("/assistants", list_assistants, methods=["GET"]),
-    Route("/assistants/{assistant_id}", get_assistant, methods=["GET"]),
-    Route("/assistants/{assistant_id}", modify_assistant, methods=["POST"]),
-    Route("/assistants/{assistant_id}", delete_assistant, methods=["DELETE"]),
+    resource("/assistants", POST=create_assistant, GET=list_assistants),
+    resource(
+        "/assistants/{assistant_id}",
+        GET=get_assistant,
+        POST=modify_assistant,
+        DELETE=delete_assistant,
+    ),
 ]

@@ -7,6 +7,7 @@ from typing import cast
 from starlette.requests import Request
 
 from gateway.engine import RunEngine
+from gateway.settings import Settings
 from gateway.store import RunStore
 
 
@@ -16,3 +17,7 @@ def store_of(request: Request) -> RunStore:
 
 def engine_of(request: Request) -> RunEngine:
     return cast(RunEngine, request.app.state.engine)
+
+
+def settings_of(request: Request) -> Settings:
+    return cast(Settings, request.app.state.settings)

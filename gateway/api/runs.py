@@ -6,10 +6,9 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from gateway.api.context import engine_of, store_of
-from gateway.api.http import ok, page_query, read_body
+from gateway.api.context import engine_of, settings_of, store_of
+from gateway.api.http import JSONResponse, page_query, read_body
 from gateway.api.lists import list_response
 from gateway.api.requests import (
     CreateRunRequest,
@@ -17,9 +16,11 @@ from gateway.api.requests import (
     ModifyRunRequest,
     SubmitToolOutputsRunRequest,
 )
+from gateway.api.routing import resource
 from gateway.api.threads import existing_thread
 from gateway.errors import InvalidRequestError, not_found
 from gateway.store import Kind
+from gateway.types import Obj
 
 INCLUDABLE = frozenset({"step_details.tool_calls[*].file_search.results[*].content"})
 
@@ -31,6 +32,13 @@ def _no_stream_yet(fields: dict[str, Any]) -> None:
             param="stream",
             code="unsupported_parameter",
         )
+
+
+def run_response(request: Request, run: Obj) -> Response:
+    """A run, with the hint the SDK's poll helpers use to pace their GETs."""
+    return JSONResponse(
+        run, headers={"openai-poll-after-ms": str(settings_of(request).poll_after_ms)}
+    )
 
 
 def _check_include(request: Request) -> None:
@@ -50,13 +58,14 @@ async def create_run(request: Request) -> Response:
     _check_include(request)
     fields = await read_body(request, CreateRunRequest)
     _no_stream_yet(fields)
-    return ok(await engine_of(request).create_run(request.path_params["thread_id"], fields))
+    run = await engine_of(request).create_run(request.path_params["thread_id"], fields)
+    return run_response(request, run)
 
 
 async def create_thread_and_run(request: Request) -> Response:
     fields = await read_body(request, CreateThreadAndRunRequest)
     _no_stream_yet(fields)
-    return ok(await engine_of(request).create_thread_and_run(fields))
+    return run_response(request, await engine_of(request).create_thread_and_run(fields))
 
 
 async def list_runs(request: Request) -> Response:
@@ -68,7 +77,9 @@ async def list_runs(request: Request) -> Response:
 
 async def get_run(request: Request) -> Response:
     params = request.path_params
-    return ok(await engine_of(request).get_run(params["thread_id"], params["run_id"]))
+    return run_response(
+        request, await engine_of(request).get_run(params["thread_id"], params["run_id"])
+    )
 
 
 async def modify_run(request: Request) -> Response:
@@ -76,8 +87,9 @@ async def modify_run(request: Request) -> Response:
     fields = await read_body(request, ModifyRunRequest)
     engine = engine_of(request)
     if "metadata" not in fields:
-        return ok(await engine.get_run(params["thread_id"], params["run_id"]))
-    return ok(await engine.modify_run(params["thread_id"], params["run_id"], fields["metadata"]))
+        return run_response(request, await engine.get_run(params["thread_id"], params["run_id"]))
+    run = await engine.modify_run(params["thread_id"], params["run_id"], fields["metadata"])
+    return run_response(request, run)
 
 
 async def submit_tool_outputs(request: Request) -> Response:
@@ -87,13 +99,14 @@ async def submit_tool_outputs(request: Request) -> Response:
     run = await engine_of(request).submit_tool_outputs(
         params["thread_id"], params["run_id"], fields["tool_outputs"]
     )
-    return ok(run)
+    return run_response(request, run)
 
 
 async def cancel_run(request: Request) -> Response:
     # Clients send Content-Type: application/json with an empty body here: never parse it.
     params = request.path_params
-    return ok(await engine_of(request).cancel_run(params["thread_id"], params["run_id"]))
+    run = await engine_of(request).cancel_run(params["thread_id"], params["run_id"])
+    return run_response(request, run)
 
 
 async def list_steps(request: Request) -> Response:
@@ -111,21 +124,15 @@ async def get_step(request: Request) -> Response:
     step = await store_of(request).get(Kind.STEP, params["step_id"])
     if step is None or step["run_id"] != params["run_id"]:
         raise not_found("run step", params["step_id"])
-    return ok(step)
+    return JSONResponse(step)
 
 
 routes = [
-    Route("/threads/runs", create_thread_and_run, methods=["POST"]),
-    Route("/threads/{thread_id}/runs", create_run, methods=["POST"]),
-    Route("/threads/{thread_id}/runs", list_runs, methods=["GET"]),
-    Route("/threads/{thread_id}/runs/{run_id}", get_run, methods=["GET"]),
-    Route("/threads/{thread_id}/runs/{run_id}", modify_run, methods=["POST"]),
-    Route(
-        "/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
-        submit_tool_outputs,
-        methods=["POST"],
-    ),
-    Route("/threads/{thread_id}/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
-    Route("/threads/{thread_id}/runs/{run_id}/steps", list_steps, methods=["GET"]),
-    Route("/threads/{thread_id}/runs/{run_id}/steps/{step_id}", get_step, methods=["GET"]),
+    resource("/threads/runs", POST=create_thread_and_run),
+    resource("/threads/{thread_id}/runs", POST=create_run, GET=list_runs),
+    resource("/threads/{thread_id}/runs/{run_id}", GET=get_run, POST=modify_run),
+    resource("/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", POST=submit_tool_outputs),
+    resource("/threads/{thread_id}/runs/{run_id}/cancel", POST=cancel_run),
+    resource("/threads/{thread_id}/runs/{run_id}/steps", GET=list_steps),
+    resource("/threads/{thread_id}/runs/{run_id}/steps/{step_id}", GET=get_step),
 ]

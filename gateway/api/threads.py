@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from gateway import objects
 from gateway.api.context import engine_of, store_of
@@ -16,6 +15,7 @@ from gateway.api.requests import (
     ModifyMessageRequest,
     ModifyThreadRequest,
 )
+from gateway.api.routing import resource
 from gateway.errors import not_found
 from gateway.store import Kind, RunStore, StoreTx
 from gateway.types import Obj
@@ -121,13 +121,13 @@ async def delete_message(request: Request) -> Response:
 
 
 routes = [
-    Route("/threads", create_thread, methods=["POST"]),
-    Route("/threads/{thread_id}", get_thread, methods=["GET"]),
-    Route("/threads/{thread_id}", modify_thread, methods=["POST"]),
-    Route("/threads/{thread_id}", delete_thread, methods=["DELETE"]),
-    Route("/threads/{thread_id}/messages", create_message, methods=["POST"]),
-    Route("/threads/{thread_id}/messages", list_messages, methods=["GET"]),
-    Route("/threads/{thread_id}/messages/{message_id}", get_message, methods=["GET"]),
-    Route("/threads/{thread_id}/messages/{message_id}", modify_message, methods=["POST"]),
-    Route("/threads/{thread_id}/messages/{message_id}", delete_message, methods=["DELETE"]),
+    resource("/threads", POST=create_thread),
+    resource("/threads/{thread_id}", GET=get_thread, POST=modify_thread, DELETE=delete_thread),
+    resource("/threads/{thread_id}/messages", POST=create_message, GET=list_messages),
+    resource(
+        "/threads/{thread_id}/messages/{message_id}",
+        GET=get_message,
+        POST=modify_message,
+        DELETE=delete_message,
+    ),
 ]

@@ -144,7 +144,11 @@ class RunEngine:
 
     # --- runs -----------------------------------------------------------------------------
 
-    async def create_run(self, thread_id: str, fields: dict[str, Any]) -> Obj:
+    async def create_run(
+        self, thread_id: str, fields: dict[str, Any], *, run_id: str | None = None
+    ) -> Obj:
+        """Create a queued run and start it. A caller that wants the run's events from the first
+        one subscribes to `run_id` (an id from `gateway.ids.run_id()`) before calling."""
         if await self.store.get(Kind.THREAD, thread_id) is None:
             raise not_found("thread", thread_id)
         assistant = await self._assistant(fields["assistant_id"])
@@ -154,6 +158,7 @@ class RunEngine:
             assistant=assistant,
             fields=fields,
             expiry_seconds=self.run_expiry_seconds,
+            run_id=run_id,
         )
         messages = [
             objects.user_message(thread_id, m) for m in fields.get("additional_messages") or []
@@ -168,7 +173,9 @@ class RunEngine:
         await self._start_run(handle, write, [])
         return copy.deepcopy(run)
 
-    async def create_thread_and_run(self, fields: dict[str, Any]) -> Obj:
+    async def create_thread_and_run(
+        self, fields: dict[str, Any], *, run_id: str | None = None
+    ) -> Obj:
         assistant = await self._assistant(fields["assistant_id"])
         thread_fields = fields.get("thread") or {}
         thread = objects.thread(
@@ -184,6 +191,7 @@ class RunEngine:
             assistant=assistant,
             fields=fields,
             expiry_seconds=self.run_expiry_seconds,
+            run_id=run_id,
         )
         handle = self._register(run)
 

@@ -409,3 +409,31 @@ async def test_restart_resumes_waiting_runs_and_fails_interrupted_ones(tmp_path:
     finally:
         await engine2.stop()
         await store.close()
+
+
+async def test_max_prompt_tokens_truncates_then_gives_up(harness: Harness) -> None:
+    """Auto truncation drops old messages to fit max_prompt_tokens; a newest message that alone
+    is too long ends the run incomplete with reason max_prompt_tokens."""
+    assistant = await harness.assistant()
+    thread = await harness.thread(" ".join(["old"] * 300), "short question")
+    _, evs = await harness.run_events(
+        lambda rid: harness.engine.create_run(
+            thread["id"], {"assistant_id": assistant["id"], "max_prompt_tokens": 256}, run_id=rid
+        )
+    )
+    fitted = evs[-1].data
+    assert fitted is not None and fitted["status"] == "completed"
+    assert fitted["usage"]["prompt_tokens"] == 2
+
+    long_thread = await harness.thread(" ".join(["long"] * 300))
+    _, evs = await harness.run_events(
+        lambda rid: harness.engine.create_run(
+            long_thread["id"],
+            {"assistant_id": assistant["id"], "max_prompt_tokens": 256},
+            run_id=rid,
+        )
+    )
+    assert names(evs)[-1] == events.RUN_INCOMPLETE
+    assert events.STEP_CREATED not in names(evs)
+    final = evs[-1].data
+    assert final is not None and final["incomplete_details"] == {"reason": "max_prompt_tokens"}

@@ -125,6 +125,9 @@ class SQLiteRunStore:
         except (OSError, aiosqlite.Error) as exc:
             await self.close()
             raise StoreOpenError(f"cannot open database {str(self.path)!r}: {exc}") from exc
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         if self._writes:

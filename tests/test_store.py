@@ -1,0 +1,660 @@
+"""SQLiteRunStore against a real database file: schema, transactions, pagination, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway import objects
+from gateway.store.base import CursorNotFoundError, Kind, PageQuery, StoreTx
+from gateway.store.migrations import MIGRATIONS
+from gateway.store.sqlite import SQLiteRunStore, StoreOpenError
+from gateway.types import Obj
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "gateway.db"
+
+
+@pytest.fixture
+async def store(db_path: Path) -> AsyncIterator[SQLiteRunStore]:
+    opened = SQLiteRunStore(db_path)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+def _pragma(path: Path, name: str) -> Any:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(f"PRAGMA {name}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _new_assistant() -> Obj:
+    return objects.assistant({"model": "gateway-local", "name": "helper"})
+
+
+def _new_run(thread: Obj, assistant: Obj) -> Obj:
+    return objects.run(thread_id=thread["id"], assistant=assistant, fields={}, expiry_seconds=600)
+
+
+def _new_step(run: Obj) -> Obj:
+    details = {"type": "message_creation", "message_creation": {"message_id": "msg_x"}}
+    return objects.step(run, details)
+
+
+async def _insert(store: SQLiteRunStore, *items: tuple[Kind, Obj]) -> None:
+    async def fn(tx: StoreTx) -> None:
+        for kind, obj in items:
+            await tx.insert(kind, obj)
+
+    await store.write(fn)
+
+
+async def _seed(store: SQLiteRunStore) -> dict[Kind, Obj]:
+    """One object of every kind, parents first, inserted in one write."""
+    assistant = _new_assistant()
+    thread = objects.thread({})
+    message = objects.user_message(thread["id"], {"role": "user", "content": "hi"})
+    run = _new_run(thread, assistant)
+    step = _new_step(run)
+    seeded = {
+        Kind.ASSISTANT: assistant,
+        Kind.THREAD: thread,
+        Kind.MESSAGE: message,
+        Kind.RUN: run,
+        Kind.STEP: step,
+    }
+    await _insert(store, *seeded.items())
+    return seeded
+
+
+async def _assistants(store: SQLiteRunStore, count: int) -> list[str]:
+    """Insert `count` assistants one write at a time and return their ids, oldest first."""
+    made = [_new_assistant() for _ in range(count)]
+    for assistant in made:
+        await _insert(store, (Kind.ASSISTANT, assistant))
+    return [a["id"] for a in made]
+
+
+def _cursor_query(param: str, cursor: str) -> PageQuery:
+    return PageQuery(after=cursor) if param == "after" else PageQuery(before=cursor)
+
+
+def _ids(items: list[Obj]) -> list[str]:
+    return [item["id"] for item in items]
+
+
+# -- open / migrations ---------------------------------------------------------------------------
+
+
+async def test_open_applies_every_migration(store: SQLiteRunStore, db_path: Path) -> None:
+    """A fresh file is migrated to the newest schema version."""
+    assert _pragma(db_path, "user_version") == len(MIGRATIONS)
+
+
+async def test_open_sets_wal_journal_mode(store: SQLiteRunStore, db_path: Path) -> None:
+    """The database file is left in WAL mode, which persists across connections."""
+    assert _pragma(db_path, "journal_mode") == "wal"
+
+
+async def test_store_connections_enforce_foreign_keys(store: SQLiteRunStore) -> None:
+    """Both store connections run with foreign keys on, so an orphan message is refused."""
+    for conn in (store._writer, store._reader):
+        assert conn is not None
+        rows = list(await conn.execute_fetchall("PRAGMA foreign_keys"))
+        assert rows[0][0] == 1
+    orphan = objects.user_message("thread_missing", {"role": "user", "content": "hi"})
+    with pytest.raises(sqlite3.IntegrityError):
+        await _insert(store, (Kind.MESSAGE, orphan))
+
+
+async def test_reopen_keeps_schema_and_data(db_path: Path) -> None:
+    """Reopening a migrated file runs no migration again (it would fail on existing tables)."""
+    first = SQLiteRunStore(db_path)
+    await first.open()
+    [assistant_id] = await _assistants(first, 1)
+    await first.close()
+
+    second = SQLiteRunStore(db_path)
+    await second.open()
+    try:
+        assert _pragma(db_path, "user_version") == len(MIGRATIONS)
+        assert await second.get(Kind.ASSISTANT, assistant_id) is not None
+    finally:
+        await second.close()
+
+
+async def test_newer_schema_version_is_refused(db_path: Path) -> None:
+    """A file migrated by a newer gateway raises StoreOpenError instead of being touched."""
+    conn = sqlite3.connect(db_path)
+    conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    conn.close()
+    store = SQLiteRunStore(db_path)
+    try:
+        with pytest.raises(StoreOpenError, match="newer"):
+            await store.open()
+    finally:
+        await store.close()
+    assert _pragma(db_path, "user_version") == len(MIGRATIONS) + 1
+
+
+async def test_refused_open_leaves_no_connection_thread(db_path: Path) -> None:
+    """A failed open() closes what it opened: no aiosqlite thread outlives the error."""
+    conn = sqlite3.connect(db_path)
+    conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    conn.close()
+    before = set(threading.enumerate())
+    store = SQLiteRunStore(db_path)
+    try:
+        with pytest.raises(StoreOpenError):
+            await store.open()
+        started = set(threading.enumerate()) - before
+        for thread in started:
+            thread.join(timeout=1)
+        leaked = [thread for thread in started if thread.is_alive()]
+    finally:
+        # The lifespan never calls close() after a failed open(); this only keeps pytest exiting.
+        await store.close()
+    assert leaked == []
+
+
+@pytest.mark.parametrize("where", ["missing-folder", "file-as-folder"])
+async def test_unopenable_path_raises_store_open_error(tmp_path: Path, where: str) -> None:
+    """A database path whose folder is missing or is not a folder raises StoreOpenError."""
+    if where == "file-as-folder":
+        (tmp_path / "plain-file").write_text("not a folder")
+        path = tmp_path / "plain-file" / "gateway.db"
+    else:
+        path = tmp_path / "no" / "such" / "folder" / "gateway.db"
+    before = set(threading.enumerate())
+    store = SQLiteRunStore(path)
+    with pytest.raises(StoreOpenError):
+        await store.open()
+    # aiosqlite stops the failed connection's thread without awaiting it; joining here also keeps
+    # that thread from reporting to this test's event loop after the loop has closed.
+    started = set(threading.enumerate()) - before
+    for thread in started:
+        thread.join(timeout=1)
+    assert [thread for thread in started if thread.is_alive()] == []
+    assert not path.exists()
+
+
+# -- write transactions --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+async def test_insert_then_get_roundtrips_every_kind(store: SQLiteRunStore, kind: Kind) -> None:
+    """An inserted object comes back from get() exactly as it went in."""
+    seeded = await _seed(store)
+    assert await store.get(kind, seeded[kind]["id"]) == seeded[kind]
+
+
+async def test_get_unknown_id_returns_none(store: SQLiteRunStore) -> None:
+    """get() of an id never stored is None, not an error."""
+    assert await store.get(Kind.THREAD, "thread_missing") is None
+
+
+async def test_tx_reads_its_own_writes(store: SQLiteRunStore) -> None:
+    """Inside a write, tx.get() sees an object the same transaction inserted."""
+    assistant = _new_assistant()
+
+    async def fn(tx: StoreTx) -> Obj | None:
+        await tx.insert(Kind.ASSISTANT, assistant)
+        return await tx.get(Kind.ASSISTANT, assistant["id"])
+
+    assert await store.write(fn) == assistant
+
+
+async def test_insert_of_existing_id_is_refused(store: SQLiteRunStore) -> None:
+    """insert() never overwrites: a second insert of the same id is an integrity error."""
+    [assistant_id] = await _assistants(store, 1)
+    again = {**_new_assistant(), "id": assistant_id}
+    with pytest.raises(sqlite3.IntegrityError):
+        await _insert(store, (Kind.ASSISTANT, again))
+
+
+async def test_save_upserts_without_deleting_children(store: SQLiteRunStore) -> None:
+    """Saving an existing thread updates it in place and keeps its messages, runs and steps."""
+    seeded = await _seed(store)
+    thread = {**seeded[Kind.THREAD], "metadata": {"k": "v"}}
+
+    async def fn(tx: StoreTx) -> None:
+        await tx.save(Kind.THREAD, thread)
+
+    await store.write(fn)
+    assert await store.get(Kind.THREAD, thread["id"]) == thread
+    for kind in (Kind.MESSAGE, Kind.RUN, Kind.STEP):
+        assert await store.get(kind, seeded[kind]["id"]) == seeded[kind]
+
+
+async def test_save_updates_lookup_columns(store: SQLiteRunStore) -> None:
+    """Saving a run with a new status moves it between runs_with_status() answers."""
+    seeded = await _seed(store)
+    done = {**seeded[Kind.RUN], "status": "completed"}
+
+    async def fn(tx: StoreTx) -> None:
+        await tx.save(Kind.RUN, done)
+
+    await store.write(fn)
+    assert await store.runs_with_status(["queued"]) == []
+    assert await store.runs_with_status(["completed"]) == [done]
+
+
+async def test_save_inserts_a_new_object(store: SQLiteRunStore) -> None:
+    """save() of an unknown id inserts it."""
+    assistant = _new_assistant()
+
+    async def fn(tx: StoreTx) -> None:
+        await tx.save(Kind.ASSISTANT, assistant)
+
+    await store.write(fn)
+    assert await store.get(Kind.ASSISTANT, assistant["id"]) == assistant
+
+
+async def test_raising_write_rolls_back_everything(store: SQLiteRunStore) -> None:
+    """A write fn that raises persists none of its changes and the store stays usable."""
+    thread = objects.thread({})
+    message = objects.user_message(thread["id"], {"role": "user", "content": "hi"})
+
+    async def fn(tx: StoreTx) -> None:
+        await tx.insert(Kind.THREAD, thread)
+        await tx.insert(Kind.MESSAGE, message)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await store.write(fn)
+    assert await store.get(Kind.THREAD, thread["id"]) is None
+    assert await store.get(Kind.MESSAGE, message["id"]) is None
+
+    await _insert(store, (Kind.THREAD, thread))
+    assert await store.get(Kind.THREAD, thread["id"]) == thread
+
+
+async def test_delete_reports_whether_a_row_went(store: SQLiteRunStore) -> None:
+    """tx.delete() is True for a stored id and False for an unknown one."""
+    [assistant_id] = await _assistants(store, 1)
+
+    async def fn(tx: StoreTx) -> tuple[bool, bool]:
+        return await tx.delete(Kind.ASSISTANT, assistant_id), await tx.delete(
+            Kind.ASSISTANT, "asst_missing"
+        )
+
+    assert await store.write(fn) == (True, False)
+    assert await store.get(Kind.ASSISTANT, assistant_id) is None
+
+
+async def test_write_cancelled_while_running_still_commits(store: SQLiteRunStore) -> None:
+    """Cancelling the caller of a running write does not stop the write from committing."""
+    thread = objects.thread({})
+    message = objects.user_message(thread["id"], {"role": "user", "content": "hi"})
+    running = asyncio.Event()
+
+    async def fn(tx: StoreTx) -> None:
+        running.set()
+        await tx.insert(Kind.THREAD, thread)
+        await tx.insert(Kind.MESSAGE, message)
+
+    caller = asyncio.create_task(store.write(fn))
+    await running.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+
+    # The write lock orders this read-back after the cancelled write's commit.
+    async def read_back(tx: StoreTx) -> tuple[Obj | None, Obj | None]:
+        return await tx.get(Kind.THREAD, thread["id"]), await tx.get(Kind.MESSAGE, message["id"])
+
+    assert await store.write(read_back) == (thread, message)
+    assert await store.get(Kind.MESSAGE, message["id"]) == message
+
+
+async def test_write_cancelled_while_queued_still_commits(store: SQLiteRunStore) -> None:
+    """A write whose caller is cancelled while it waits behind another write still commits."""
+    gate = asyncio.Event()
+    holding = asyncio.Event()
+    queued = asyncio.Event()
+    assistant = _new_assistant()
+
+    async def hold(tx: StoreTx) -> None:
+        holding.set()
+        await gate.wait()
+
+    async def fn(tx: StoreTx) -> None:
+        await tx.insert(Kind.ASSISTANT, assistant)
+
+    async def caller() -> None:
+        queued.set()
+        # write() schedules its transaction before its first suspension, in this same step.
+        await store.write(fn)
+
+    holder = asyncio.create_task(store.write(hold))
+    await holding.wait()
+    queued_caller = asyncio.create_task(caller())
+    await queued.wait()
+    queued_caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await queued_caller
+    gate.set()
+    await holder
+
+    async def read_back(tx: StoreTx) -> Obj | None:
+        return await tx.get(Kind.ASSISTANT, assistant["id"])
+
+    assert await store.write(read_back) == assistant
+
+
+async def test_close_waits_for_a_cancelled_write(db_path: Path) -> None:
+    """close() lets an in-flight write whose caller was cancelled commit before closing."""
+    store = SQLiteRunStore(db_path)
+    await store.open()
+    assistant = _new_assistant()
+    running = asyncio.Event()
+
+    async def fn(tx: StoreTx) -> None:
+        running.set()
+        await tx.insert(Kind.ASSISTANT, assistant)
+
+    caller = asyncio.create_task(store.write(fn))
+    await running.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await store.close()
+
+    reopened = SQLiteRunStore(db_path)
+    await reopened.open()
+    try:
+        assert await reopened.get(Kind.ASSISTANT, assistant["id"]) == assistant
+    finally:
+        await reopened.close()
+
+
+# -- list_page -----------------------------------------------------------------------------------
+
+
+async def test_list_page_defaults_to_newest_first(store: SQLiteRunStore) -> None:
+    """Without an order, a page lists the newest object first."""
+    made = await _assistants(store, 3)
+    items, has_more = await store.list_page(Kind.ASSISTANT, PageQuery())
+    assert _ids(items) == made[::-1]
+    assert has_more is False
+
+
+async def test_list_page_asc_lists_oldest_first(store: SQLiteRunStore) -> None:
+    """order=asc lists in creation order."""
+    made = await _assistants(store, 3)
+    items, _ = await store.list_page(Kind.ASSISTANT, PageQuery(order="asc"))
+    assert _ids(items) == made
+
+
+@pytest.mark.parametrize(("limit", "expected_more"), [(1, True), (4, True), (5, False), (6, False)])
+async def test_list_page_limit_and_exact_has_more(
+    store: SQLiteRunStore, limit: int, expected_more: bool
+) -> None:
+    """A page holds at most `limit` items; has_more is True only if another item follows."""
+    made = await _assistants(store, 5)
+    items, has_more = await store.list_page(Kind.ASSISTANT, PageQuery(limit=limit, order="asc"))
+    assert _ids(items) == made[:limit]
+    assert has_more is expected_more
+
+
+async def test_list_page_of_empty_collection(store: SQLiteRunStore) -> None:
+    """An empty collection lists no items and no more."""
+    assert await store.list_page(Kind.ASSISTANT, PageQuery()) == ([], False)
+
+
+# Five assistants a0..a4 created in that order; expected pages name them by index.
+CURSOR_CASES = [
+    # order, after, before, limit, expected indices, has_more
+    ("asc", 1, None, 20, [2, 3, 4], False),
+    ("asc", 1, None, 2, [2, 3], True),
+    ("asc", 4, None, 20, [], False),
+    ("asc", None, 3, 20, [0, 1, 2], False),
+    ("asc", None, 3, 2, [1, 2], True),
+    ("asc", None, 0, 20, [], False),
+    ("desc", 3, None, 20, [2, 1, 0], False),
+    ("desc", 3, None, 2, [2, 1], True),
+    ("desc", 0, None, 20, [], False),
+    ("desc", None, 1, 20, [4, 3, 2], False),
+    ("desc", None, 1, 2, [3, 2], True),
+    ("desc", None, 4, 20, [], False),
+    ("asc", 0, 4, 20, [1, 2, 3], False),
+    ("desc", 4, 0, 20, [3, 2, 1], False),
+]
+
+
+@pytest.mark.parametrize(
+    ("order", "after", "before", "limit", "expected", "expected_more"), CURSOR_CASES
+)
+async def test_list_page_cursors(
+    store: SQLiteRunStore,
+    order: Any,
+    after: int | None,
+    before: int | None,
+    limit: int,
+    expected: list[int],
+    expected_more: bool,
+) -> None:
+    """after/before select the items strictly past/short of the cursor in the listed order."""
+    made = await _assistants(store, 5)
+    query = PageQuery(
+        limit=limit,
+        order=order,
+        after=None if after is None else made[after],
+        before=None if before is None else made[before],
+    )
+    items, has_more = await store.list_page(Kind.ASSISTANT, query)
+    assert _ids(items) == [made[i] for i in expected]
+    assert has_more is expected_more
+
+
+async def test_list_page_walks_every_item_once(store: SQLiteRunStore) -> None:
+    """Following last_id with `after` visits every item exactly once, in order."""
+    made = await _assistants(store, 7)
+    seen: list[str] = []
+    after: str | None = None
+    while True:
+        items, has_more = await store.list_page(Kind.ASSISTANT, PageQuery(limit=3, after=after))
+        seen += _ids(items)
+        if not has_more:
+            break
+        after = items[-1]["id"]
+    assert seen == made[::-1]
+
+
+@pytest.mark.parametrize("param", ["after", "before"])
+async def test_unknown_cursor_raises(store: SQLiteRunStore, param: str) -> None:
+    """A cursor naming no stored object raises CursorNotFoundError naming the parameter."""
+    await _assistants(store, 2)
+    query = _cursor_query(param, "asst_missing")
+    with pytest.raises(CursorNotFoundError) as caught:
+        await store.list_page(Kind.ASSISTANT, query)
+    assert caught.value.param == param
+    assert caught.value.cursor == "asst_missing"
+
+
+async def _two_threads_of_messages(store: SQLiteRunStore) -> tuple[dict[str, list[str]], Obj]:
+    """Two threads with three messages each, interleaved; the last two of thread A tie to a run."""
+    assistant = _new_assistant()
+    thread_a, thread_b = objects.thread({}), objects.thread({})
+    run = _new_run(thread_a, assistant)
+    await _insert(
+        store, (Kind.ASSISTANT, assistant), (Kind.THREAD, thread_a), (Kind.THREAD, thread_b)
+    )
+    await _insert(store, (Kind.RUN, run))
+    ids: dict[str, list[str]] = {thread_a["id"]: [], thread_b["id"]: []}
+    for n in range(3):
+        for thread in (thread_a, thread_b):
+            if thread is thread_a and n > 0:
+                message = objects.assistant_message(run)
+            else:
+                message = objects.user_message(thread["id"], {"role": "user", "content": f"{n}"})
+            await _insert(store, (Kind.MESSAGE, message))
+            ids[thread["id"]].append(message["id"])
+    return ids, run
+
+
+async def test_list_page_filters_messages_by_thread(store: SQLiteRunStore) -> None:
+    """Filtering by thread_id lists only that thread's messages."""
+    ids, _ = await _two_threads_of_messages(store)
+    for thread_id, message_ids in ids.items():
+        items, has_more = await store.list_page(
+            Kind.MESSAGE, PageQuery(order="asc"), thread_id=thread_id
+        )
+        assert _ids(items) == message_ids
+        assert has_more is False
+
+
+async def test_list_page_filters_messages_by_run(store: SQLiteRunStore) -> None:
+    """Filtering by thread_id and run_id lists only the run's messages."""
+    ids, run = await _two_threads_of_messages(store)
+    items, _ = await store.list_page(
+        Kind.MESSAGE, PageQuery(order="asc"), thread_id=run["thread_id"], run_id=run["id"]
+    )
+    assert _ids(items) == ids[run["thread_id"]][1:]
+
+
+async def test_list_page_cursor_within_filter(store: SQLiteRunStore) -> None:
+    """A cursor inside the filtered collection pages within that collection only."""
+    ids, run = await _two_threads_of_messages(store)
+    thread_ids = ids[run["thread_id"]]
+    items, _ = await store.list_page(
+        Kind.MESSAGE, PageQuery(order="asc", after=thread_ids[0]), thread_id=run["thread_id"]
+    )
+    assert _ids(items) == thread_ids[1:]
+
+
+@pytest.mark.parametrize("param", ["after", "before"])
+async def test_cursor_from_another_thread_is_unknown(store: SQLiteRunStore, param: str) -> None:
+    """A message id from another thread is no cursor for this thread's messages."""
+    ids, run = await _two_threads_of_messages(store)
+    [other] = [t for t in ids if t != run["thread_id"]]
+    query = _cursor_query(param, ids[other][1])
+    with pytest.raises(CursorNotFoundError) as caught:
+        await store.list_page(Kind.MESSAGE, query, thread_id=run["thread_id"])
+    assert caught.value.param == param
+
+
+# -- list_all / runs_with_status -----------------------------------------------------------------
+
+
+async def test_list_all_is_oldest_first(store: SQLiteRunStore) -> None:
+    """list_all() returns every object in creation order."""
+    made = await _assistants(store, 4)
+    assert _ids(await store.list_all(Kind.ASSISTANT)) == made
+
+
+async def test_list_all_filters(store: SQLiteRunStore) -> None:
+    """list_all() with filters returns only matching objects, oldest first."""
+    ids, run = await _two_threads_of_messages(store)
+    for thread_id, message_ids in ids.items():
+        assert _ids(await store.list_all(Kind.MESSAGE, thread_id=thread_id)) == message_ids
+    by_run = await store.list_all(Kind.MESSAGE, run_id=run["id"])
+    assert _ids(by_run) == ids[run["thread_id"]][1:]
+    assert await store.list_all(Kind.MESSAGE, thread_id="thread_missing") == []
+
+
+async def test_runs_with_status(store: SQLiteRunStore) -> None:
+    """runs_with_status() returns the runs in any of the given statuses, oldest first."""
+    assistant = _new_assistant()
+    thread = objects.thread({})
+    statuses = ["queued", "in_progress", "completed", "requires_action", "failed"]
+    runs = [{**_new_run(thread, assistant), "status": status} for status in statuses]
+    await _insert(
+        store,
+        (Kind.ASSISTANT, assistant),
+        (Kind.THREAD, thread),
+        *((Kind.RUN, run) for run in runs),
+    )
+    active = await store.runs_with_status(["requires_action", "queued", "in_progress"])
+    assert _ids(active) == _ids(runs[:2] + runs[3:4])
+    assert await store.runs_with_status(["completed"]) == [runs[2]]
+    assert await store.runs_with_status(["expired"]) == []
+    assert await store.runs_with_status([]) == []
+
+
+async def test_tx_active_run(store: SQLiteRunStore) -> None:
+    """tx.active_run() finds the thread's run in an active status and ignores finished ones."""
+    seeded = await _seed(store)
+    thread_id = seeded[Kind.THREAD]["id"]
+
+    async def active(tx: StoreTx) -> Obj | None:
+        return await tx.active_run(thread_id)
+
+    assert await store.write(active) == seeded[Kind.RUN]
+
+    async def finish(tx: StoreTx) -> None:
+        await tx.save(Kind.RUN, {**seeded[Kind.RUN], "status": "completed"})
+
+    await store.write(finish)
+    assert await store.write(active) is None
+
+
+# -- cascade and durability ----------------------------------------------------------------------
+
+
+async def test_deleting_a_thread_cascades(store: SQLiteRunStore) -> None:
+    """Deleting a thread deletes its messages, runs and run steps, and nothing else."""
+    seeded = await _seed(store)
+    other = await _seed(store)
+
+    async def fn(tx: StoreTx) -> bool:
+        return await tx.delete(Kind.THREAD, seeded[Kind.THREAD]["id"])
+
+    assert await store.write(fn) is True
+    for kind in (Kind.THREAD, Kind.MESSAGE, Kind.RUN, Kind.STEP):
+        assert await store.get(kind, seeded[kind]["id"]) is None
+    assert await store.list_all(Kind.STEP, run_id=seeded[Kind.RUN]["id"]) == []
+    assert await store.get(Kind.ASSISTANT, seeded[Kind.ASSISTANT]["id"]) is not None
+    for kind, obj in other.items():
+        assert await store.get(kind, obj["id"]) == obj
+
+
+async def test_data_survives_close_and_reopen(db_path: Path) -> None:
+    """Everything written is there after close() and a fresh open() of the same file."""
+    first = SQLiteRunStore(db_path)
+    await first.open()
+    seeded = await _seed(first)
+    await first.close()
+
+    second = SQLiteRunStore(db_path)
+    await second.open()
+    try:
+        for kind, obj in seeded.items():
+            assert await second.get(kind, obj["id"]) == obj
+    finally:
+        await second.close()
+
+
+async def test_close_leaves_no_threads(db_path: Path) -> None:
+    """close() stops both aiosqlite connection threads."""
+    before = set(threading.enumerate())
+    store = SQLiteRunStore(db_path)
+    await store.open()
+    await _seed(store)
+    started = set(threading.enumerate()) - before
+    assert len(started) == 2
+    await store.close()
+    for thread in started:
+        # The worker answers close() just before its loop exits; give it a moment to return.
+        thread.join(timeout=1)
+    assert [thread for thread in started if thread.is_alive()] == []
+    assert threading.active_count() == len(before)
+
+
+async def test_close_twice_is_harmless(db_path: Path) -> None:
+    """A second close() is a no-op."""
+    store = SQLiteRunStore(db_path)
+    await store.open()
+    await store.close()
+    await store.close()

@@ -75,8 +75,6 @@ def from_env(environ: dict[str, str] | None = None, **overrides: object) -> Sett
 
 def _convert(name: str, raw: str, kind: type) -> object:
     try:
-        if kind is bool:
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
         return kind(raw)
     except ValueError:
         raise SettingsError(f"{env_name(name)}={raw!r} is not a valid {kind.__name__}") from None

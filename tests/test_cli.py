@@ -157,7 +157,15 @@ def test_database_in_a_missing_folder_is_one_clear_line(
     launcher: list[str], tmp_path: Path
 ) -> None:
     """`--database /nonexistent-dir/x.db` exits non-zero with one line naming the folder."""
-    result = run_cli(launcher, "serve", "--database", "/nonexistent-dir/x.db", cwd=tmp_path)
+    result = run_cli(
+        launcher,
+        "serve",
+        "--port",
+        str(free_port()),
+        "--database",
+        "/nonexistent-dir/x.db",
+        cwd=tmp_path,
+    )
     assert_one_clear_line(result, "/nonexistent-dir")
 
 
@@ -167,7 +175,15 @@ def test_database_under_a_regular_file_is_one_clear_line(
     """A database path whose parent is a regular file exits non-zero with one clear line."""
     parent = tmp_path / "not-a-folder"
     parent.write_text("")
-    result = run_cli(launcher, "serve", "--database", str(parent / "x.db"), cwd=tmp_path)
+    result = run_cli(
+        launcher,
+        "serve",
+        "--port",
+        str(free_port()),
+        "--database",
+        str(parent / "x.db"),
+        cwd=tmp_path,
+    )
     assert_one_clear_line(result, str(parent))
 
 

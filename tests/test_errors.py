@@ -445,29 +445,15 @@ class TestMistakesThatWriteNothing:
     @pytest.mark.parametrize("path", BODY_ENDPOINTS)
     @pytest.mark.parametrize(
         "raw",
-        [b'{"model": ', b"{'model': 'x'}", b"not json", b'{"model": "m",}', b"\xff\xfe{}"],
-        ids=["truncated", "single-quotes", "bare-words", "trailing-comma", "not-utf8"],
+        [
+            *(b'{"model": ', b"{'model': 'x'}", b"not json", b'{"model": "m",}', b"\xff\xfe{}"),
+            *(b"[]", b'["model"]', b'"gpt-4o"', b"42", b"true", b"null"),
+        ],
     )
-    def test_malformed_json_is_400(
+    def test_body_that_is_not_a_json_object_is_400(
         self, server: LiveServer, world: World, path: str, raw: bytes
     ) -> None:
-        """A body that is not valid JSON is a 400, never a 500."""
-        fail(
-            server,
-            "POST",
-            world.fill(path),
-            raw=raw,
-            headers={"Content-Type": "application/json"},
-            status=400,
-            param=None,
-        )
-
-    @pytest.mark.parametrize("path", BODY_ENDPOINTS)
-    @pytest.mark.parametrize("raw", [b"[]", b'["model"]', b'"gpt-4o"', b"42", b"true", b"null"])
-    def test_json_that_is_not_an_object_is_400(
-        self, server: LiveServer, world: World, path: str, raw: bytes
-    ) -> None:
-        """Valid JSON that is not an object (array, string, number, bool, null) is a 400."""
+        """A body that is not valid JSON, or JSON but not an object, is a 400, never a 500."""
         fail(
             server,
             "POST",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +24,8 @@ from gateway.objects import (
 )
 from gateway.types import Obj
 from tests.conftest import need
+from tests.schemas import SPEC
 
-SPEC = Path(__file__).resolve().parents[2] / "shared/spec/openai-assistants-openapi-subset.yaml"
 TERMINAL_STEP_STATUSES = frozenset(StepStatus) - {StepStatus.IN_PROGRESS}
 
 # -- run and step transitions --------------------------------------------------------------------

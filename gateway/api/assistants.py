@@ -13,9 +13,9 @@ from gateway.api.http import ok, page_query, read_body
 from gateway.api.lists import list_response
 from gateway.api.requests import CreateAssistantRequest, ModifyAssistantRequest
 from gateway.api.routing import resource
+from gateway.api.writes import delete, modify
 from gateway.errors import not_found
 from gateway.store import Kind, StoreTx
-from gateway.types import Obj
 
 
 async def create_assistant(request: Request) -> Response:
@@ -43,47 +43,23 @@ async def get_assistant(request: Request) -> Response:
 
 async def modify_assistant(request: Request) -> Response:
     assistant_id = request.path_params["assistant_id"]
-    fields = await read_body(request, ModifyAssistantRequest)
-
-    async def write(tx: StoreTx) -> Obj:
-        assistant = await tx.get(Kind.ASSISTANT, assistant_id)
-        if assistant is None:
-            raise not_found("assistant", assistant_id)
-        assistant.update(_modified(fields))
-        await tx.save(Kind.ASSISTANT, assistant)
-        return assistant
-
-    return ok(await store_of(request).write(write))
+    changes = _modified(await read_body(request, ModifyAssistantRequest))
+    assistant = await modify(
+        store_of(request), Kind.ASSISTANT, assistant_id, lambda a: a.update(changes)
+    )
+    return ok(assistant)
 
 
 def _modified(fields: dict[str, Any]) -> dict[str, Any]:
-    """Fields as stored after a modify: null resets a field to its default."""
-    changes: dict[str, Any] = {}
-    defaults: dict[str, Any] = {
-        "tools": [],
-        "metadata": {},
-        "tool_resources": {},
-        "temperature": 1.0,
-        "top_p": 1.0,
-        "response_format": "auto",
-    }
-    for name, value in fields.items():
-        if name == "reasoning_effort":
-            continue  # accepted but, as at OpenAI, not echoed in the assistant object
-        if name == "model" and value is None:
-            continue  # the model cannot be unset
-        changes[name] = defaults.get(name) if value is None else value
-    return changes
+    """The fields a modify changes. reasoning_effort is accepted but, as at OpenAI, not echoed;
+    a null is "not set" and was already dropped by validation."""
+    return {name: value for name, value in fields.items() if name != "reasoning_effort"}
 
 
 async def delete_assistant(request: Request) -> Response:
     assistant_id = request.path_params["assistant_id"]
 
-    async def write(tx: StoreTx) -> bool:
-        return await tx.delete(Kind.ASSISTANT, assistant_id)
-
-    if not await store_of(request).write(write):
-        raise not_found("assistant", assistant_id)
+    await delete(store_of(request), Kind.ASSISTANT, assistant_id)
     return ok(objects.deleted(assistant_id, "assistant.deleted"))
 
 

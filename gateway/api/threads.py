@@ -16,8 +16,9 @@ from gateway.api.requests import (
     ModifyThreadRequest,
 )
 from gateway.api.routing import resource
+from gateway.api.writes import delete, modify
 from gateway.errors import not_found
-from gateway.store import Kind, RunStore, StoreTx
+from gateway.store import Kind, RunStore
 from gateway.types import Obj
 
 
@@ -41,18 +42,13 @@ async def modify_thread(request: Request) -> Response:
     thread_id = request.path_params["thread_id"]
     fields = await read_body(request, ModifyThreadRequest)
 
-    async def write(tx: StoreTx) -> Obj:
-        thread = await tx.get(Kind.THREAD, thread_id)
-        if thread is None:
-            raise not_found("thread", thread_id)
+    def apply(thread: Obj) -> None:
         if "metadata" in fields:
             thread["metadata"] = fields["metadata"] or {}
         if "tool_resources" in fields:
             thread["tool_resources"] = objects.tool_resources(fields["tool_resources"])
-        await tx.save(Kind.THREAD, thread)
-        return thread
 
-    return ok(await store_of(request).write(write))
+    return ok(await modify(store_of(request), Kind.THREAD, thread_id, apply))
 
 
 async def delete_thread(request: Request) -> Response:
@@ -94,16 +90,11 @@ async def modify_message(request: Request) -> Response:
     store = store_of(request)
     await _message(store, thread_id, message_id)
 
-    async def write(tx: StoreTx) -> Obj:
-        message = await tx.get(Kind.MESSAGE, message_id)
-        if message is None:
-            raise not_found("message", message_id)
+    def apply(message: Obj) -> None:
         if "metadata" in fields:
             message["metadata"] = fields["metadata"] or {}
-        await tx.save(Kind.MESSAGE, message)
-        return message
 
-    return ok(await store.write(write))
+    return ok(await modify(store, Kind.MESSAGE, message_id, apply))
 
 
 async def delete_message(request: Request) -> Response:
@@ -112,11 +103,7 @@ async def delete_message(request: Request) -> Response:
     store = store_of(request)
     await _message(store, thread_id, message_id)
 
-    async def write(tx: StoreTx) -> bool:
-        return await tx.delete(Kind.MESSAGE, message_id)
-
-    if not await store.write(write):
-        raise not_found("message", message_id)
+    await delete(store, Kind.MESSAGE, message_id)
     return ok(objects.deleted(message_id, "thread.message.deleted"))
 
 

@@ -372,7 +372,7 @@ class RunEngine:
         self._settle(handle)
 
     async def _guard(self, work: Awaitable[None], handle: RunHandle) -> None:
-        """Await a run's closing work; a failure there is logged, and the expiry loop retries."""
+        """Await a run's closing work; a failure there is logged, never raised into the task."""
         try:
             await work
         except Exception:

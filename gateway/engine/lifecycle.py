@@ -57,7 +57,7 @@ class Lifecycle:
             run["cancelled_at"] = stamp
         elif status is RunStatus.FAILED:
             run["failed_at"] = stamp
-        if status not in (RunStatus.REQUIRES_ACTION,):
+        if status is not RunStatus.REQUIRES_ACTION:
             run["required_action"] = None
         if status in (
             RunStatus.COMPLETED,

@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     flag("log_level", str, "critical, error, warning, info or debug")
     flag("run_expiry_seconds", int, "seconds before an active run expires")
     flag("local_model_delay_ms", float, "pause between the local model's tokens, 0 = none")
+    flag("stream_ping_seconds", float, "keep-alive comment interval on event streams, 0 = none")
     return parser
 
 
@@ -102,23 +103,13 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _serve(settings: Settings, sock: socket.socket) -> int:
-    import uvicorn
-
-    from gateway.app import create_app
+    from gateway.serving import build_server
 
     logging.basicConfig(
         level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    config = uvicorn.Config(
-        create_app(settings),
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level,
-        lifespan="on",
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-    )
-    server = uvicorn.Server(config)
+    server = build_server(settings)
     server.run(sockets=[sock])
     # uvicorn exits with 3 when startup (the lifespan: opening the database) failed.
     return 0 if server.started else 3

@@ -7,7 +7,7 @@ This is the only module that names concrete adapters.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -29,21 +29,22 @@ from gateway.store import open_store
 log = logging.getLogger("gateway")
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(
+    settings: Settings, *, backend_for: Callable[[str], ModelBackend] | None = None
+) -> Starlette:
+    """The app for `settings`; `backend_for` picks each run's model backend (by default the
+    built-in local model)."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = open_store(settings.database)
         await store.open()
         bus = open_bus("memory://", subscriber_buffer=settings.subscriber_buffer)
         local = LocalModelBackend(delay_ms=settings.local_model_delay_ms)
-
-        def backend_for(model: str) -> ModelBackend:
-            return local
-
         engine = RunEngine(
             store,
             bus,
-            backend_for,
+            backend_for or (lambda model: local),
             run_expiry_seconds=settings.run_expiry_seconds,
             expiry_check_seconds=settings.expiry_check_seconds,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
@@ -69,6 +70,15 @@ def create_app(settings: Settings) -> Starlette:
         },
         lifespan=lifespan,
     )
+
+
+async def drain(app: Starlette) -> None:
+    """Begin shutting down: end the runs in progress, whose streams then get their final events
+    and `done`, and close every other stream. The lifespan closes the rest afterwards."""
+    engine: RunEngine | None = getattr(app.state, "engine", None)
+    if engine is not None:
+        await engine.stop()
+        await app.state.bus.close()
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:

@@ -46,6 +46,13 @@ class ConflictError(InvalidRequestError):
     status_code = 400
 
 
+class ServiceUnavailableError(GatewayError):
+    """The gateway cannot take this request now (it is shutting down); a retry may succeed."""
+
+    status_code = 503
+    error_type = "server_error"
+
+
 class ServerError(GatewayError):
     status_code = 500
     error_type = "server_error"

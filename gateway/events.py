@@ -37,6 +37,9 @@ MESSAGE_COMPLETED: Final = "thread.message.completed"
 MESSAGE_INCOMPLETE: Final = "thread.message.incomplete"
 ERROR: Final = "error"
 DONE: Final = "done"
+# Not an OpenAI event and never sent: marks, on the bus, where a stream of the run ends (after
+# requires_action or a terminal status, and after any error event that follows it).
+STREAM_END: Final = "gateway.stream_end"
 
 ALL_EVENTS: Final = frozenset(
     {
@@ -80,16 +83,6 @@ class Event:
 
     name: str
     data: Obj | None
-
-    @property
-    def is_terminal_for_stream(self) -> bool:
-        """Whether a stream of the run ends after this event (terminal or requires_action)."""
-        return self.name in _STREAM_ENDING
-
-
-_STREAM_ENDING: Final = frozenset(
-    {RUN_REQUIRES_ACTION, RUN_COMPLETED, RUN_INCOMPLETE, RUN_FAILED, RUN_CANCELLED, RUN_EXPIRED}
-)
 
 
 def snapshot(name: str, obj: Obj) -> Event:
@@ -140,3 +133,4 @@ def error(message: str, *, type_: str = "server_error", code: str | None = "serv
 
 
 DONE_EVENT: Final = Event(DONE, None)
+STREAM_END_EVENT: Final = Event(STREAM_END, None)

@@ -21,10 +21,13 @@ class Settings:
     log_level: str = "info"
     # Seconds a run may stay active (queued, in_progress, requires_action) before it expires.
     run_expiry_seconds: int = 600
-    # Pause between the built-in local model's tokens; 0 emits them as fast as possible.
-    local_model_delay_ms: float = 0.0
+    # Pause between the built-in local model's tokens, about a real model's pace; 0 emits them
+    # as fast as possible.
+    local_model_delay_ms: float = 20.0
     # Sent as `openai-poll-after-ms` on run responses: how long the SDK's poll helpers wait.
     poll_after_ms: int = 200
+    # Seconds between keep-alive comments on an idle event stream (0 turns them off).
+    stream_ping_seconds: float = 15.0
     # Events a subscriber may have waiting before it is dropped (it can resume from the log).
     subscriber_buffer: int = 10_000
     # How often the engine looks for runs whose expires_at has passed.
@@ -87,6 +90,8 @@ def validate(settings: Settings) -> None:
         raise SettingsError("run expiry must be at least 1 second")
     if settings.local_model_delay_ms < 0:
         raise SettingsError("local model delay must not be negative")
+    if settings.stream_ping_seconds < 0:
+        raise SettingsError("stream ping interval must not be negative")
     if settings.poll_after_ms < 0:
         raise SettingsError("poll-after must not be negative")
     if settings.subscriber_buffer < 1:

@@ -5,20 +5,32 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
+from starlette.applications import Starlette
 
-from gateway.app import create_app
+from gateway.models.base import ModelBackend
+from gateway.serving import build_server
 from gateway.settings import Settings
 
 
 class LiveServer:
     """Start, stop and restart the gateway on one SQLite file; `base_url` ends in /v1."""
 
-    def __init__(self, database: Path, **settings: object) -> None:
+    def __init__(
+        self,
+        database: Path,
+        backend_for: Callable[[str], ModelBackend] | None = None,
+        **settings: object,
+    ) -> None:
+        # Tests run the local model unpaced unless they ask for a pace.
+        settings = {"local_model_delay_ms": 0.0, **settings}
         self.settings = replace(Settings(), database=str(database), **settings)  # type: ignore[arg-type]
+        self.backend_for = backend_for
+        self.app: Starlette | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -36,15 +48,12 @@ class LiveServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(self.settings),
-            loop="uvloop",
-            http="httptools",
-            lifespan="on",
-            log_level="warning",
-            timeout_graceful_shutdown=5,
+        self._server = build_server(
+            replace(self.settings, log_level="warning"), backend_for=self.backend_for
         )
-        self._server = uvicorn.Server(config)
+        app = self._server.config.app
+        assert isinstance(app, Starlette)
+        self.app = app
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
         )

@@ -42,6 +42,17 @@ class FailingBackend:
         raise ModelBackendError("upstream went away")
 
 
+class BuggyBackend:
+    """A model backend that raises something unexpected: a bug inside the gateway, faked."""
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return 1
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+        yield TextChunk("Hel")
+        raise RuntimeError("bug")
+
+
 class Harness:
     def __init__(self, store: SQLiteRunStore, bus: MemoryEventBus, engine: RunEngine) -> None:
         self.store, self.bus, self.engine = store, bus, engine
@@ -60,26 +71,22 @@ class Harness:
             {"messages": [{"role": "user", "content": t} for t in texts]}
         )
 
-    async def run_events(
-        self, start: Callable[[str], Any], *, until: Callable[[Event], bool] | None = None
-    ) -> tuple[Obj, list[Event]]:
+    async def run_events(self, start: Callable[[str], Any]) -> tuple[Obj, list[Event]]:
         """Subscribe to a new run id, start the run with it, and collect its events to the end."""
         run_id = ids.run_id()
-        return await self.follow(run_id, lambda: start(run_id), until=until)
+        return await self.follow(run_id, lambda: start(run_id))
 
-    async def follow(
-        self, run_id: str, start: Callable[[], Any], *, until: Callable[[Event], bool] | None = None
-    ) -> tuple[Obj, list[Event]]:
-        stop = until or (lambda e: e.is_terminal_for_stream)
+    async def follow(self, run_id: str, start: Callable[[], Any]) -> tuple[Obj, list[Event]]:
+        """Collect the run's events up to the end of the segment (the engine's stream end)."""
         seen: list[Event] = []
         async with self.bus.subscribe(run_id) as subscription:
             result = await start()
 
             async def collect() -> None:
                 async for event in subscription:
-                    seen.append(event)
-                    if stop(event):
+                    if event.name == events.STREAM_END:
                         return
+                    seen.append(event)
 
             await asyncio.wait_for(collect(), timeout=10)
         return result, seen
@@ -237,12 +244,12 @@ async def test_cancel_mid_answer_follows_sequence_e(harness: Harness) -> None:
 
         async def until_delta_then_end() -> None:
             async for event in sub:
+                if event.name == events.STREAM_END:
+                    return
                 seen.append(event)
                 if event.name == events.MESSAGE_DELTA and len(seen) < 12:
                     cancelled = await harness.engine.cancel_run(thread["id"], run_id)
                     assert cancelled["status"] in ("cancelling", "cancelled")
-                if event.is_terminal_for_stream:
-                    return
 
         await asyncio.wait_for(until_delta_then_end(), timeout=10)
     tail = [n for n in names(seen) if n != events.MESSAGE_DELTA][-4:]
@@ -282,8 +289,25 @@ async def test_backend_failure_follows_sequence_f(harness: Harness) -> None:
     assert run["failed_at"] is not None
     message = evs[-3].data
     assert message is not None and message["content"][0]["text"]["value"] == "Hello wor"
+    assert events.ERROR not in names(evs)  # a model failure is the run's, not the stream's
     step = evs[-2].data
     assert step is not None and step["last_error"]["code"] == "server_error"
+
+
+@pytest.mark.settings(backend=BuggyBackend())
+async def test_internal_failure_adds_an_error_event_after_run_failed(harness: Harness) -> None:
+    """A failure of the gateway itself ends with thread.run.failed, then an error event."""
+    assistant = await harness.assistant()
+    thread = await harness.thread("hi")
+    _, evs = await harness.run_events(
+        lambda rid: harness.engine.create_run(
+            thread["id"], {"assistant_id": assistant["id"]}, run_id=rid
+        )
+    )
+    assert names(evs)[-2:] == [events.RUN_FAILED, events.ERROR]
+    error = evs[-1].data
+    assert error is not None and error["error"]["type"] == "server_error"
+    assert "bug" not in error["message"]  # internals stay in the log
 
 
 async def test_token_limit_follows_sequence_g(harness: Harness) -> None:

@@ -307,3 +307,38 @@ async def test_zero_delay_still_lets_cancel_land_between_chunks() -> None:
         await asyncio.wait_for(task, 1)
     assert 0 < len(received) < 10
     assert not any(isinstance(chunk, Finish) for chunk in received)
+
+
+async def test_fail_trigger_raises_after_two_tokens() -> None:
+    """A user message with [[fail]] streams two text tokens, then raises ModelBackendError."""
+    from gateway.models.base import ModelBackendError
+    from gateway.models.local import FAILURE_MESSAGE
+
+    backend = LocalModelBackend()
+    request = ModelRequest(model="m", messages=[ChatMessage(role="user", content="x [[fail]]")])
+    seen: list[object] = []
+    with pytest.raises(ModelBackendError) as caught:
+        async for chunk in backend.stream(request):
+            seen.append(chunk)
+    assert seen == [TextChunk("You "), TextChunk("said: ")]
+    assert caught.value.message == FAILURE_MESSAGE
+
+
+async def test_a_tool_is_named_by_the_words_of_its_name() -> None:
+    """ "Weather in Paris?" names get_weather: a leading generic verb is not needed, any case."""
+    tools = [function_tool("get_weather"), function_tool("getStockPrice")]
+    chunks = await collect(request(user("Weather in Paris?"), tools=tools))
+    assert calls_of(chunks) == [("get_weather", "{}")]
+    chunks = await collect(request(user("the PRICE of that stock, then the weather"), tools=tools))
+    assert calls_of(chunks) == [("getStockPrice", "{}"), ("get_weather", "{}")]
+    chunks = await collect(request(user("stock tips please"), tools=tools))
+    assert calls_of(chunks) == []
+
+
+async def test_the_whole_turn_counts_until_the_assistant_answered() -> None:
+    """User messages since the assistant last spoke form the turn that names tools and args."""
+    tools = [function_tool("get_weather")]
+    turn = [user('Weather in Paris? {"unit": "c"}'), user("In Celsius please.")]
+    assert calls_of(await collect(request(*turn, tools=tools))) == [("get_weather", '{"unit":"c"}')]
+    answered = [turn[0], ChatMessage(role="assistant", content="Sunny."), turn[1]]
+    assert calls_of(await collect(request(*answered, tools=tools))) == []

@@ -18,7 +18,7 @@ def python_blocks() -> list[str]:
 
 def test_readme_sdk_example_runs(server: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
     """The SDK example prints what its comments promise."""
-    [example] = python_blocks()
+    example = python_blocks()[0]
     code = example.replace("http://127.0.0.1:8000/v1", server.base_url)
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out.splitlines()
@@ -39,3 +39,16 @@ def test_readme_configuration_table_matches_settings() -> None:
     text = README.read_text()
     for f in fields(Settings):
         assert f"`{env_name(f.name)}`" in text, f"{env_name(f.name)} missing from README"
+
+
+def test_readme_streaming_example_runs(
+    server: LiveServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The streaming example prints every event name, then the streamed answer."""
+    example = python_blocks()[1]
+    code = example.replace("http://127.0.0.1:8000/v1", server.base_url)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == ["thread.run.created", "thread.run.queued", "thread.run.in_progress"]
+    assert out[-2:] == ["thread.run.completed", "You said: Stream this"]
+    assert "thread.message.delta" in out

@@ -6,6 +6,7 @@ from typing import cast
 
 from starlette.requests import Request
 
+from gateway.bus import EventBus
 from gateway.engine import RunEngine
 from gateway.settings import Settings
 from gateway.store import RunStore
@@ -21,3 +22,7 @@ def engine_of(request: Request) -> RunEngine:
 
 def settings_of(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
+
+
+def bus_of(request: Request) -> EventBus:
+    return cast(EventBus, request.app.state.bus)

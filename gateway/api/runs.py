@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway import ids
 from gateway.api.context import engine_of, settings_of, store_of
 from gateway.api.http import JSONResponse, page_query, read_body
 from gateway.api.lists import list_response
@@ -17,21 +18,13 @@ from gateway.api.requests import (
     SubmitToolOutputsRunRequest,
 )
 from gateway.api.routing import resource
+from gateway.api.streaming import stream_run
 from gateway.api.threads import existing_thread
 from gateway.errors import InvalidRequestError, not_found
 from gateway.store import Kind
 from gateway.types import Obj
 
 INCLUDABLE = frozenset({"step_details.tool_calls[*].file_search.results[*].content"})
-
-
-def _no_stream_yet(fields: dict[str, Any]) -> None:
-    if fields.get("stream"):
-        raise InvalidRequestError(
-            'Streaming responses are not available on this server yet; send "stream": false.',
-            param="stream",
-            code="unsupported_parameter",
-        )
 
 
 def run_response(request: Request, run: Obj) -> Response:
@@ -57,15 +50,24 @@ def _check_include(request: Request) -> None:
 async def create_run(request: Request) -> Response:
     _check_include(request)
     fields = await read_body(request, CreateRunRequest)
-    _no_stream_yet(fields)
-    run = await engine_of(request).create_run(request.path_params["thread_id"], fields)
-    return run_response(request, run)
+    engine, thread_id = engine_of(request), request.path_params["thread_id"]
+    if fields.get("stream"):
+        run_id = ids.run_id()
+        return await stream_run(
+            request, run_id, lambda: engine.create_run(thread_id, fields, run_id=run_id)
+        )
+    return run_response(request, await engine.create_run(thread_id, fields))
 
 
 async def create_thread_and_run(request: Request) -> Response:
     fields = await read_body(request, CreateThreadAndRunRequest)
-    _no_stream_yet(fields)
-    return run_response(request, await engine_of(request).create_thread_and_run(fields))
+    engine = engine_of(request)
+    if fields.get("stream"):
+        run_id = ids.run_id()
+        return await stream_run(
+            request, run_id, lambda: engine.create_thread_and_run(fields, run_id=run_id)
+        )
+    return run_response(request, await engine.create_thread_and_run(fields))
 
 
 async def list_runs(request: Request) -> Response:
@@ -95,11 +97,16 @@ async def modify_run(request: Request) -> Response:
 async def submit_tool_outputs(request: Request) -> Response:
     params = request.path_params
     fields = await read_body(request, SubmitToolOutputsRunRequest)
-    _no_stream_yet(fields)
-    run = await engine_of(request).submit_tool_outputs(
-        params["thread_id"], params["run_id"], fields["tool_outputs"]
-    )
-    return run_response(request, run)
+    engine = engine_of(request)
+
+    def submit() -> Awaitable[Obj]:
+        return engine.submit_tool_outputs(
+            params["thread_id"], params["run_id"], fields["tool_outputs"]
+        )
+
+    if fields.get("stream"):
+        return await stream_run(request, params["run_id"], submit)
+    return run_response(request, await submit())
 
 
 async def cancel_run(request: Request) -> Response:

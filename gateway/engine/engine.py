@@ -20,7 +20,12 @@ from gateway.bus import EventBus
 from gateway.engine.handle import RunHandle, StopReason
 from gateway.engine.lifecycle import Lifecycle
 from gateway.engine.runner import Runner
-from gateway.errors import ConflictError, InvalidRequestError, not_found
+from gateway.errors import (
+    ConflictError,
+    InvalidRequestError,
+    ServiceUnavailableError,
+    not_found,
+)
 from gateway.models.base import ModelBackend, ModelBackendError
 from gateway.objects import ACTIVE_RUN_STATUSES, RunStatus, StepStatus, usage
 from gateway.store import Kind, RunStore, StoreTx
@@ -51,6 +56,7 @@ class RunEngine:
         self._active_by_thread: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._expiry_task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # --- lifecycle of the engine ----------------------------------------------------------
 
@@ -59,6 +65,9 @@ class RunEngine:
         self._expiry_task = asyncio.create_task(self._expiry_loop(), name="run-expiry")
 
     async def stop(self) -> None:
+        """End what is running (in-progress runs fail; queued and waiting runs stay for the
+        next start) and refuse new runs. Calling it again is harmless."""
+        self._stopping = True
         if self._expiry_task is not None:
             self._expiry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -149,6 +158,7 @@ class RunEngine:
     ) -> Obj:
         """Create a queued run and start it. A caller that wants the run's events from the first
         one subscribes to `run_id` (an id from `gateway.ids.run_id()`) before calling."""
+        self._check_open()
         if await self.store.get(Kind.THREAD, thread_id) is None:
             raise not_found("thread", thread_id)
         assistant = await self._assistant(fields["assistant_id"])
@@ -176,6 +186,7 @@ class RunEngine:
     async def create_thread_and_run(
         self, fields: dict[str, Any], *, run_id: str | None = None
     ) -> Obj:
+        self._check_open()
         assistant = await self._assistant(fields["assistant_id"])
         thread_fields = fields.get("thread") or {}
         thread = objects.thread(
@@ -241,6 +252,7 @@ class RunEngine:
     async def submit_tool_outputs(
         self, thread_id: str, run_id: str, tool_outputs: list[dict[str, str]]
     ) -> Obj:
+        self._check_open()
         run = await self.get_run(thread_id, run_id)
         handle = self._handles.get(run_id)
         status = handle.run["status"] if handle is not None else run["status"]
@@ -306,7 +318,7 @@ class RunEngine:
             await self.lc.end_expired(handle)
         elif status in (RunStatus.IN_PROGRESS, RunStatus.CANCELLING):
             await self.lc.end_failed(
-                handle, "The gateway shut down while this run was in progress."
+                handle, "The gateway shut down while this run was in progress.", internal=True
             )
         # On shutdown, queued and requires_action runs stay as they are: the next start resumes.
 
@@ -363,7 +375,9 @@ class RunEngine:
         except Exception:
             log.exception("run %s failed inside the gateway", handle.id)
             await self._guard(
-                self.lc.end_failed(handle, "The server had an error while processing the run."),
+                self.lc.end_failed(
+                    handle, "The server had an error while processing the run.", internal=True
+                ),
                 handle,
             )
         if interrupted:
@@ -385,6 +399,10 @@ class RunEngine:
         if assistant is None:
             raise not_found("assistant", assistant_id)
         return assistant
+
+    def _check_open(self) -> None:
+        if self._stopping:
+            raise ServiceUnavailableError("The gateway is shutting down; retry in a moment.")
 
     def _check_no_active_run(self, thread_id: str) -> None:
         run_id = self._active_by_thread.get(thread_id)

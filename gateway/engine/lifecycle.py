@@ -36,6 +36,10 @@ class Lifecycle:
         for event in evs:
             await self.bus.publish(handle.id, event)
 
+    async def close_stream(self, handle: RunHandle) -> None:
+        """Tell the run's streams that this segment is over (requires_action or terminal)."""
+        await self.bus.publish(handle.id, events.STREAM_END_EVENT)
+
     async def save(self, *objs: tuple[Kind, Obj]) -> None:
         async def write(tx: StoreTx) -> None:
             for kind, obj in objs:
@@ -114,8 +118,10 @@ class Lifecycle:
         message_reason: str | None,
         content: Sequence[Obj] = (),
         step_fields: dict[str, object] | None = None,
+        trailer: Sequence[Event] = (),
     ) -> None:
-        """Close the open message and step, then bring the run to `run_status`, atomically."""
+        """Close the open message and step, then bring the run to `run_status`, atomically;
+        publish their events, then `trailer`, then the end of the stream."""
         run = handle.run
         changed: list[tuple[Kind, Obj]] = []
         announced: list[Event] = []
@@ -134,7 +140,8 @@ class Lifecycle:
         handle.message = handle.step = None
         handle.fragments = []
         await self.save(*changed)
-        await self.publish(handle, *announced)
+        await self.publish(handle, *announced, *trailer)
+        await self.close_stream(handle)
 
     async def end_cancelled(self, handle: RunHandle) -> None:
         if handle.run["status"] != RunStatus.CANCELLING:
@@ -156,7 +163,11 @@ class Lifecycle:
             content=_partial(handle),
         )
 
-    async def end_failed(self, handle: RunHandle, message: str, code: str = "server_error") -> None:
+    async def end_failed(
+        self, handle: RunHandle, message: str, code: str = "server_error", *, internal: bool = False
+    ) -> None:
+        """Fail the run. An `internal` failure (the gateway's own, not the model's) is also sent
+        to streams as an `error` event after thread.run.failed, so that the SDK raises."""
         error = {"code": code, "message": message}
         handle.run["last_error"] = error
         step_code = code if code in ("server_error", "rate_limit_exceeded") else "server_error"
@@ -167,6 +178,7 @@ class Lifecycle:
             message_reason="run_failed",
             content=_partial(handle),
             step_fields={"last_error": {"code": step_code, "message": message}},
+            trailer=[events.error(message)] if internal else (),
         )
 
 

@@ -220,3 +220,4 @@ class Runner:
         }
         await self.lc.save((Kind.STEP, handle.step), (Kind.RUN, run))
         await self.lc.publish(handle, events.run_status(run))
+        await self.lc.close_stream(handle)

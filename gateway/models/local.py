@@ -15,17 +15,22 @@ Answers, decided from the messages after the last `user` message
        several are joined with `"; "`. The name comes from the assistant tool call whose id
        matches `tool_call_id` (`unknown` when none does). No tool is called again.
     2. Otherwise, if the request has function tools and `tool_choice` is not `"none"`, it calls
-       the tools named by the last user message: those whose function name occurs in its text as
-       a whole word (letters, digits, `_` and `-` are word characters), in order of first
-       occurrence, each once. `tool_choice="required"` with none named calls the first tool;
+       the tools named in the current turn (the user messages since the assistant last
+       answered): a tool is named by its function name as a whole word, or by all the words of
+       that name but a leading generic verb (`get_weather` is named by "Weather in Paris?";
+       any case; names split at `_`, `-` and camelCase). Calls follow the order of first
+       mention, each tool once. `tool_choice="required"` with none named calls the first tool;
        `tool_choice={"type": "function", "function": {"name": X}}` calls X alone, named or
        not; `parallel_tool_calls=False` keeps only the first call. Every call gets the same
-       arguments: the first JSON object in the user's text (scanning each `{`), re-serialized
+       arguments: the first JSON object in the turn's text (scanning each `{`), re-serialized
        compactly, else `{}`. Each call streams as a chunk with its new `call_` id and name,
        then its arguments in fragments of at most 8 characters. The finish reason is
        `tool_calls`.
     3. Otherwise the answer is text: `You said: <the last user message's content>`, or
        `Hello! Send me a message and I will repeat it.` when there is no user message.
+    4. A last user message containing `[[fail]]` gets the text answer of 3, but the model
+       raises `ModelBackendError` after two tokens: the run ends `failed`, for testing failure
+       handling offline.
 
     A text answer (1 or 3) under `response_format` `json_object` or `json_schema` becomes
     `{"reply": <that text>}` (as `json.dumps` writes it, non-ASCII kept). Text streams one
@@ -56,6 +61,7 @@ from gateway.models.base import (
     ChatMessage,
     Finish,
     FinishReason,
+    ModelBackendError,
     ModelChunk,
     ModelRequest,
     TextChunk,
@@ -63,6 +69,10 @@ from gateway.models.base import (
 )
 
 GREETING = "Hello! Send me a message and I will repeat it."
+# A user message containing this makes the model fail after two tokens, so that apps can
+# exercise their handling of failed runs offline (as a payment sandbox has cards that decline).
+FAIL_TRIGGER = "[[fail]]"
+FAILURE_MESSAGE = "The local model failed on purpose: the message asked for it with [[fail]]."
 ARGUMENT_FRAGMENT_CHARS = 8
 
 _TOKEN = re.compile(r"\S+\s*")
@@ -101,9 +111,10 @@ class LocalModelBackend:
         outputs = [message for message in after_user if message.role == "tool"]
         user_text = user.content if user is not None else ""
 
-        names = [] if outputs else _calls_to_make(request, user_text)
+        turn = _turn_text(request.messages)
+        names = [] if outputs else _calls_to_make(request, turn)
         if names:
-            arguments = _arguments(user_text)
+            arguments = _arguments(turn)
             completion_tokens = 0
             for index, name in enumerate(names):
                 yield ToolCallChunk(index=index, id=call_id(), name=name, arguments="")
@@ -131,7 +142,10 @@ class LocalModelBackend:
         if limit is not None and len(tokens) > limit:
             tokens = tokens[: max(limit, 0)]
             reason = "length"
-        for token in tokens:
+        fail = not outputs and FAIL_TRIGGER in user_text
+        for sent, token in enumerate(tokens):
+            if fail and sent == 2:
+                raise ModelBackendError(FAILURE_MESSAGE)
             yield TextChunk(token)
             await self._pause()
         yield Finish(reason, prompt_tokens, len(tokens))
@@ -148,6 +162,17 @@ def _split_at_last_user(
         if messages[index].role == "user":
             return messages[index], messages[index + 1 :]
     return None, messages
+
+
+def _turn_text(messages: Sequence[ChatMessage]) -> str:
+    """The user's side of the current turn: the user messages since the assistant last spoke."""
+    turn: list[str] = []
+    for message in reversed(messages):
+        if message.role == "user":
+            turn.append(message.content)
+        elif message.role in ("assistant", "tool"):
+            break
+    return "\n".join(reversed(turn))
 
 
 def _tool_results_text(messages: Sequence[ChatMessage], outputs: Sequence[ChatMessage]) -> str:
@@ -170,13 +195,61 @@ def _function_names(tools: Sequence[dict[str, Any]]) -> list[str]:
     return names
 
 
+# Leading verbs that say nothing about what a tool is about: `get_weather` is named by "weather".
+_GENERIC_VERBS = frozenset(
+    [
+        "get",
+        "set",
+        "fetch",
+        "find",
+        "lookup",
+        "look",
+        "search",
+        "list",
+        "create",
+        "update",
+        "delete",
+        "make",
+        "do",
+        "run",
+        "call",
+        "query",
+        "check",
+        "send",
+        "read",
+        "write",
+        "compute",
+        "calculate",
+    ]
+)
+
+
+def _name_words(name: str) -> list[str]:
+    """The words of a function name (split at `_`, `-` and camelCase), minus a leading verb."""
+    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", name)]
+    if len(words) > 1 and words[0] in _GENERIC_VERBS:
+        words = words[1:]
+    return words
+
+
+def _find_word(word: str, text: str) -> int | None:
+    match = re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text, flags=re.IGNORECASE)
+    return None if match is None else match.start()
+
+
 def _named_in(text: str, names: Sequence[str]) -> list[str]:
-    """The names that occur in text as whole words, in order of first occurrence."""
+    """The tools the text names, in order of first mention. A tool is named by its function name
+    as a whole word, or by all the words of that name but a leading generic verb (any case)."""
     found: list[tuple[int, str]] = []
     for name in names:
-        match = re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)
-        if match is not None:
-            found.append((match.start(), name))
+        position = _find_word(name, text)
+        if position is None:
+            words = _name_words(name)
+            places = [_find_word(word, text) for word in words]
+            if words and all(p is not None for p in places):
+                position = min(p for p in places if p is not None)
+        if position is not None:
+            found.append((position, name))
     return [name for _, name in sorted(found)]
 
 

@@ -1,0 +1,63 @@
+"""Bytes on the wire for run streams: SSE framing of events, the done and error frames, pings,
+and the streaming response (sse-starlette's, which owns pings, disconnects and shutdown).
+
+Every event is encoded exactly once, here, with orjson; the response writes the bytes as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import orjson
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import AppStatus
+from starlette.types import Receive, Scope, Send
+
+from gateway import events
+from gateway.events import Event
+
+DONE_FRAME = b"event: done\ndata: [DONE]\n\n"
+PING_COMMENT = "ping"
+
+
+def encode(event: Event) -> bytes:
+    """One SSE block: `event: <name>`, one `data:` line of compact JSON, a blank line."""
+    if event.name == events.DONE:
+        return DONE_FRAME
+    return b"event: " + event.name.encode() + b"\ndata: " + orjson.dumps(event.data) + b"\n\n"
+
+
+# The gateway ends its own streams on shutdown (see serving.py); sse-starlette's process-wide
+# flag would cut them first, before runs in progress could send their final events.
+AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]  # unannotated upstream
+
+
+def _ping() -> ServerSentEvent:
+    return ServerSentEvent(comment=PING_COMMENT, sep="\n")
+
+
+class EventStreamResponse(EventSourceResponse):
+    """A `text/event-stream` of already-encoded frames; `on_close` runs however the stream ends
+    (finished, client gone, server stopping, or never started)."""
+
+    def __init__(
+        self,
+        frames: AsyncIterator[bytes],
+        *,
+        ping_seconds: float,
+        on_close: Callable[[], Awaitable[None]],
+    ) -> None:
+        super().__init__(
+            frames,
+            headers={"Cache-Control": "no-cache"},
+            ping=ping_seconds,
+            ping_message_factory=_ping,
+            sep="\n",  # the same line ending as the frames we encode
+        )
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._on_close()

@@ -7,7 +7,7 @@ snapshot so that a later change to the engine's live object never alters an even
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from gateway.types import Obj
@@ -79,10 +79,14 @@ MESSAGE_STATUS_EVENTS: Final = {
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One stream event. `data` is a JSON-able dict, or None for `done`."""
+    """One stream event. `data` is a JSON-able dict, or None for `done`.
+
+    `wire` caches the event's SSE bytes (set by `gateway.sse.encode`), so an event sent to many
+    subscribers is encoded once."""
 
     name: str
     data: Obj | None
+    wire: bytes | None = field(default=None, compare=False, repr=False)
 
 
 def snapshot(name: str, obj: Obj) -> Event:

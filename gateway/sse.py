@@ -21,10 +21,15 @@ PING_COMMENT = "ping"
 
 
 def encode(event: Event) -> bytes:
-    """One SSE block: `event: <name>`, one `data:` line of compact JSON, a blank line."""
+    """One SSE block: `event: <name>`, one `data:` line of compact JSON, a blank line.
+    Computed once per event and kept on it."""
+    if event.wire is not None:
+        return event.wire
     if event.name == events.DONE:
         return DONE_FRAME
-    return b"event: " + event.name.encode() + b"\ndata: " + orjson.dumps(event.data) + b"\n\n"
+    frame = b"event: " + event.name.encode() + b"\ndata: " + orjson.dumps(event.data) + b"\n\n"
+    object.__setattr__(event, "wire", frame)  # a cache on a frozen event, never a change of it
+    return frame
 
 
 # The gateway ends its own streams on shutdown (see serving.py); sse-starlette's process-wide

@@ -1,0 +1,42 @@
+"""SSE encoding, byte for byte."""
+
+from __future__ import annotations
+
+from gateway import events
+from gateway.events import Event
+from gateway.sse import DONE_FRAME, encode
+
+
+def test_event_frame_is_exact() -> None:
+    """An event is `event: <name>`, one compact `data:` line, and a blank line."""
+    event = Event("thread.run.created", {"id": "run_1", "text": "a\nb", "n": 1.5, "x": None})
+    assert encode(event) == (
+        b'event: thread.run.created\ndata: {"id":"run_1","text":"a\\nb","n":1.5,"x":null}\n\n'
+    )
+
+
+def test_non_ascii_is_sent_as_utf8() -> None:
+    """Text outside ASCII goes out as UTF-8, not as escapes."""
+    frame = encode(Event("thread.message.delta", {"v": "héllo ✓"}))
+    assert frame.decode("utf-8").endswith('{"v":"héllo ✓"}\n\n')
+
+
+def test_done_frame() -> None:
+    """`done` carries the literal [DONE], not JSON."""
+    assert encode(events.DONE_EVENT) == DONE_FRAME == b"event: done\ndata: [DONE]\n\n"
+
+
+def test_encoded_once() -> None:
+    """Encoding the same event twice returns the very same bytes object."""
+    event = Event("thread.run.queued", {"id": "run_1"})
+    assert encode(event) is encode(event)
+
+
+def test_error_frame_carries_flat_and_nested_error() -> None:
+    """The error event has the flat fields and the same object under "error"."""
+    frame = encode(events.error("boom"))
+    assert frame.startswith(b"event: error\ndata: {")
+    assert (
+        b'"error":{"message":"boom","type":"server_error","param":null,"code":"server_error"}'
+        in frame
+    )

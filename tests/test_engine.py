@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,42 +15,16 @@ from gateway.engine import RunEngine
 from gateway.errors import ConflictError, InvalidRequestError
 from gateway.events import Event
 from gateway.models.base import (
-    ChatMessage,
     ModelBackend,
     ModelBackendError,
-    ModelChunk,
-    ModelRequest,
-    TextChunk,
 )
 from gateway.models.local import LocalModelBackend
 from gateway.store import Kind, StoreTx
 from gateway.store.sqlite import SQLiteRunStore
 from gateway.types import Obj
+from tests.backends import BreakingBackend
 
 WEATHER = {"type": "function", "function": {"name": "get_weather"}}
-
-
-class FailingBackend:
-    """A model upstream that breaks after two tokens (the network edge, faked)."""
-
-    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return 1
-
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
-        yield TextChunk("Hello ")
-        yield TextChunk("wor")
-        raise ModelBackendError("upstream went away")
-
-
-class BuggyBackend:
-    """A model backend that raises something unexpected: a bug inside the gateway, faked."""
-
-    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return 1
-
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
-        yield TextChunk("Hel")
-        raise RuntimeError("bug")
 
 
 class Harness:
@@ -268,7 +242,9 @@ async def test_cancel_mid_answer_follows_sequence_e(harness: Harness) -> None:
     assert len(message["content"][0]["text"]["value"].split()) < 50
 
 
-@pytest.mark.settings(backend=FailingBackend())
+@pytest.mark.settings(
+    backend=BreakingBackend("Hello ", "wor", error=ModelBackendError("upstream went away"))
+)
 async def test_backend_failure_follows_sequence_f(harness: Harness) -> None:
     """A failing model ends message, step and run as in sequence F, with last_error set."""
     assistant = await harness.assistant()
@@ -294,7 +270,7 @@ async def test_backend_failure_follows_sequence_f(harness: Harness) -> None:
     assert step is not None and step["last_error"]["code"] == "server_error"
 
 
-@pytest.mark.settings(backend=BuggyBackend())
+@pytest.mark.settings(backend=BreakingBackend("Hel", error=RuntimeError("bug")))
 async def test_internal_failure_adds_an_error_event_after_run_failed(harness: Harness) -> None:
     """A failure of the gateway itself ends with thread.run.failed, then an error event."""
     assistant = await harness.assistant()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import statistics
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from openai.types.beta import AssistantStreamEvent
 from openai.types.beta.threads import Message, Text, TextDelta
 from openai.types.beta.threads.runs import ToolCall, ToolCallDelta
 
-from gateway.models.base import ChatMessage, ModelChunk, ModelRequest, TextChunk
+from tests.backends import BreakingBackend
 from tests.conftest import need
 from tests.schemas import SPEC, assert_conforms
 from tests.server import LiveServer
@@ -460,20 +460,9 @@ def test_client_disconnect_neither_cancels_nor_stalls_the_run(
 # --- failures inside the gateway ------------------------------------------------------------
 
 
-class BrokenBackend:
-    """A model backend with a bug: it raises something no backend should (the edge, faked)."""
-
-    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return 1
-
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
-        yield TextChunk("partial ")
-        raise RuntimeError("a bug")
-
-
 @pytest.fixture
 def broken_server(tmp_path: Path) -> Iterator[LiveServer]:
-    backend = BrokenBackend()
+    backend = BreakingBackend("partial ", error=RuntimeError("a bug"))
     live = LiveServer(tmp_path / "broken.db", backend_for=lambda model: backend).start()
     yield live
     live.stop()

@@ -1,0 +1,24 @@
+"""Model backends faked at the edge, for failures the built-in model cannot produce."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from gateway.models.base import ChatMessage, ModelChunk, ModelRequest, TextChunk
+
+
+class BreakingBackend:
+    """Streams `texts`, then raises `error`: a broken upstream (ModelBackendError) or a bug in
+    the gateway (anything else)."""
+
+    def __init__(self, *texts: str, error: Exception) -> None:
+        self.texts = texts
+        self.error = error
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return 1
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+        for text in self.texts:
+            yield TextChunk(text)
+        raise self.error

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
+from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.settings import Settings, SettingsError, env_name, from_env, sqlite_path
 from gateway.store.migrations import MIGRATIONS
 
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     flag("port", int, "port to listen on")
     flag("database", str, "SQLite file path or sqlite:/// URL")
     flag("log_level", str, "critical, error, warning, info or debug")
+    flag("config", str, "routing configuration file (TOML) naming model upstreams")
     flag("run_expiry_seconds", int, "seconds before an active run expires")
     flag("local_model_delay_ms", float, "pause between the local model's tokens, 0 = none")
     flag("stream_ping_seconds", float, "keep-alive comment interval on event streams, 0 = none")
@@ -47,16 +49,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = from_env(**{k: v for k, v in vars(args).items() if k != "command"})
+        config = load_config(settings.config) if settings.config else GatewayConfig()
         sock = _bind(settings.host, settings.port)
         try:
             _check_database(settings)
         except SettingsError:
             sock.close()
             raise
-    except SettingsError as exc:
+    except (SettingsError, ConfigError) as exc:
         print(f"gateway: error: {exc}", file=sys.stderr)
         return 2
-    return _serve(settings, sock)
+    return _serve(settings, config, sock)
 
 
 def _check_database(settings: Settings) -> None:
@@ -102,14 +105,14 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _serve(settings: Settings, sock: socket.socket) -> int:
+def _serve(settings: Settings, config: GatewayConfig, sock: socket.socket) -> int:
     from gateway.serving import build_server
 
     logging.basicConfig(
         level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    server = build_server(settings)
+    server = build_server(settings, config=config)
     server.run(sockets=[sock])
     # uvicorn exits with 3 when startup (the lifespan: opening the database) failed.
     return 0 if server.started else 3

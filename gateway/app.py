@@ -19,10 +19,12 @@ from starlette.routing import Mount
 from gateway import api
 from gateway.api.http import JSONResponse
 from gateway.bus import open_bus
+from gateway.config import GatewayConfig, load_config
 from gateway.engine import RunEngine
 from gateway.errors import GatewayError, envelope
 from gateway.models.base import ModelBackend
 from gateway.models.local import LocalModelBackend
+from gateway.models.router import ModelRouter
 from gateway.settings import Settings
 from gateway.store import open_store
 
@@ -30,21 +32,28 @@ log = logging.getLogger("gateway")
 
 
 def create_app(
-    settings: Settings, *, backend_for: Callable[[str], ModelBackend] | None = None
+    settings: Settings,
+    *,
+    config: GatewayConfig | None = None,
+    backend_for: Callable[[str], ModelBackend] | None = None,
 ) -> Starlette:
-    """The app for `settings`; `backend_for` picks each run's model backend (by default the
-    built-in local model)."""
+    """The app for `settings`. Runs are routed by `config` (by default the file named by
+    `settings.config`, or none); `backend_for` replaces that routing altogether."""
+    if config is None:
+        config = load_config(settings.config) if settings.config else GatewayConfig()
+    routing = config
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = open_store(settings.database)
         await store.open()
         bus = open_bus("memory://", subscriber_buffer=settings.subscriber_buffer)
-        local = LocalModelBackend(delay_ms=settings.local_model_delay_ms)
+        router = ModelRouter(routing, LocalModelBackend(delay_ms=settings.local_model_delay_ms))
+        await router.open()
         engine = RunEngine(
             store,
             bus,
-            backend_for or (lambda model: local),
+            backend_for or router.backend_for,
             run_expiry_seconds=settings.run_expiry_seconds,
             expiry_check_seconds=settings.expiry_check_seconds,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
@@ -53,12 +62,14 @@ def create_app(
         app.state.store = store
         app.state.bus = bus
         app.state.engine = engine
+        app.state.router = router
         try:
             await engine.start()
             yield
         finally:
             await engine.stop()
             await bus.close()
+            await router.close()
             await store.close()
 
     return Starlette(

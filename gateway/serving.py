@@ -10,6 +10,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from gateway.app import create_app, drain
+from gateway.config import GatewayConfig
 from gateway.models.base import ModelBackend
 from gateway.settings import Settings
 
@@ -24,14 +25,19 @@ class GatewayServer(uvicorn.Server):
 
 
 def build_server(
-    settings: Settings, *, backend_for: Callable[[str], ModelBackend] | None = None
+    settings: Settings,
+    *,
+    config: GatewayConfig | None = None,
+    backend_for: Callable[[str], ModelBackend] | None = None,
 ) -> GatewayServer:
-    config = uvicorn.Config(
-        create_app(settings, backend_for=backend_for),
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level,
-        lifespan="on",
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    app = create_app(settings, config=config, backend_for=backend_for)
+    return GatewayServer(
+        uvicorn.Config(
+            app,
+            loop="uvloop",
+            http="httptools",
+            log_level=settings.log_level,
+            lifespan="on",
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        )
     )
-    return GatewayServer(config)

@@ -19,6 +19,9 @@ class Settings:
     port: int = 8000
     database: str = "./gateway.db"
     log_level: str = "info"
+    # The routing configuration file (TOML) naming the model upstreams; "" = none, every run is
+    # answered by the built-in local model.
+    config: str = ""
     # Seconds a run may stay active (queued, in_progress, requires_action) before it expires.
     run_expiry_seconds: int = 600
     # Pause between the built-in local model's tokens, about a real model's pace; 0 emits them

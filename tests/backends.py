@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from gateway.models.base import ChatMessage, ModelChunk, ModelRequest, TextChunk
 
@@ -18,7 +18,7 @@ class BreakingBackend:
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return 1
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelChunk, None]:
         for text in self.texts:
             yield TextChunk(text)
         raise self.error

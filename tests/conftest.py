@@ -32,7 +32,7 @@ def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServe
     """A gateway on a fresh SQLite file; `@pytest.mark.settings(...)` overrides settings."""
     marker = request.node.get_closest_marker("settings")
     overrides = dict(marker.kwargs) if marker else {}
-    live = LiveServer(tmp_path / "gateway.db", **overrides).start()
+    live = LiveServer(tmp_path / "gateway.db", **overrides).start()  # type: ignore[arg-type]
     yield live
     live.stop()
 

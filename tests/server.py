@@ -12,6 +12,7 @@ from pathlib import Path
 import uvicorn
 from starlette.applications import Starlette
 
+from gateway.config import GatewayConfig
 from gateway.models.base import ModelBackend
 from gateway.serving import build_server
 from gateway.settings import Settings
@@ -24,12 +25,14 @@ class LiveServer:
         self,
         database: Path,
         backend_for: Callable[[str], ModelBackend] | None = None,
+        config: GatewayConfig | None = None,
         **settings: object,
     ) -> None:
         # Tests run the local model unpaced unless they ask for a pace.
         settings = {"local_model_delay_ms": 0.0, **settings}
         self.settings = replace(Settings(), database=str(database), **settings)  # type: ignore[arg-type]
         self.backend_for = backend_for
+        self.config = config
         self.app: Starlette | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -49,7 +52,9 @@ class LiveServer:
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
         self._server = build_server(
-            replace(self.settings, log_level="warning"), backend_for=self.backend_for
+            replace(self.settings, log_level="warning"),
+            config=self.config,
+            backend_for=self.backend_for,
         )
         app = self._server.config.app
         assert isinstance(app, Starlette)

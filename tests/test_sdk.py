@@ -372,15 +372,17 @@ def test_cancel_in_requires_action(client: openai.OpenAI) -> None:
     assert step.status == "cancelled"
 
 
-@pytest.mark.settings(run_expiry_seconds=1, expiry_check_seconds=0.05)
+@pytest.mark.settings(run_expiry_seconds=2, expiry_check_seconds=0.05)
 def test_requires_action_expires(client: openai.OpenAI) -> None:
-    """With a one-second expiry, a run left in requires_action becomes expired."""
+    """With a two-second expiry, a run left in requires_action becomes expired.
+
+    (expires_at counts from created_at, a whole second, so one second could pass at once.)"""
     assistant = client.beta.assistants.create(model="m", tools=[WEATHER])
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "get_weather"}])
     run = client.beta.threads.runs.create_and_poll(
         thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=POLL
     )
-    assert run.status == "requires_action" and run.expires_at == run.created_at + 1
+    assert run.status == "requires_action" and run.expires_at == run.created_at + 2
     deadline = time.monotonic() + 5
     while run.status == "requires_action":
         assert time.monotonic() < deadline, "run never expired"

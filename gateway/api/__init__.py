@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from gateway.api import assistants, runs, threads
+from gateway.api import assistants, models, runs, threads
 
 # /threads/runs must come before /threads/{thread_id}.
-routes: list[BaseRoute] = [*runs.routes, *assistants.routes, *threads.routes]
+routes: list[BaseRoute] = [*runs.routes, *assistants.routes, *threads.routes, *models.routes]

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from gateway import objects
 from gateway.api.context import store_of
-from gateway.api.http import ok, page_query, read_body
+from gateway.api.http import ok, page_query, read_body, refuse_unserved_tools
 from gateway.api.lists import list_response
 from gateway.api.requests import CreateAssistantRequest, ModifyAssistantRequest
 from gateway.api.routing import resource
@@ -20,6 +20,7 @@ from gateway.store import Kind, StoreTx
 
 async def create_assistant(request: Request) -> Response:
     fields = await read_body(request, CreateAssistantRequest)
+    refuse_unserved_tools(fields)
     assistant = objects.assistant(fields)
 
     async def write(tx: StoreTx) -> None:
@@ -44,6 +45,7 @@ async def get_assistant(request: Request) -> Response:
 async def modify_assistant(request: Request) -> Response:
     assistant_id = request.path_params["assistant_id"]
     changes = _modified(await read_body(request, ModifyAssistantRequest))
+    refuse_unserved_tools(changes)
     assistant = await modify(
         store_of(request), Kind.ASSISTANT, assistant_id, lambda a: a.update(changes)
     )

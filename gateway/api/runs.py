@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from gateway import ids
 from gateway.api.context import engine_of, settings_of, store_of
-from gateway.api.http import JSONResponse, page_query, read_body
+from gateway.api.http import JSONResponse, page_query, read_body, refuse_unserved_tools
 from gateway.api.lists import list_response
 from gateway.api.requests import (
     CreateRunRequest,
@@ -50,6 +50,7 @@ def _check_include(request: Request) -> None:
 async def create_run(request: Request) -> Response:
     _check_include(request)
     fields = await read_body(request, CreateRunRequest)
+    refuse_unserved_tools(fields)
     engine, thread_id = engine_of(request), request.path_params["thread_id"]
     if fields.get("stream"):
         run_id = ids.run_id()
@@ -61,6 +62,7 @@ async def create_run(request: Request) -> Response:
 
 async def create_thread_and_run(request: Request) -> Response:
     fields = await read_body(request, CreateThreadAndRunRequest)
+    refuse_unserved_tools(fields)
     engine = engine_of(request)
     if fields.get("stream"):
         run_id = ids.run_id()

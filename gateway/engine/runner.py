@@ -7,6 +7,7 @@ arrive, and the ending the finish reason calls for.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from gateway import events, objects
@@ -48,13 +49,16 @@ class Runner:
         calls: list[Obj] = []
         positions: dict[int, int] = {}
         finish: Finish | None = None
-        async for chunk in backend.stream(request):
-            if isinstance(chunk, TextChunk):
-                await self._text(handle, chunk.text)
-            elif isinstance(chunk, ToolCallChunk):
-                await self._tool_call(handle, chunk, calls, positions)
-            else:
-                finish = chunk
+        # aclosing: a cancelled run closes the model stream (and its upstream connection) now,
+        # not whenever the generator is garbage-collected.
+        async with contextlib.aclosing(backend.stream(request)) as chunks:
+            async for chunk in chunks:
+                if isinstance(chunk, TextChunk):
+                    await self._text(handle, chunk.text)
+                elif isinstance(chunk, ToolCallChunk):
+                    await self._tool_call(handle, chunk, calls, positions)
+                else:
+                    finish = chunk
         if finish is None:
             raise ModelBackendError("The model stream ended without a finish reason.")
         handle.prompt_tokens += finish.prompt_tokens

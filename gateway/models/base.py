@@ -7,7 +7,7 @@ one final `Finish` with the reason and the token usage.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias
 
@@ -90,6 +90,6 @@ class ModelBackend(Protocol):
         """How many prompt tokens these messages cost (exact or a close estimate)."""
         ...
 
-    def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+    def stream(self, request: ModelRequest) -> AsyncGenerator[ModelChunk, None]:
         """Stream the answer; the last chunk is always a `Finish`."""
         ...

@@ -53,7 +53,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from gateway.ids import call_id
@@ -105,7 +105,7 @@ class LocalModelBackend:
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return count_tokens(messages)
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelChunk, None]:
         prompt_tokens = count_tokens(request.messages)
         user, after_user = _split_at_last_user(request.messages)
         outputs = [message for message in after_user if message.role == "tool"]

@@ -1,0 +1,280 @@
+"""OpenAI-compatible chat-completions upstreams over aiohttp: one shared, pooled session for
+every upstream; streamed answers turned into model chunks as they arrive.
+
+Failures before the first token (connection errors, 429, 5xx) are retried with exponential
+backoff and jitter (stamina), honouring Retry-After; after the first token a failure ends the
+answer, because what the client has seen cannot be taken back. API keys never leave this module
+except in the Authorization header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+import stamina
+
+from gateway.config import UpstreamConfig
+from gateway.ids import call_id
+from gateway.models.base import (
+    ChatMessage,
+    Finish,
+    ModelBackendError,
+    ModelChunk,
+    ModelRequest,
+    TextChunk,
+    ToolCallChunk,
+)
+from gateway.models.chat import (
+    ChunkReader,
+    MalformedChunkError,
+    estimate_tokens,
+    finish_reason,
+    request_body,
+)
+from gateway.models.sse_decoder import SSEDecoder, SSEMessage
+
+log = logging.getLogger("gateway.upstream")
+
+# Longest Retry-After the gateway waits out; beyond it the run fails at once.
+MAX_RETRY_AFTER_SECONDS = 60.0
+
+
+class UpstreamStatusError(Exception):
+    """The upstream answered an error status before streaming anything."""
+
+    def __init__(self, upstream: str, status: int, detail: str, retry_after: float | None) -> None:
+        super().__init__(f"upstream '{upstream}' answered HTTP {status}: {detail}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+class UpstreamDroppedError(Exception):
+    """The upstream closed the connection before its first token."""
+
+
+def _retry_decision(exc: Exception) -> bool | float:
+    """stamina's backoff hook: whether to retry, or after how many seconds (Retry-After)."""
+    if isinstance(exc, UpstreamStatusError):
+        if exc.status != 429 and exc.status < 500:
+            return False
+        if exc.retry_after is None:
+            return True
+        return exc.retry_after if exc.retry_after <= MAX_RETRY_AFTER_SECONDS else False
+    return isinstance(exc, aiohttp.ClientConnectionError | UpstreamDroppedError)
+
+
+@dataclass
+class _Opened:
+    response: aiohttp.ClientResponse
+    decoder: SSEDecoder
+    pending: list[SSEMessage]
+
+
+class OpenAICompatibleBackend:
+    """A `ModelBackend` for one configured upstream."""
+
+    def __init__(self, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
+        self.config = config
+        self._session = session
+        self._url = config.base_url + "/chat/completions"
+        self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if config.api_key:
+            self._headers["Authorization"] = f"Bearer {config.api_key}"
+        self._timeout = aiohttp.ClientTimeout(sock_connect=config.connect_timeout)
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return estimate_tokens(messages)
+
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelChunk, None]:
+        body = orjson.dumps(request_body(request, stream=True))
+        opened = await self._open_with_retries(body)
+        response, decoder = opened.response, opened.decoder
+        reader = ChunkReader()
+        finished = False
+        try:
+            for message in opened.pending:
+                for chunk in self._chunks(message, reader):
+                    yield chunk
+            async for data in self._reads(response):
+                for message in decoder.feed(data):
+                    if message.data.startswith("[DONE]"):
+                        finished = True
+                        break
+                    for chunk in self._chunks(message, reader):
+                        yield chunk
+                if finished:
+                    break
+            if not finished and reader.finish_reason is None:
+                raise ModelBackendError(
+                    f"Upstream '{self.config.name}' ended its stream before the answer finished."
+                )
+            finished = True
+            yield self._finish(request, reader)
+        finally:
+            if finished:
+                response.release()
+            else:
+                # Cancelled or failed mid-answer: close the connection so the upstream stops.
+                response.close()
+
+    def _finish(self, request: ModelRequest, reader: ChunkReader) -> Finish:
+        reason = finish_reason(reader.finish_reason)
+        prompt = reader.prompt_tokens
+        completion = reader.completion_tokens
+        return Finish(
+            reason,
+            prompt if prompt is not None else estimate_tokens(request.messages),
+            completion if completion is not None else 0,
+        )
+
+    def _chunks(self, message: SSEMessage, reader: ChunkReader) -> list[TextChunk | ToolCallChunk]:
+        try:
+            return reader.read(orjson.loads(message.data), call_id)
+        except (orjson.JSONDecodeError, MalformedChunkError) as exc:
+            raise ModelBackendError(
+                f"Upstream '{self.config.name}' sent a malformed chunk ({exc})."
+            ) from None
+
+    async def _reads(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """The response body as it arrives, failing when the upstream stays silent too long."""
+        idle = self.config.idle_timeout
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    data = await response.content.readany()
+            except TimeoutError:
+                raise ModelBackendError(
+                    f"Upstream '{self.config.name}' sent nothing for {idle:g} s."
+                ) from None
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+                raise ModelBackendError(
+                    f"Upstream '{self.config.name}' closed the stream before the answer finished."
+                ) from None
+            if not data:
+                return
+            yield data
+
+    async def _open_with_retries(self, body: bytes) -> _Opened:
+        try:
+            async for attempt in stamina.retry_context(
+                on=_retry_decision,
+                attempts=self.config.max_retries + 1,
+                timeout=None,
+                wait_initial=0.5,
+                wait_max=8.0,
+                wait_jitter=0.5,
+            ):
+                with attempt:
+                    return await self._open(body)
+        except UpstreamStatusError as exc:
+            code = "rate_limit_exceeded" if exc.status == 429 else "server_error"
+            raise ModelBackendError(str(exc) + ".", code=code) from None
+        except TimeoutError:
+            raise ModelBackendError(
+                f"Upstream '{self.config.name}' did not start answering within "
+                f"{self.config.first_byte_timeout:g} s."
+            ) from None
+        except (aiohttp.ClientConnectionError, UpstreamDroppedError) as exc:
+            raise ModelBackendError(
+                f"Could not reach upstream '{self.config.name}': {exc.__class__.__name__}."
+            ) from None
+        raise AssertionError("unreachable: stamina returns or raises")
+
+    async def _open(self, body: bytes) -> _Opened:
+        """Send the request and read up to the first chunk that carries something."""
+        async with asyncio.timeout(self.config.first_byte_timeout):
+            response = await self._session.post(
+                self._url, data=body, headers=self._headers, timeout=self._timeout
+            )
+            try:
+                if response.status != 200:
+                    raise UpstreamStatusError(
+                        self.config.name,
+                        response.status,
+                        await _error_detail(response),
+                        _retry_after(response.headers),
+                    )
+                decoder = SSEDecoder()
+                while True:
+                    try:
+                        data = await response.content.readany()
+                    except aiohttp.ClientPayloadError as exc:
+                        raise UpstreamDroppedError(str(exc)) from None
+                    if not data:
+                        raise UpstreamDroppedError("the stream ended before any chunk")
+                    pending = decoder.feed(data)
+                    if pending:
+                        return _Opened(response, decoder, pending)
+            except BaseException:
+                response.close()
+                raise
+
+
+async def _error_detail(response: aiohttp.ClientResponse) -> str:
+    """The upstream's error message, short and without anything we sent."""
+    with contextlib.suppress(Exception):
+        payload = await response.json(content_type=None)
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])[:300]
+    return response.reason or "no detail"
+
+
+def _retry_after(headers: Any) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) * scale)
+        except ValueError:
+            continue
+    return None
+
+
+class UpstreamPool:
+    """Owns the one aiohttp session shared by every upstream, and their backends."""
+
+    def __init__(self, upstreams: Sequence[UpstreamConfig]) -> None:
+        self._configs = list(upstreams)
+        self._session: aiohttp.ClientSession | None = None
+        self.backends: dict[str, OpenAICompatibleBackend] = {}
+
+    async def open(self) -> None:
+        if not self._configs:
+            return
+        connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30)
+        self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+        for config in self._configs:
+            self.backends[config.name] = OpenAICompatibleBackend(config, self._session)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def model_ids(self, config: UpstreamConfig) -> list[str]:
+        """The model ids the upstream lists (GET /models), or [] when it cannot tell us."""
+        if self._session is None:
+            return []
+        headers = {k: v for k, v in self.backends[config.name]._headers.items() if k != "Accept"}
+        try:
+            async with (
+                asyncio.timeout(config.connect_timeout),
+                self._session.get(config.base_url + "/models", headers=headers) as response,
+            ):
+                if response.status != 200:
+                    return []
+                payload = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            log.warning("upstream '%s' did not list its models", config.name)
+            return []
+        data = payload.get("data") if isinstance(payload, dict) else None
+        return [m["id"] for m in data or () if isinstance(m, dict) and isinstance(m.get("id"), str)]

@@ -110,7 +110,7 @@ Step = Text | ToolCall | Finish | Usage | Sleep | Stall | Reset | Raw | Done
 class Script:
     """What to answer to one chat-completions request, and how to frame it on the wire.
 
-    A non-200 `status` answers an OpenAI error envelope (its message is the scripts' `Text`
+    A non-200 `status` answers an OpenAI error envelope (its message is the script's `Text` steps
     joined, if any) after playing the `Sleep`/`Stall`/`Reset` steps.
     """
 
@@ -149,9 +149,9 @@ _ERRORS = {
 
 
 def error_envelope(status: int, message: str = "") -> dict[str, Any]:
-    kind, code = _ERRORS.get(
-        status, ("server_error" if status >= 500 else "invalid_request_error", None)
-    )
+    """OpenAI's error body for `status`, with a stock message when none is given."""
+    fallback = ("server_error" if status >= 500 else "invalid_request_error", None)
+    kind, code = _ERRORS.get(status, fallback)
     message = message or f"fake upstream error {status}"
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
@@ -222,6 +222,15 @@ class _Reply:
         raise _Aborted
 
 
+def _usage(step: Usage) -> dict[str, int]:
+    total = step.prompt_tokens + step.completion_tokens
+    return {
+        "prompt_tokens": step.prompt_tokens,
+        "completion_tokens": step.completion_tokens,
+        "total_tokens": total,
+    }
+
+
 async def _wait_step(reply: _Reply, step: Step) -> bool:
     """Play a step that only waits or aborts; False when `step` is not one of those."""
     match step:
@@ -255,19 +264,9 @@ async def _play_stream(reply: _Reply) -> web.StreamResponse:
                 await reply.event(reply.chunk({"tool_calls": [call]}))
             case Finish(reason):
                 await reply.event(reply.chunk({}, reason))
-            case Usage(prompt, completion):
-                usage = {
-                    "prompt_tokens": prompt,
-                    "completion_tokens": completion,
-                    "total_tokens": prompt + completion,
-                }
-                await reply.event(
-                    reply.envelope("chat.completion.chunk")
-                    | {
-                        "choices": [],
-                        "usage": usage,
-                    }
-                )
+            case Usage():
+                last = {"choices": [], "usage": _usage(step)}
+                await reply.event(reply.envelope("chat.completion.chunk") | last)
             case Raw(data):
                 await reply.send(data)
             case Done():
@@ -298,12 +297,8 @@ async def _play_whole(reply: _Reply) -> web.Response:
                 call["function"]["arguments"] += arguments
             case Finish(reason):
                 finish = reason
-            case Usage(prompt, completion):
-                usage = {
-                    "prompt_tokens": prompt,
-                    "completion_tokens": completion,
-                    "total_tokens": prompt + completion,
-                }
+            case Usage():
+                usage = _usage(step)
     if reply.script.status != 200:
         envelope = error_envelope(reply.script.status, "".join(parts))
         return web.json_response(envelope, status=reply.script.status, headers=reply.script.headers)
@@ -377,7 +372,9 @@ class FakeUpstream:
     @property
     def open_connections(self) -> int:
         """TCP connections aiohttp holds open, each until its handler has ended."""
-        return self._on_loop(self._count_connections())
+        assert self._loop is not None, "the fake upstream is not running"
+        count = asyncio.run_coroutine_threadsafe(self._count_connections(), self._loop)
+        return count.result(_BOUND)
 
     def wait_open_connections(self, n: int, timeout: float) -> bool:
         """True once exactly `n` connections are open (the server notices a close a bit later)."""
@@ -441,10 +438,6 @@ class FakeUpstream:
                 if handler.transport is not None:
                     handler.transport.abort()
             await runner.cleanup()
-
-    def _on_loop(self, coro: Any) -> Any:
-        assert self._loop is not None, "the fake upstream is not running"
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(_BOUND)
 
     async def _count_connections(self) -> int:
         server = self._runner.server if self._runner is not None else None

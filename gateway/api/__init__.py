@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from gateway.api import assistants, models, runs, threads
+from gateway.api import assistants, chat, models, runs, threads
 
 # /threads/runs must come before /threads/{thread_id}.
-routes: list[BaseRoute] = [*runs.routes, *assistants.routes, *threads.routes, *models.routes]
+routes: list[BaseRoute] = [
+    *runs.routes,
+    *assistants.routes,
+    *threads.routes,
+    *models.routes,
+    *chat.routes,
+]

@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 __all__ = [
+    "ChatCompletionRequest",
     "CreateAssistantRequest",
     "CreateMessageRequest",
     "CreateRunRequest",
@@ -611,3 +612,34 @@ def _field_type(node: Any, name: str) -> Any:
         return Any
     args = get_args(node)
     return args[1] if get_origin(node) is dict and len(args) == 2 else Any
+
+
+# -- chat completions (the pass-through) ---------------------------------------------------
+
+
+class ChatMessageIn(BaseModel):
+    """One chat message; its other fields pass through to an upstream untouched."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """The fields the gateway reads from a chat-completions body. Anything else is allowed: an
+    upstream gets the body exactly as sent, and the built-in model ignores what it cannot use."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: str = Field(min_length=1)
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    stream: bool | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)

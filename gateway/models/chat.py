@@ -7,7 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.models.base import ChatMessage, FinishReason, ModelRequest, TextChunk, ToolCallChunk
+from gateway.models.base import (
+    ChatMessage,
+    FinishReason,
+    ModelRequest,
+    TextChunk,
+    ToolCall,
+    ToolCallChunk,
+)
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -156,3 +163,70 @@ def estimate_tokens(messages: Sequence[ChatMessage]) -> int:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def completion_chunk(
+    completion_id: str, model: str, created: int, delta: dict[str, Any], finish: str | None
+) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def completion(
+    completion_id: str,
+    model: str,
+    created: int,
+    content: str,
+    tool_calls: list[dict[str, Any]],
+    finish: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content or None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def from_chat_messages(messages: list[Any]) -> list[ChatMessage]:
+    """Chat-completions request messages as the model's history (text only; other parts drop)."""
+    out: list[ChatMessage] = []
+    for raw in messages:
+        role = raw.get("role")
+        content = raw.get("content")
+        if isinstance(content, list):
+            content = "\n".join(
+                p.get("text", "")
+                for p in content
+                if isinstance(p, dict) and p.get("type") == "text"
+            )
+        text = content if isinstance(content, str) else ""
+        if role in ("system", "developer"):
+            out.append(ChatMessage(role="system", content=text))
+        elif role == "assistant":
+            calls = tuple(
+                ToolCall(c["id"], c["function"]["name"], c["function"].get("arguments", ""))
+                for c in raw.get("tool_calls") or ()
+            )
+            out.append(ChatMessage(role="assistant", content=text, tool_calls=calls))
+        elif role == "tool":
+            out.append(ChatMessage(role="tool", content=text, tool_call_id=raw.get("tool_call_id")))
+        else:
+            out.append(ChatMessage(role="user", content=text))
+    return out

@@ -95,23 +95,17 @@ class OpenAICompatibleBackend:
     async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelChunk, None]:
         body = orjson.dumps(request_body(request, stream=True))
         opened = await self._open_with_retries(body)
-        response, decoder = opened.response, opened.decoder
         reader = ChunkReader()
-        finished = False
+        done = finished = False
         try:
-            for message in opened.pending:
-                for chunk in self._chunks(message, reader):
-                    yield chunk
-            async for data in self._reads(response):
-                for message in decoder.feed(data):
+            async with contextlib.aclosing(self._messages(opened)) as messages:
+                async for message in messages:
                     if message.data.startswith("[DONE]"):
-                        finished = True
+                        done = True
                         break
                     for chunk in self._chunks(message, reader):
                         yield chunk
-                if finished:
-                    break
-            if not finished and reader.finish_reason is None:
+            if not done and reader.finish_reason is None:
                 raise ModelBackendError(
                     f"Upstream '{self.config.name}' ended its stream before the answer finished."
                 )
@@ -119,10 +113,20 @@ class OpenAICompatibleBackend:
             yield self._finish(request, reader)
         finally:
             if finished:
-                response.release()
+                opened.response.release()
             else:
                 # Cancelled or failed mid-answer: close the connection so the upstream stops.
-                response.close()
+                opened.response.close()
+
+    async def _messages(self, opened: _Opened) -> AsyncGenerator[SSEMessage, None]:
+        """Every SSE message of the answer: those read while opening, then the rest."""
+        for message in opened.pending:
+            yield message
+        async for data in self._reads(opened.response):
+            for message in opened.decoder.feed(data):
+                yield message
+        for message in opened.decoder.finish():
+            yield message
 
     def _finish(self, request: ModelRequest, reader: ChunkReader) -> Finish:
         reason = finish_reason(reader.finish_reason)
@@ -278,3 +282,45 @@ class UpstreamPool:
             return []
         data = payload.get("data") if isinstance(payload, dict) else None
         return [m["id"] for m in data or () if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+
+@dataclass
+class ProxiedResponse:
+    """An upstream's answer to a forwarded request, streamed back as it arrives."""
+
+    status: int
+    content_type: str
+    body: AsyncIterator[bytes]
+    close: Any  # () -> None: drops the upstream connection if the body was not read to the end
+
+
+async def proxy_chat_completions(backend: OpenAICompatibleBackend, body: bytes) -> ProxiedResponse:
+    """Forward a chat-completions request body unchanged to the backend's upstream."""
+    config = backend.config
+    try:
+        async with asyncio.timeout(config.first_byte_timeout):
+            response = await backend._session.post(
+                backend._url, data=body, headers=backend._headers, timeout=backend._timeout
+            )
+    except TimeoutError:
+        raise ModelBackendError(
+            f"Upstream '{config.name}' did not answer within {config.first_byte_timeout:g} s."
+        ) from None
+    except aiohttp.ClientError as exc:
+        raise ModelBackendError(
+            f"Could not reach upstream '{config.name}': {exc.__class__.__name__}."
+        ) from None
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            async for data in backend._reads(response):
+                yield data
+        finally:
+            response.close()
+
+    return ProxiedResponse(
+        status=response.status,
+        content_type=response.headers.get("Content-Type", "application/json"),
+        body=chunks(),
+        close=response.close,
+    )

@@ -23,7 +23,6 @@ from gateway.errors import GatewayError
 from gateway.models import chat
 from gateway.models.base import Finish, ModelBackendError, ModelRequest, TextChunk
 from gateway.models.router import ModelRouter
-from gateway.models.upstream import proxy_chat_completions
 from gateway.objects import now
 
 
@@ -38,7 +37,7 @@ async def chat_completions(request: Request) -> Response:
     upstream = router.upstream_for(fields["model"])
     if upstream is not None:
         try:
-            proxied = await proxy_chat_completions(upstream, await request.body())
+            proxied = await upstream.proxy(await request.body())
         except ModelBackendError as exc:
             raise UpstreamUnavailableError(exc.message, code="upstream_unavailable") from None
         return StreamingResponse(

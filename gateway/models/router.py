@@ -39,7 +39,8 @@ class ModelRouter:
         its literal (wildcard-free) patterns, and the built-in model."""
         listed: dict[str, dict[str, Any]] = {}
         for upstream in self.config.upstreams:
-            names = [*await self._pool.model_ids(upstream), *_literal(upstream.models)]
+            listed_by_upstream = await self._pool.backends[upstream.name].list_models()
+            names = [*listed_by_upstream, *_literal(upstream.models)]
             for name in names:
                 if name not in listed and self.config.route(name) is upstream:
                     listed[name] = _model(name, upstream.name, self._started)

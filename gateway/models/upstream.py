@@ -77,6 +77,16 @@ class _Opened:
     pending: list[SSEMessage]
 
 
+@dataclass
+class ProxiedResponse:
+    """An upstream's answer to a forwarded request, streamed back as it arrives."""
+
+    status: int
+    content_type: str
+    body: AsyncIterator[bytes]
+    close: Any  # () -> None: drops the upstream connection if the body was not read to the end
+
+
 class OpenAICompatibleBackend:
     """A `ModelBackend` for one configured upstream."""
 
@@ -220,6 +230,55 @@ class OpenAICompatibleBackend:
                 response.close()
                 raise
 
+    async def proxy(self, body: bytes) -> ProxiedResponse:
+        """Forward a chat-completions request body unchanged; stream the answer back."""
+        config = self.config
+        try:
+            async with asyncio.timeout(config.first_byte_timeout):
+                response = await self._session.post(
+                    self._url, data=body, headers=self._headers, timeout=self._timeout
+                )
+        except TimeoutError:
+            raise ModelBackendError(
+                f"Upstream '{config.name}' did not answer within {config.first_byte_timeout:g} s."
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise ModelBackendError(
+                f"Could not reach upstream '{config.name}': {exc.__class__.__name__}."
+            ) from None
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async for data in self._reads(response):
+                    yield data
+            finally:
+                response.close()
+
+        return ProxiedResponse(
+            status=response.status,
+            content_type=response.headers.get("Content-Type", "application/json"),
+            body=chunks(),
+            close=response.close,
+        )
+
+    async def list_models(self) -> list[str]:
+        """The model ids the upstream lists (GET /models), or [] when it cannot tell us."""
+        config = self.config
+        headers = {k: v for k, v in self._headers.items() if k != "Accept"}
+        try:
+            async with (
+                asyncio.timeout(config.connect_timeout),
+                self._session.get(config.base_url + "/models", headers=headers) as response,
+            ):
+                if response.status != 200:
+                    return []
+                payload = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            log.warning("upstream '%s' did not list its models", config.name)
+            return []
+        data = payload.get("data") if isinstance(payload, dict) else None
+        return [m["id"] for m in data or () if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
 
 async def _error_detail(response: aiohttp.ClientResponse) -> str:
     """The upstream's error message, short and without anything we sent."""
@@ -263,64 +322,3 @@ class UpstreamPool:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-    async def model_ids(self, config: UpstreamConfig) -> list[str]:
-        """The model ids the upstream lists (GET /models), or [] when it cannot tell us."""
-        if self._session is None:
-            return []
-        headers = {k: v for k, v in self.backends[config.name]._headers.items() if k != "Accept"}
-        try:
-            async with (
-                asyncio.timeout(config.connect_timeout),
-                self._session.get(config.base_url + "/models", headers=headers) as response,
-            ):
-                if response.status != 200:
-                    return []
-                payload = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError):
-            log.warning("upstream '%s' did not list its models", config.name)
-            return []
-        data = payload.get("data") if isinstance(payload, dict) else None
-        return [m["id"] for m in data or () if isinstance(m, dict) and isinstance(m.get("id"), str)]
-
-
-@dataclass
-class ProxiedResponse:
-    """An upstream's answer to a forwarded request, streamed back as it arrives."""
-
-    status: int
-    content_type: str
-    body: AsyncIterator[bytes]
-    close: Any  # () -> None: drops the upstream connection if the body was not read to the end
-
-
-async def proxy_chat_completions(backend: OpenAICompatibleBackend, body: bytes) -> ProxiedResponse:
-    """Forward a chat-completions request body unchanged to the backend's upstream."""
-    config = backend.config
-    try:
-        async with asyncio.timeout(config.first_byte_timeout):
-            response = await backend._session.post(
-                backend._url, data=body, headers=backend._headers, timeout=backend._timeout
-            )
-    except TimeoutError:
-        raise ModelBackendError(
-            f"Upstream '{config.name}' did not answer within {config.first_byte_timeout:g} s."
-        ) from None
-    except aiohttp.ClientError as exc:
-        raise ModelBackendError(
-            f"Could not reach upstream '{config.name}': {exc.__class__.__name__}."
-        ) from None
-
-    async def chunks() -> AsyncIterator[bytes]:
-        try:
-            async for data in backend._reads(response):
-                yield data
-        finally:
-            response.close()
-
-    return ProxiedResponse(
-        status=response.status,
-        content_type=response.headers.get("Content-Type", "application/json"),
-        body=chunks(),
-        close=response.close,
-    )

@@ -8,6 +8,7 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -401,3 +402,74 @@ def test_the_key_never_leaves_the_gateway(client: openai.OpenAI, upstream: FakeU
     )
     assert SECRET not in dumped
     assert run.last_error is not None and "401" in run.last_error.message
+
+
+class TimedHandler(openai.AssistantEventHandler):
+    """Records when each tool-call fragment and text fragment arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrivals: list[tuple[float, str]] = []
+
+    def on_tool_call_created(self, tool_call: Any) -> None:
+        self.arrivals.append((time.monotonic(), f"call:{tool_call.function.name}"))
+
+    def on_tool_call_delta(self, delta: Any, snapshot: Any) -> None:
+        if delta.function and delta.function.arguments:
+            self.arrivals.append((time.monotonic(), delta.function.arguments))
+
+    def on_text_delta(self, delta: Any, snapshot: Any) -> None:
+        self.arrivals.append((time.monotonic(), delta.value or ""))
+
+
+def test_streamed_round_trip_keeps_order_and_timing(
+    client: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    """The SDK's streamed function-call round trip gets the upstream's tool call and tokens in
+    order, each about when the upstream sent it (50 ms apart)."""
+    gap = 0.05
+    upstream.enqueue(
+        Script(
+            [
+                ToolCall(0, "call_w", "get_weather", ""),
+                Sleep(gap),
+                ToolCall(0, None, None, '{"city":'),
+                Sleep(gap),
+                ToolCall(0, None, None, '"Paris"}'),
+                Finish("tool_calls"),
+            ]
+        ),
+        Script(
+            [
+                Text("It is "),
+                Sleep(gap),
+                Text("sunny "),
+                Sleep(gap),
+                Text("in Paris."),
+                Finish("stop"),
+            ]
+        ),
+    )
+    assistant = client.beta.assistants.create(model="fake-large", tools=[WEATHER])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Paris?"}])
+    first = TimedHandler()
+    with client.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id=assistant.id, event_handler=first
+    ) as stream:
+        stream.until_done()
+    run = stream.get_final_run()
+    assert run.status == "requires_action"
+    second = TimedHandler()
+    with client.beta.threads.runs.submit_tool_outputs_stream(
+        thread_id=thread.id,
+        run_id=run.id,
+        tool_outputs=[{"tool_call_id": "call_w", "output": "sunny"}],
+        event_handler=second,
+    ) as stream2:
+        stream2.until_done()
+    assert stream2.get_final_run().status == "completed"
+    assert [a for _, a in first.arrivals] == ["call:get_weather", '{"city":', '"Paris"}']
+    assert [a for _, a in second.arrivals] == ["It is ", "sunny ", "in Paris."]
+    for arrivals in (first.arrivals, second.arrivals):
+        gaps = [b - a for (a, _), (b, _) in itertools.pairwise(arrivals)]
+        assert all(gap * 0.6 <= g <= gap * 3 for g in gaps), gaps

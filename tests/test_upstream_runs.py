@@ -473,3 +473,13 @@ def test_streamed_round_trip_keeps_order_and_timing(
     for arrivals in (first.arrivals, second.arrivals):
         gaps = [b - a for (a, _), (b, _) in itertools.pairwise(arrivals)]
         assert all(gap * 0.6 <= g <= gap * 3 for g in gaps), gaps
+
+
+def test_proxied_error_never_carries_the_key(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    """A proxied upstream error that quotes the gateway's key comes back with the key redacted."""
+    upstream.enqueue(Script([Text(f"Incorrect API key provided: {SECRET}")], status=401))
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client.chat.completions.create(
+            model="fake-large", messages=[{"role": "user", "content": "x"}]
+        )
+    assert SECRET not in json.dumps(caught.value.body) and "***" in str(caught.value.message)

@@ -189,7 +189,10 @@ class OpenAICompatibleBackend:
                     return await self._open(body)
         except UpstreamStatusError as exc:
             code = "rate_limit_exceeded" if exc.status == 429 else "server_error"
-            raise ModelBackendError(str(exc) + ".", code=code) from None
+            message = str(exc)
+            raise ModelBackendError(
+                message if message.endswith(".") else message + ".", code=code
+            ) from None
         except TimeoutError:
             raise ModelBackendError(
                 f"Upstream '{self.config.name}' did not start answering within "
@@ -212,7 +215,7 @@ class OpenAICompatibleBackend:
                     raise UpstreamStatusError(
                         self.config.name,
                         response.status,
-                        await _error_detail(response),
+                        _redact(await _error_detail(response), self.config.api_key),
                         _retry_after(response.headers),
                     )
                 decoder = SSEDecoder()
@@ -246,6 +249,24 @@ class OpenAICompatibleBackend:
             raise ModelBackendError(
                 f"Could not reach upstream '{config.name}': {exc.__class__.__name__}."
             ) from None
+
+        if response.status != 200:
+            # An error body is small and may quote our key back: read it whole and redact it.
+            try:
+                raw = await response.read()
+            finally:
+                response.release()
+            text = _redact(raw.decode("utf-8", errors="replace"), config.api_key)
+
+            async def error_body() -> AsyncIterator[bytes]:
+                yield text.encode()
+
+            return ProxiedResponse(
+                status=response.status,
+                content_type=response.headers.get("Content-Type", "application/json"),
+                body=error_body(),
+                close=response.close,
+            )
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
@@ -288,6 +309,11 @@ async def _error_detail(response: aiohttp.ClientResponse) -> str:
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             return str(error["message"])[:300]
     return response.reason or "no detail"
+
+
+def _redact(text: str, secret: str | None) -> str:
+    """The text with our key taken out: upstreams quote a wrong key back in their 401s."""
+    return text.replace(secret, "***") if secret else text
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -39,6 +39,7 @@ def test_tool_call_fragments_and_missing_id() -> None:
     assert first == [ToolCallChunk(index=0, id="call_generated", name="f", arguments="")]
     later = reader.read(delta(tool_calls=[{"index": 0, "function": {"arguments": "{}"}}]), new_id)
     assert later == [ToolCallChunk(index=0, arguments="{}")]
+    assert reader.completion_chars == 2
 
 
 @pytest.mark.parametrize(

@@ -100,6 +100,8 @@ class ChunkReader:
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # Characters of content and arguments received, to estimate usage an upstream leaves out.
+    completion_chars: int = 0
     _call_ids: dict[int, str] = field(default_factory=dict)
 
     def read(self, chunk: Any, new_call_id: Any) -> list[TextChunk | ToolCallChunk]:
@@ -123,6 +125,7 @@ class ChunkReader:
                 raise MalformedChunkError("a chunk's delta is not an object")
             content = delta.get("content")
             if isinstance(content, str) and content:
+                self.completion_chars += len(content)
                 out.append(TextChunk(content))
             for call in delta.get("tool_calls") or ():
                 out.append(self._tool_call(call, new_call_id))
@@ -137,6 +140,7 @@ class ChunkReader:
         index: int = call.get("index", 0)
         function = call.get("function") or {}
         arguments = function.get("arguments") or ""
+        self.completion_chars += len(arguments)
         if index in self._call_ids:
             return ToolCallChunk(index=index, arguments=arguments)
         name = function.get("name")

@@ -145,7 +145,7 @@ class OpenAICompatibleBackend:
         return Finish(
             reason,
             prompt if prompt is not None else estimate_tokens(request.messages),
-            completion if completion is not None else 0,
+            completion if completion is not None else (reader.completion_chars + 3) // 4,
         )
 
     def _chunks(self, message: SSEMessage, reader: ChunkReader) -> list[TextChunk | ToolCallChunk]:

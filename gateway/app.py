@@ -7,11 +7,14 @@ This is the only module that names concrete adapters.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
@@ -27,6 +30,7 @@ from gateway.models.local import LocalModelBackend
 from gateway.models.router import ModelRouter
 from gateway.settings import Settings
 from gateway.store import open_store
+from gateway.tokens import StreamTokens
 
 log = logging.getLogger("gateway")
 
@@ -57,7 +61,13 @@ def create_app(
             run_expiry_seconds=settings.run_expiry_seconds,
             expiry_check_seconds=settings.expiry_check_seconds,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
+            event_retention_seconds=settings.event_retention_seconds,
+            event_prune_seconds=settings.event_prune_seconds,
         )
+        secret = await store.write(
+            lambda tx: tx.secret("stream_tokens", lambda: secrets.token_urlsafe(32))
+        )
+        app.state.tokens = StreamTokens(secret, ttl_seconds=settings.stream_token_seconds)
         app.state.settings = settings
         app.state.store = store
         app.state.bus = bus
@@ -72,8 +82,22 @@ def create_app(
             await router.close()
             await store.close()
 
+    middleware = []
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                allow_headers=["*"],
+                expose_headers=["openai-poll-after-ms"],
+                max_age=600,
+            )
+        )
     return Starlette(
         routes=[Mount("/v1", routes=api.routes), *api.routes],
+        middleware=middleware,
         exception_handlers={
             GatewayError: _gateway_error,
             HTTPException: _http_error,

@@ -28,6 +28,10 @@ class InvalidRequestError(GatewayError):
     error_type = "invalid_request_error"
 
 
+class AuthenticationError(InvalidRequestError):
+    status_code = 401
+
+
 class NotFoundError(InvalidRequestError):
     status_code = 404
 

@@ -86,6 +86,8 @@ class Event:
 
     name: str
     data: Obj | None
+    # The event's place in its run's ordered log (the SSE `id:`), once the log has taken it.
+    seq: int | None = None
     wire: bytes | None = field(default=None, compare=False, repr=False)
 
 

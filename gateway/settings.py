@@ -27,6 +27,18 @@ class Settings:
     # Pause between the built-in local model's tokens, about a real model's pace; 0 emits them
     # as fast as possible.
     local_model_delay_ms: float = 20.0
+    # How long a run's logged events are kept after the run ends (for resuming streams).
+    event_retention_seconds: float = 3600.0
+    # How often logged events past their retention are deleted.
+    event_prune_seconds: float = 60.0
+    # A stream whose client takes longer than this to accept one send is closed (it can resume).
+    stream_send_timeout_seconds: float = 30.0
+    # How long a browser stream token stays valid.
+    stream_token_seconds: int = 600
+    # How soon an EventSource reconnects after a drop (sent as `retry:`).
+    stream_retry_ms: int = 1000
+    # Origins allowed to call the API from a browser (CORS), comma-separated; "*" for any.
+    cors_origins: str = ""
     # Sent as `openai-poll-after-ms` on run responses: how long the SDK's poll helpers wait.
     poll_after_ms: int = 200
     # Seconds between keep-alive comments on an idle event stream (0 turns them off).

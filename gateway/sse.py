@@ -6,30 +6,41 @@ Every event is encoded exactly once, here, with orjson; the response writes the 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from sse_starlette.sse import AppStatus
+from sse_starlette.sse import AppStatus, SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
 from gateway import events
 from gateway.events import Event
+
+log = logging.getLogger("gateway.sse")
 
 DONE_FRAME = b"event: done\ndata: [DONE]\n\n"
 PING_COMMENT = "ping"
 
 
 def encode(event: Event) -> bytes:
-    """One SSE block: `event: <name>`, one `data:` line of compact JSON, a blank line.
-    Computed once per event and kept on it."""
+    """One SSE block: `id: <seq>` when the event is logged, `event: <name>`, one `data:` line of
+    compact JSON, a blank line. Computed once per event and kept on it."""
     if event.wire is not None:
         return event.wire
     if event.name == events.DONE:
         return DONE_FRAME
-    frame = b"event: " + event.name.encode() + b"\ndata: " + orjson.dumps(event.data) + b"\n\n"
+    head = b"" if event.seq is None else b"id: %d\n" % event.seq
+    frame = (
+        head + b"event: " + event.name.encode() + b"\ndata: " + orjson.dumps(event.data) + b"\n\n"
+    )
     object.__setattr__(event, "wire", frame)  # a cache on a frozen event, never a change of it
     return frame
+
+
+def retry_frame(milliseconds: int) -> bytes:
+    """Tells an EventSource how soon to reconnect after a drop."""
+    return b"retry: %d\n\n" % milliseconds
 
 
 # The gateway ends its own streams on shutdown (see serving.py); sse-starlette's process-wide
@@ -50,12 +61,14 @@ class EventStreamResponse(EventSourceResponse):
         frames: AsyncIterator[bytes],
         *,
         ping_seconds: float,
+        send_timeout: float | None = None,
         on_close: Callable[[], Awaitable[None]],
     ) -> None:
         super().__init__(
             frames,
             headers={"Cache-Control": "no-cache"},
             ping=ping_seconds,
+            send_timeout=send_timeout,
             ping_message_factory=_ping,
             sep="\n",  # the same line ending as the frames we encode
         )
@@ -64,5 +77,8 @@ class EventStreamResponse(EventSourceResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            # A client that stopped reading: drop it; it can resume from the run's log.
+            log.info("closed an event stream whose client stopped reading")
         finally:
             await self._on_close()

@@ -27,17 +27,28 @@ class Frame:
     def is_comment(self) -> bool:
         return all(line.startswith(":") for line in self.lines)
 
+    def field(self, name: str) -> str | None:
+        prefix = name + ": "
+        for line in self.lines:
+            if line.startswith(prefix):
+                return line.removeprefix(prefix)
+        return None
+
+    @property
+    def id(self) -> int | None:
+        value = self.field("id")
+        return None if value is None else int(value)
+
     @property
     def event(self) -> str:
-        first = self.lines[0]
-        assert first.startswith("event: "), self.raw
-        return first.removeprefix("event: ")
+        value = self.field("event")
+        assert value is not None, self.raw
+        return value
 
     @property
     def data(self) -> Any:
-        second = self.lines[1]
-        assert second.startswith("data: "), self.raw
-        payload = second.removeprefix("data: ")
+        payload = self.field("data")
+        assert payload is not None, self.raw
         return payload if payload == "[DONE]" else json.loads(payload)
 
 

@@ -319,10 +319,12 @@ def test_sse_framing_byte_for_byte(server: LiveServer, client: openai.OpenAI) ->
     frames = list(stream.frames())
     stream.close()
     assert frames[-1].raw == b"event: done\ndata: [DONE]"
-    for frame in frames:
-        assert len(frame.lines) == 2, frame.raw
-        assert frame.lines[0].startswith("event: thread.") or frame.raw == frames[-1].raw
+    for frame in frames[:-1]:
+        assert len(frame.lines) == 3, frame.raw
+        assert frame.lines[0].startswith("id: ") and frame.lines[1].startswith("event: thread.")
         assert "\r" not in frame.raw.decode()
+    ids = [f.id for f in frames[:-1]]
+    assert ids == list(range(1, len(ids) + 1))  # the run's log numbers its events from 1
     body = b"".join(f.raw + b"\n\n" for f in frames)
     assert body.count(b"\n\n") == len(frames)
     data = [f.data for f in frames[:-1]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import cast
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,10 +19,12 @@ from gateway.api.requests import (
     SubmitToolOutputsRunRequest,
 )
 from gateway.api.routing import resource
-from gateway.api.streaming import stream_run
+from gateway.api.streaming import run_events, stream_run
 from gateway.api.threads import existing_thread
 from gateway.errors import InvalidRequestError, not_found
+from gateway.objects import now
 from gateway.store import Kind
+from gateway.tokens import StreamTokens
 from gateway.types import Obj
 
 INCLUDABLE = frozenset({"step_details.tool_calls[*].file_search.results[*].content"})
@@ -118,6 +121,23 @@ async def cancel_run(request: Request) -> Response:
     return run_response(request, run)
 
 
+async def stream_token(request: Request) -> Response:
+    """A token that opens this run's event stream from a browser, with its expiry."""
+    params = request.path_params
+    await engine_of(request).get_run(params["thread_id"], params["run_id"])
+    tokens = cast(StreamTokens, request.app.state.tokens)
+    token = tokens.mint(params["thread_id"], params["run_id"])
+    path = f"/v1/threads/{params['thread_id']}/runs/{params['run_id']}/events"
+    return JSONResponse(
+        {
+            "object": "run.stream_token",
+            "token": token,
+            "expires_at": now() + tokens.ttl_seconds,
+            "url": f"{path}?token={token}",
+        }
+    )
+
+
 async def list_steps(request: Request) -> Response:
     params = request.path_params
     _check_include(request)
@@ -142,6 +162,8 @@ routes = [
     resource("/threads/{thread_id}/runs/{run_id}", GET=get_run, POST=modify_run),
     resource("/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", POST=submit_tool_outputs),
     resource("/threads/{thread_id}/runs/{run_id}/cancel", POST=cancel_run),
+    resource("/threads/{thread_id}/runs/{run_id}/events", GET=run_events),
+    resource("/threads/{thread_id}/runs/{run_id}/stream_token", POST=stream_token),
     resource("/threads/{thread_id}/runs/{run_id}/steps", GET=list_steps),
     resource("/threads/{thread_id}/runs/{run_id}/steps/{step_id}", GET=get_step),
 ]

@@ -1,24 +1,36 @@
-"""Run streams for the three endpoints that take `"stream": true`.
+"""Run event streams: the POST streams of create run, create thread and run and submit tool
+outputs, and GET .../runs/{run_id}/events, which replays the run's log and then goes live.
 
-The handler subscribes to the run's channel first, then asks the engine to act; a refusal
-(unknown id, active run, bad outputs) is an ordinary JSON error because no byte of the stream has
-been sent yet. From then on every event the engine publishes for the run is written as it comes,
-until the engine marks the end of the segment; `done` closes the stream.
+Every stream subscribes to the run's channel before anything else, so no event published from
+then on can be missed; events the log has already sent are skipped by their sequence number. A
+stream ends with `done` at the end of a segment (requires_action or a terminal status). Frames
+waiting together are written in one send.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
+from typing import cast
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import events
-from gateway.api.context import bus_of, settings_of
+from gateway.api.context import bus_of, engine_of, settings_of
 from gateway.bus import SubscriberOverflowError, Subscription
-from gateway.sse import DONE_FRAME, EventStreamResponse, encode
+from gateway.engine.eventlog import ReplayUnavailableError
+from gateway.errors import AuthenticationError, InvalidRequestError
+from gateway.events import Event
+from gateway.sse import DONE_FRAME, EventStreamResponse, encode, retry_frame
+from gateway.store import LoggedEvent
+from gateway.tokens import InvalidTokenError, StreamTokens
 from gateway.types import Obj
+
+OVERFLOW_MESSAGE = (
+    "The stream fell too far behind the run and was closed; the run goes on. "
+    "Reconnect with Last-Event-ID to resume."
+)
 
 
 async def stream_run(
@@ -35,25 +47,122 @@ async def stream_run(
     return EventStreamResponse(
         frames(subscription),
         ping_seconds=settings_of(request).stream_ping_seconds,
+        send_timeout=settings_of(request).stream_send_timeout_seconds,
         on_close=resources.aclose,
     )
 
 
-async def frames(subscription: Subscription) -> AsyncIterator[bytes]:
-    """The run's events as SSE frames, up to the end of the segment, then `done`.
-
-    If the bus closes first (the gateway is shutting down), the stream ends without `done`."""
+async def run_events(request: Request) -> Response:
+    """GET the stream of a run: from its start, or after `Last-Event-ID` (or `?after=`)."""
+    thread_id = request.path_params["thread_id"]
+    run_id = request.path_params["run_id"]
+    token = request.query_params.get("token")
+    if token is not None:
+        try:
+            cast(StreamTokens, request.app.state.tokens).check(token, thread_id, run_id)
+        except InvalidTokenError as exc:
+            raise AuthenticationError(
+                str(exc), param="token", code="invalid_stream_token"
+            ) from None
+    engine = engine_of(request)
+    await engine.get_run(thread_id, run_id)
+    after = _position(request)
+    settings = settings_of(request)
+    resources = AsyncExitStack()
+    subscription = await resources.enter_async_context(bus_of(request).subscribe(run_id))
     try:
-        async for event in subscription:
-            if event.name == events.STREAM_END:
-                yield DONE_FRAME
+        replay = await engine.log.replay(run_id, after)
+    except ReplayUnavailableError:
+        run = await engine.get_run(thread_id, run_id)
+        await resources.aclose()
+        body = unavailable(run, settings.stream_retry_ms)
+    except BaseException:
+        await resources.aclose()
+        raise
+    else:
+        body = frames(subscription, replay, after=after or 0, retry_ms=settings.stream_retry_ms)
+    return EventStreamResponse(
+        body,
+        ping_seconds=settings.stream_ping_seconds,
+        send_timeout=settings.stream_send_timeout_seconds,
+        on_close=resources.aclose,
+    )
+
+
+def _position(request: Request) -> int | None:
+    raw = request.headers.get("last-event-id") or request.query_params.get("after")
+    if raw is None or raw == "":
+        return None
+    try:
+        position = int(raw)
+    except ValueError:
+        raise InvalidRequestError(
+            f"Invalid event position {raw!r}: expected the id of an event of this run.",
+            param="after",
+        ) from None
+    if position < 0:
+        raise InvalidRequestError("An event position cannot be negative.", param="after")
+    return position
+
+
+async def frames(
+    subscription: Subscription,
+    replay: Sequence[LoggedEvent] = (),
+    *,
+    after: int = 0,
+    retry_ms: int | None = None,
+) -> AsyncIterator[bytes]:
+    """The run's events as SSE frames: `replay` first, then live ones, to the segment's end.
+
+    A stream whose subscriber fell behind is closed after an `error` frame and without `done`,
+    so that an EventSource reconnects and resumes from the log."""
+    head = retry_frame(retry_ms) if retry_ms is not None else b""
+    last = after
+    if replay:
+        sent = [head, *(e.frame for e in replay if e.name != events.STREAM_END)]
+        last = replay[-1].seq
+        if replay[-1].name == events.STREAM_END:
+            yield b"".join([*sent, DONE_FRAME])  # the run is at rest: nothing live to wait for
+            return
+        head = b"".join(sent)
+    if head:
+        yield head
+    try:
+        async for batch in subscription.batches():
+            out, ended = _live(batch, last)
+            if out:
+                last = max(e.seq or last for e in batch)
+            if ended:
+                yield b"".join([*out, DONE_FRAME])
                 return
-            yield encode(event)
+            if out:
+                yield b"".join(out)
     except SubscriberOverflowError:
-        yield encode(
-            events.error(
-                "The stream fell too far behind the run and was closed; the run goes on.",
-                code="stream_overflow",
-            )
-        )
-        yield DONE_FRAME
+        yield encode(events.error(OVERFLOW_MESSAGE, code="stream_overflow"))
+
+
+def _live(batch: list[Event], last: int) -> tuple[list[bytes], bool]:
+    """The frames of `batch` not sent yet, and whether the segment ended in it."""
+    out: list[bytes] = []
+    for event in batch:
+        if event.seq is not None and event.seq <= last:
+            continue  # already sent from the log
+        if event.name == events.STREAM_END:
+            return out, True
+        out.append(encode(event))
+    return out, False
+
+
+async def unavailable(run: Obj, retry_ms: int) -> AsyncIterator[bytes]:
+    """The answer to a position the log cannot serve: the run as it is now, an error, done."""
+    error = events.error(
+        "The events after this position are no longer kept (or never were); the run's current "
+        "state follows. Fetch the run's messages to catch up.",
+        type_="invalid_request_error",
+        code="replay_unavailable",
+    )
+    assert error.data is not None
+    error.data["run"] = run
+    yield b"".join(
+        [retry_frame(retry_ms), encode(events.run_status(run)), encode(error), DONE_FRAME]
+    )

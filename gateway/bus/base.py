@@ -19,6 +19,10 @@ class SubscriberOverflowError(Exception):
 class Subscription(Protocol):
     def __aiter__(self) -> AsyncIterator[Event]: ...
 
+    def batches(self) -> AsyncIterator[list[Event]]:
+        """Every event as it comes, in lists of all that are waiting at once (never empty)."""
+        ...
+
 
 class EventBus(Protocol):
     async def publish(self, channel: str, event: Event) -> None:

@@ -37,9 +37,17 @@ class _Subscriber:
         self._wakeup.set()
 
     async def __aiter__(self) -> AsyncIterator[Event]:
+        async for batch in self.batches():
+            for event in batch:
+                yield event
+
+    async def batches(self) -> AsyncIterator[list[Event]]:
         while True:
-            while self._pending:
-                yield self._pending.popleft()
+            if self._pending:
+                batch = list(self._pending)
+                self._pending.clear()
+                yield batch
+                continue
             if self._overflowed:
                 raise SubscriberOverflowError("subscriber fell behind and was disconnected")
             if self._closed:

@@ -17,6 +17,7 @@ from typing import Any
 
 from gateway import events, objects
 from gateway.bus import EventBus
+from gateway.engine.eventlog import EventLog
 from gateway.engine.handle import RunHandle, StopReason
 from gateway.engine.lifecycle import Lifecycle
 from gateway.engine.runner import Runner
@@ -44,10 +45,18 @@ class RunEngine:
         run_expiry_seconds: int = 600,
         expiry_check_seconds: float = 1.0,
         shutdown_grace_seconds: float = 5.0,
+        event_retention_seconds: float = 3600.0,
+        event_prune_seconds: float = 60.0,
     ) -> None:
         self.store = store
         self.bus = bus
-        self.lc = Lifecycle(store, bus)
+        self.log = EventLog(
+            store,
+            bus,
+            retention_seconds=event_retention_seconds,
+            prune_seconds=event_prune_seconds,
+        )
+        self.lc = Lifecycle(store, self.log)
         self.runner = Runner(store, self.lc, backend_for)
         self.run_expiry_seconds = run_expiry_seconds
         self.expiry_check_seconds = expiry_check_seconds
@@ -61,6 +70,7 @@ class RunEngine:
     # --- lifecycle of the engine ----------------------------------------------------------
 
     async def start(self) -> None:
+        await self.log.start()
         await self._recover()
         self._expiry_task = asyncio.create_task(self._expiry_loop(), name="run-expiry")
 
@@ -83,10 +93,12 @@ class RunEngine:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1)
+        await self.log.stop()
 
     async def _recover(self) -> None:
         """Take over the runs a previous process left active, so that none stays active forever."""
         for run in await self.store.runs_with_status(ACTIVE_RUN_STATUSES):
+            await self.log.attach(run["id"])
             handle = self._register(run)
             steps = await self.store.list_all(Kind.STEP, run_id=run["id"])
             handle.step = next((s for s in reversed(steps) if s["status"] == "in_progress"), None)
@@ -340,6 +352,7 @@ class RunEngine:
         return handle
 
     def _forget(self, handle: RunHandle) -> None:
+        self.log.release(handle.id)
         self._handles.pop(handle.id, None)
         if self._active_by_thread.get(handle.thread_id) == handle.id:
             del self._active_by_thread[handle.thread_id]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway import events
-from gateway.bus import EventBus
+from gateway.engine.eventlog import EventLog
 from gateway.engine.handle import RunHandle
 from gateway.events import Event
 from gateway.objects import (
@@ -28,17 +28,17 @@ from gateway.types import Obj
 
 
 class Lifecycle:
-    def __init__(self, store: RunStore, bus: EventBus) -> None:
+    def __init__(self, store: RunStore, log: EventLog) -> None:
         self.store = store
-        self.bus = bus
+        self.log = log
 
     async def publish(self, handle: RunHandle, *evs: Event) -> None:
         for event in evs:
-            await self.bus.publish(handle.id, event)
+            await self.log.publish(handle.id, event)
 
     async def close_stream(self, handle: RunHandle) -> None:
         """Tell the run's streams that this segment is over (requires_action or terminal)."""
-        await self.bus.publish(handle.id, events.STREAM_END_EVENT)
+        await self.log.publish(handle.id, events.STREAM_END_EVENT)
 
     async def save(self, *objs: tuple[Kind, Obj]) -> None:
         async def write(tx: StoreTx) -> None:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from gateway.store.base import CursorNotFoundError, Kind, PageQuery, RunStore, StoreTx
+from gateway.store.base import (
+    CursorNotFoundError,
+    Kind,
+    LoggedEvent,
+    PageQuery,
+    RunStore,
+    StoreTx,
+)
 
 
 def open_store(database: str) -> RunStore:
@@ -13,4 +20,12 @@ def open_store(database: str) -> RunStore:
     return SQLiteRunStore(sqlite_path(database))
 
 
-__all__ = ["CursorNotFoundError", "Kind", "PageQuery", "RunStore", "StoreTx", "open_store"]
+__all__ = [
+    "CursorNotFoundError",
+    "Kind",
+    "LoggedEvent",
+    "PageQuery",
+    "RunStore",
+    "StoreTx",
+    "open_store",
+]

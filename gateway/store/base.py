@@ -32,6 +32,16 @@ class PageQuery:
     before: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """One entry of a run's event log: its sequence number, event name and the frame as sent
+    (empty for the marker that ends a stream segment, which is never sent)."""
+
+    seq: int
+    name: str
+    frame: bytes
+
+
 class CursorNotFoundError(LookupError):
     """An `after`/`before` cursor names no object in the listed collection."""
 
@@ -56,6 +66,18 @@ class StoreTx(Protocol):
     async def delete(self, kind: Kind, object_id: str) -> bool: ...
     async def active_run(self, thread_id: str) -> Obj | None: ...
 
+    async def append_events(self, rows: Iterable[tuple[str, LoggedEvent, int]]) -> None:
+        """Add (run id, event, created_at) rows to the run event log."""
+        ...
+
+    async def secret(self, name: str, make: Callable[[], str]) -> str:
+        """The stored secret `name`, made with `make()` and stored the first time."""
+        ...
+
+    async def prune_events(self, before: int) -> int:
+        """Delete the logged events older than `before` of runs that are over; how many went."""
+        ...
+
 
 T = TypeVar("T")
 
@@ -78,6 +100,10 @@ class RunStore(Protocol):
 
     async def list_all(self, kind: Kind, **filters: str) -> list[Obj]:
         """Every object of `kind` matching `filters`, oldest first."""
+        ...
+
+    async def events_after(self, run_id: str, after: int) -> list[LoggedEvent]:
+        """The run's logged events with seq > `after`, in order."""
         ...
 
     async def runs_with_status(self, statuses: Iterable[str]) -> list[Obj]: ...

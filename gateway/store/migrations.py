@@ -50,4 +50,21 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX run_steps_by_run ON run_steps(run_id, seq);
     """,
+    # 2: the ordered event log of each run (frames as sent, ids included), and the gateway's
+    # own secrets (the key that signs browser stream tokens), so both survive a restart.
+    """
+    CREATE TABLE run_events (
+        run_id     TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        seq        INTEGER NOT NULL,
+        name       TEXT NOT NULL,
+        frame      BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX run_events_by_age ON run_events(created_at);
+    CREATE TABLE gateway_secrets (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 )

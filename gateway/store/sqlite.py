@@ -16,7 +16,7 @@ import aiosqlite
 import orjson
 
 from gateway.objects import ACTIVE_RUN_STATUSES
-from gateway.store.base import CursorNotFoundError, Kind, PageQuery
+from gateway.store.base import CursorNotFoundError, Kind, LoggedEvent, PageQuery
 from gateway.store.migrations import MIGRATIONS
 from gateway.types import Obj
 
@@ -85,6 +85,36 @@ class _SQLiteTx:
     async def delete(self, kind: Kind, object_id: str) -> bool:
         cursor = await self._conn.execute(f"DELETE FROM {_TABLES[kind]} WHERE id=?", (object_id,))
         return cursor.rowcount > 0
+
+    async def append_events(self, rows: Iterable[tuple[str, LoggedEvent, int]]) -> None:
+        await self._conn.executemany(
+            "INSERT OR IGNORE INTO run_events (run_id, seq, name, frame, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [(run_id, e.seq, e.name, e.frame, at) for run_id, e, at in rows],
+        )
+
+    async def secret(self, name: str, make: Callable[[], str]) -> str:
+        rows = list(
+            await self._conn.execute_fetchall(
+                "SELECT value FROM gateway_secrets WHERE name=?", (name,)
+            )
+        )
+        if rows:
+            value: str = rows[0][0]
+            return value
+        value = make()
+        await self._conn.execute(
+            "INSERT INTO gateway_secrets (name, value) VALUES (?, ?)", (name, value)
+        )
+        return value
+
+    async def prune_events(self, before: int) -> int:
+        cursor = await self._conn.execute(
+            f"DELETE FROM run_events WHERE created_at < ? AND run_id IN"
+            f" (SELECT id FROM runs WHERE status NOT IN ({_ACTIVE_SQL}))",
+            (before, *_ACTIVE),
+        )
+        return cursor.rowcount
 
     async def active_run(self, thread_id: str) -> Obj | None:
         rows = await self._conn.execute_fetchall(
@@ -228,6 +258,13 @@ class SQLiteRunStore:
             f"SELECT body FROM {_TABLES[kind]} WHERE {where} ORDER BY seq", tuple(filters.values())
         )
         return [orjson.loads(row[0]) for row in rows]
+
+    async def events_after(self, run_id: str, after: int) -> list[LoggedEvent]:
+        rows = await self._r.execute_fetchall(
+            "SELECT seq, name, frame FROM run_events WHERE run_id=? AND seq>? ORDER BY seq",
+            (run_id, after),
+        )
+        return [LoggedEvent(seq, name, bytes(frame)) for seq, name, frame in rows]
 
     async def runs_with_status(self, statuses: Iterable[str]) -> list[Obj]:
         wanted = tuple(statuses)

@@ -1,0 +1,187 @@
+"""The ordered event log of every run: each event gets the next sequence number of its run (the
+SSE `id:`), is encoded once, kept in memory while its run is active, published on the bus, and
+written to the store in group commits.
+
+Replays read memory for a run still held here (so a just-published event is never missing from
+a replay) and the store for the others. After a restart the numbering of a recovered run jumps
+ahead by `EPOCH_GAP`, so an id a client saw but the store never received (lost in the crash)
+can never name a different, newer event: resuming from it reports the position unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from gateway import events
+from gateway.bus import EventBus
+from gateway.events import Event
+from gateway.objects import now
+from gateway.sse import encode
+from gateway.store import LoggedEvent, RunStore, StoreTx
+
+log = logging.getLogger("gateway.eventlog")
+
+EPOCH_GAP = 1_000_000
+
+
+class ReplayUnavailableError(LookupError):
+    """The asked position is not (or no longer) in the log."""
+
+
+@dataclass
+class _RunLog:
+    next_seq: int = 1
+    events: list[LoggedEvent] = field(default_factory=list)
+    flushed_upto: int = 0
+    released: bool = False
+
+
+class EventLog:
+    def __init__(
+        self,
+        store: RunStore,
+        bus: EventBus,
+        *,
+        flush_seconds: float = 0.02,
+        retention_seconds: float = 3600.0,
+        prune_seconds: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.flush_seconds = flush_seconds
+        self.retention_seconds = retention_seconds
+        self.prune_seconds = prune_seconds
+        self._runs: dict[str, _RunLog] = {}
+        self._pending: list[tuple[str, LoggedEvent, int]] = []
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._flush_loop(), name="event-log-flush"),
+            asyncio.create_task(self._prune_loop(), name="event-log-prune"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.flush()
+
+    # --- writing --------------------------------------------------------------------------
+
+    async def publish(self, run_id: str, event: Event) -> Event:
+        """Number, encode, keep and announce `event`; returns it as logged."""
+        run = self._runs.get(run_id)
+        if run is None:
+            run = self._runs[run_id] = _RunLog()
+        logged = dataclasses.replace(event, seq=run.next_seq, wire=None)
+        run.next_seq += 1
+        frame = b"" if logged.name == events.STREAM_END else encode(logged)
+        entry = LoggedEvent(logged.seq or 0, logged.name, frame)
+        run.events.append(entry)
+        self._pending.append((run_id, entry, now()))
+        self._wake.set()
+        await self.bus.publish(run_id, logged)
+        return logged
+
+    async def attach(self, run_id: str) -> None:
+        """Hold a recovered run's logged events in memory again, numbering on in a new epoch."""
+        kept = await self.store.events_after(run_id, 0)
+        last = kept[-1].seq if kept else 0
+        self._runs[run_id] = _RunLog(next_seq=last + EPOCH_GAP, events=kept, flushed_upto=last)
+
+    def release(self, run_id: str) -> None:
+        """The run is over: drop it from memory once its events are stored."""
+        run = self._runs.get(run_id)
+        if run is not None:
+            run.released = True
+            self._drop_if_stored(run_id, run)
+
+    async def flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+
+        async def write(tx: StoreTx) -> None:
+            await tx.append_events(batch)
+
+        try:
+            await self.store.write(write)
+        except Exception:
+            log.exception("could not store %d run events", len(batch))
+            self._pending = batch + self._pending
+            return
+        for run_id, entry, _ in batch:
+            run = self._runs.get(run_id)
+            if run is not None:
+                run.flushed_upto = max(run.flushed_upto, entry.seq)
+                self._drop_if_stored(run_id, run)
+
+    def _drop_if_stored(self, run_id: str, run: _RunLog) -> None:
+        if run.released and (not run.events or run.flushed_upto >= run.events[-1].seq):
+            del self._runs[run_id]
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            # Let the events of this moment gather, then commit them together.
+            await asyncio.sleep(self.flush_seconds)
+            await self.flush()
+
+    async def _prune_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.prune_seconds)
+            await self.prune()
+
+    async def prune(self) -> int:
+        cutoff = now() - int(self.retention_seconds)
+
+        async def write(tx: StoreTx) -> int:
+            return await tx.prune_events(cutoff)
+
+        try:
+            return await self.store.write(write)
+        except Exception:
+            log.exception("could not prune run events")
+            return 0
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def replay(self, run_id: str, after: int | None) -> Sequence[LoggedEvent]:
+        """The run's events after the event numbered `after` (all of them for None or 0);
+        raises ReplayUnavailableError when `after` names no logged event or the events after
+        it are no longer kept."""
+        after = after or None
+        run = self._runs.get(run_id)
+        if run is not None:
+            return _after(run.events, after)
+        stored = await self.store.events_after(run_id, 0 if after is None else after - 1)
+        return _after(stored, after)
+
+    def last_seq(self, run_id: str) -> int | None:
+        run = self._runs.get(run_id)
+        return run.events[-1].seq if run is not None and run.events else None
+
+
+def _after(logged: Sequence[LoggedEvent], after: int | None) -> Sequence[LoggedEvent]:
+    """The events following `after` in `logged` (which starts at or before it)."""
+    if after is None:
+        if not logged or logged[0].seq != 1:
+            raise ReplayUnavailableError("the start of the run is no longer kept")
+        return list(logged)
+    for index, entry in enumerate(logged):
+        if entry.seq == after:
+            return logged[index + 1 :]
+        if entry.seq > after:
+            break
+    raise ReplayUnavailableError(f"no event {after} is kept")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from gateway.api import assistants, chat, models, runs, threads
+from gateway.api import assistants, chat, models, playground, runs, threads
 
 # /threads/runs must come before /threads/{thread_id}.
 routes: list[BaseRoute] = [
@@ -13,4 +13,5 @@ routes: list[BaseRoute] = [
     *threads.routes,
     *models.routes,
     *chat.routes,
+    *playground.routes,  # matches at the root only, never under /v1
 ]

@@ -1,0 +1,410 @@
+"""The browser playground and plain EventSource clients, in Debian's Chromium under Playwright.
+
+Playwright drives /usr/bin/chromium (it downloads no browser of its own). The page loads from the
+gateway itself, so its EventSource is same-origin; to cut a stream server-side without stopping
+the run, a test puts a loopback TCP proxy between the browser and the gateway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import struct
+import threading
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.conftest import need
+from tests.server import LiveServer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LONG_MESSAGE = " ".join(f"word{i}" for i in range(1, 61))
+TIMEOUT_MS = 15_000
+
+
+# --- fixtures and helpers ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium under Playwright, shared by this module's tests."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None  # type: ignore[assignment]  # reported by need() below
+    need(sync_playwright is not None, "playwright is not installed: pip install -e '.[dev]'")
+    need(CHROMIUM.exists(), f"Debian's chromium is not installed at {CHROMIUM}")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser context and page; an uncaught error in the page fails the test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    yield tab
+    context.close()
+    assert errors == []
+
+
+def call(server: LiveServer, method: str, path: str, body: Any = None) -> Any:
+    """One JSON request to the gateway's API, straight from the test (not through the browser)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"{server.base_url}{path}",
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def fetch(server: LiveServer, path: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(f"{server.root_url}{path}", timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+
+def png_facts(path: Path) -> tuple[int, int, int]:
+    """A PNG's width, height and how many distinct byte values its pixel data holds."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width = height = 0
+    pixels = b""
+    position = 8
+    while position < len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        body = data[position + 8 : position + 8 + length]
+        if kind == b"IHDR":
+            width, height = struct.unpack(">II", body[:8])
+        elif kind == b"IDAT":
+            pixels += body
+        position += 12 + length
+    return width, height, len(set(zlib.decompress(pixels)))
+
+
+class CuttingProxy:
+    """A loopback TCP proxy in front of the gateway: it notes every request head that passes and
+    can cut, server-side, the connections that carried a run's event stream."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target = target_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.port: int = self._listener.getsockname()[1]
+        self.requests: list[tuple[str, dict[str, str]]] = []  # request line, lower-cased headers
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._streams: list[tuple[socket.socket, socket.socket]] = []
+        self._threads: list[threading.Thread] = []
+        self._closing = threading.Event()
+        self._spawn(self._accept)
+
+    @property
+    def event_requests(self) -> list[dict[str, str]]:
+        with self._lock:
+            return [headers for line, headers in self.requests if "/events?" in line]
+
+    def cut_streams(self) -> int:
+        """Close both ends of every connection that carried an event stream; how many."""
+        with self._lock:
+            streams, self._streams = self._streams, []
+        for pair in streams:
+            for sock in pair:
+                _shutdown(sock)
+        return len(streams)
+
+    def close(self) -> None:
+        self._closing.set()
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
+        for thread in self._threads:
+            thread.join(5)
+        for sock in [*sockets, self._listener]:
+            sock.close()
+
+    def _spawn(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _accept(self) -> None:
+        while not self._closing.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            client.settimeout(None)
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            with self._lock:
+                self._sockets += [client, upstream]
+            self._spawn(self._pump, client, upstream, True)
+            self._spawn(self._pump, upstream, client, False)
+
+    def _pump(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
+        buffer, body_left = b"", 0
+        try:
+            while chunk := source.recv(65536):
+                if requests:
+                    buffer, body_left = self._note(source, sink, buffer + chunk, body_left)
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            _shutdown(sink)
+            _shutdown(source)
+
+    def _note(
+        self, client: socket.socket, upstream: socket.socket, buffer: bytes, body_left: int
+    ) -> tuple[bytes, int]:
+        """Record the request heads in `buffer`; what is left of it and of the current body."""
+        while True:
+            skipped = min(body_left, len(buffer))
+            buffer, body_left = buffer[skipped:], body_left - skipped
+            if body_left or b"\r\n\r\n" not in buffer:
+                return buffer, body_left
+            head, buffer = buffer.split(b"\r\n\r\n", 1)
+            line, *fields = head.decode("latin-1").split("\r\n")
+            headers = {
+                name.strip().lower(): value.strip()
+                for name, value in (f.split(":", 1) for f in fields if ":" in f)
+            }
+            body_left = int(headers.get("content-length", "0"))
+            with self._lock:
+                self.requests.append((line, headers))
+                if "/events?" in line:
+                    self._streams.append((client, upstream))
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already shut, or never connected
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def proxy(server: LiveServer) -> Iterator[CuttingProxy]:
+    """A cutting proxy in front of the live gateway."""
+    cutting = CuttingProxy(server.port)
+    yield cutting
+    cutting.close()
+
+
+def create_assistant_in_page(page: Page, tools: str = "") -> None:
+    page.fill("#assistant-model", "gpt-4o")
+    page.fill("#assistant-tools", tools)
+    page.click("#create-assistant")
+    from playwright.sync_api import expect
+
+    expect(page.locator("#assistant-select")).to_have_value(re.compile(r"^asst_"))
+
+
+# --- the route -------------------------------------------------------------------------------
+
+
+def test_playground_page_and_assets_are_served(server: LiveServer) -> None:
+    """GET /playground serves the page as HTML, and its script and style sheet beside it."""
+    status, headers, body = fetch(server, "/playground")
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert b'src="/playground/playground.js"' in body
+    assert "default-src 'none'" in headers["content-security-policy"]
+    status, headers, _ = fetch(server, "/playground/playground.js")
+    assert (status, headers["content-type"]) == (200, "text/javascript; charset=utf-8")
+    status, headers, _ = fetch(server, "/playground/playground.css")
+    assert (status, headers["content-type"]) == (200, "text/css; charset=utf-8")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/playground",
+        "/v1/playground/playground.js",
+        "/playground/missing.js",
+        "/playground/..%2Fapp.py",
+        "/playground/%2E%2E%2Fapi%2Fplayground.py",
+        "/playground/../app.py",
+        "/playground/__init__.py",
+    ],
+)
+def test_playground_serves_nothing_else(server: LiveServer, path: str) -> None:
+    """Only the static folder's own files are served, at the root, and no path leaves it."""
+    status, _, body = fetch(server, path)
+    assert status == 404
+    assert json.loads(body)["error"]["code"] == "unknown_url"
+
+
+# --- the playground in a browser ----------------------------------------------------------
+
+
+def test_playground_answers_a_tool_call(server: LiveServer, page: Page, tmp_path: Path) -> None:
+    """The playground creates an assistant with a function tool, takes the call's output in the
+    page and shows the model's final reply."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{server.root_url}/playground")
+    create_assistant_in_page(page, tools="get_weather")
+    page.fill("#message", 'Weather in Paris? {"city": "Paris"}')
+    page.click("#send")
+
+    output = page.get_by_test_id("tool-output-input")
+    expect(output).to_be_visible()
+    expect(page.get_by_test_id("run-status")).to_have_text("requires_action")
+    expect(page.get_by_test_id("tool-call-name")).to_have_text("get_weather")
+    expect(page.get_by_test_id("tool-call-arguments")).to_have_text('{"city":"Paris"}')
+    output.fill('{"temp_c": 21}')
+    page.click("#submit-tool-outputs")
+
+    expect(page.get_by_test_id("assistant-text")).to_have_text(
+        'Tool results: get_weather returned {"temp_c": 21}.'
+    )
+    expect(page.get_by_test_id("run-status")).to_have_text("completed")
+    expect(page.get_by_test_id("tool-call-output")).to_have_text('→ {"temp_c": 21}')
+    expect(page.locator("#drop")).to_be_disabled()  # `done` closed the EventSource
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    expect(page.get_by_test_id("user-text")).to_have_text('Weather in Paris? {"city": "Paris"}')
+
+    shot = tmp_path / "playground.png"
+    page.screenshot(path=str(shot), full_page=True)
+    width, height, distinct = png_facts(shot)
+    assert width > 0 and height > 0
+    assert distinct > 16, "the screenshot is blank"
+
+
+def test_playground_shows_api_errors(server: LiveServer, page: Page) -> None:
+    """An API refusal reaches the page as a visible alert with the gateway's message."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{server.root_url}/playground")
+    page.fill("#assistant-tools", '[{"type": "code_interpreter"}]')
+    page.click("#create-assistant")
+    expect(page.get_by_role("alert")).to_contain_text("unsupported_tool")
+
+
+@pytest.mark.settings(local_model_delay_ms=30)
+def test_playground_drop_connection_keeps_the_text_exact(server: LiveServer, page: Page) -> None:
+    """Dropping the playground's stream mid-run and resuming with ?after= loses and repeats
+    nothing."""
+    from playwright.sync_api import expect
+
+    event_urls: list[str] = []
+    page.on("request", lambda r: event_urls.append(r.url) if "/events?" in r.url else None)
+    page.goto(f"{server.root_url}/playground")
+    create_assistant_in_page(page)
+    page.fill("#message", LONG_MESSAGE)
+    page.click("#send")
+
+    text = page.get_by_test_id("assistant-text")
+    expect(text).to_contain_text("word8 ")
+    before = text.text_content() or ""
+    page.click("#drop")
+    assert len(before) < len(f"You said: {LONG_MESSAGE}"), "the run ended before the drop"
+
+    expect(page.get_by_test_id("run-status")).to_have_text("completed")
+    expect(text).to_have_text(f"You said: {LONG_MESSAGE}")
+    expect(page.get_by_test_id("reconnected")).to_have_text("Reconnected (1)")
+    assert len(event_urls) == 2
+    assert re.search(r"&after=\d+$", event_urls[1]), event_urls[1]
+
+
+@pytest.mark.settings(local_model_delay_ms=30)
+def test_playground_recovers_from_a_server_side_drop(
+    server: LiveServer, proxy: CuttingProxy, page: Page
+) -> None:
+    """The playground's EventSource, cut server-side mid-run, reconnects by itself, says so, and
+    its text stays exact."""
+    from playwright.sync_api import expect
+
+    page.goto(f"http://127.0.0.1:{proxy.port}/playground")
+    create_assistant_in_page(page)
+    page.fill("#message", LONG_MESSAGE)
+    page.click("#send")
+
+    text = page.get_by_test_id("assistant-text")
+    expect(text).to_contain_text("word8 ")
+    before = text.text_content() or ""
+    assert proxy.cut_streams() == 1
+    assert len(before) < len(f"You said: {LONG_MESSAGE}"), "the run ended before the cut"
+
+    expect(page.get_by_test_id("run-status")).to_have_text("completed")
+    expect(text).to_have_text(f"You said: {LONG_MESSAGE}")
+    expect(page.get_by_test_id("reconnected")).to_have_text("Reconnected (1)")
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    first, second = proxy.event_requests
+    assert "last-event-id" not in first
+    assert int(second["last-event-id"]) > 8
+
+
+@pytest.mark.settings(local_model_delay_ms=30)
+def test_plain_eventsource_survives_a_server_side_drop(
+    server: LiveServer, proxy: CuttingProxy, page: Page
+) -> None:
+    """A plain `new EventSource(url)` whose connection is cut mid-run reconnects by itself with
+    Last-Event-ID and ends with the full text, once."""
+    page.goto(f"http://127.0.0.1:{proxy.port}/playground")  # same origin as the stream
+    assistant = call(server, "POST", "/assistants", {"model": "gpt-4o"})
+    thread = {"messages": [{"role": "user", "content": LONG_MESSAGE}]}
+    run = call(server, "POST", "/threads/runs", {"assistant_id": assistant["id"], "thread": thread})
+    token = call(server, "POST", f"/threads/{run['thread_id']}/runs/{run['id']}/stream_token")
+    page.evaluate(
+        """(url) => {
+            window.collected = ""; window.deltas = 0; window.opens = 0;
+            window.failures = 0; window.done = false;
+            const es = new EventSource(url);
+            es.onopen = () => { window.opens += 1; };
+            es.addEventListener("thread.message.delta", (e) => {
+                window.deltas += 1;
+                for (const part of JSON.parse(e.data).delta.content) {
+                    if (part.type === "text") window.collected += part.text.value;
+                }
+            });
+            es.addEventListener("error", (e) => {
+                if (!(e instanceof MessageEvent)) window.failures += 1;  // a connection error
+            });
+            es.addEventListener("done", () => { es.close(); window.done = true; });
+        }""",
+        token["url"],
+    )
+    page.wait_for_function("() => window.deltas >= 8")
+    before = page.evaluate("window.collected")
+    assert proxy.cut_streams() == 1
+    assert len(before) < len(f"You said: {LONG_MESSAGE}"), "the run ended before the cut"
+
+    page.wait_for_function("() => window.done")
+    assert page.evaluate("window.collected") == f"You said: {LONG_MESSAGE}"
+    assert page.evaluate("[window.opens, window.failures]") == [2, 1]
+    first, second = proxy.event_requests
+    assert "last-event-id" not in first
+    assert int(second["last-event-id"]) > 8  # past at least the 8 deltas seen before the cut

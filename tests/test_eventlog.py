@@ -64,14 +64,15 @@ async def test_replay_from_memory_then_from_the_store(store: SQLiteRunStore) -> 
     run = await a_run(store)
     for i in range(5):
         await log.publish(run["id"], delta(i))
-    from_memory = [e.seq for e in await log.replay(run["id"], 2)]
+    in_memory = await log.replay(run["id"], 2)
     log.release(run["id"])
     await log.flush()
     assert log.last_seq(run["id"]) is None  # dropped from memory once stored
-    from_store = [e.seq for e in await log.replay(run["id"], 2)]
-    assert from_memory == from_store == [3, 4, 5]
-    assert [e.seq for e in await log.replay(run["id"], None)] == [1, 2, 3, 4, 5]
-    assert list(await log.replay(run["id"], 5)) == []
+    stored = await log.replay(run["id"], 2)
+    assert [e.seq for e in in_memory.events] == [e.seq for e in stored.events] == [3, 4, 5]
+    assert in_memory.live and not stored.live
+    assert [e.seq for e in (await log.replay(run["id"], None)).events] == [1, 2, 3, 4, 5]
+    assert list((await log.replay(run["id"], 5)).events) == []
 
 
 async def test_unknown_positions_are_unavailable(store: SQLiteRunStore) -> None:
@@ -119,7 +120,7 @@ async def test_a_recovered_run_numbers_on_in_a_new_epoch(store: SQLiteRunStore) 
     await after.attach(run["id"])
     resumed = await after.publish(run["id"], delta(3))
     assert resumed.seq == 3 + EPOCH_GAP
-    assert [e.seq for e in await after.replay(run["id"], 3)] == [3 + EPOCH_GAP]
+    assert [e.seq for e in (await after.replay(run["id"], 3)).events] == [3 + EPOCH_GAP]
     with pytest.raises(ReplayUnavailableError):
         await after.replay(run["id"], 4)  # the lost id is not served as something else
 
@@ -139,3 +140,15 @@ async def test_prune_removes_only_events_of_finished_runs(
     assert await log.prune() == 1
     assert await store.events_after(active["id"], 0)
     assert await store.events_after(finished["id"], 0) == []
+
+
+async def test_a_segment_end_is_no_position(store: SQLiteRunStore) -> None:
+    """The never-sent segment-end marker cannot be resumed from; a log ending in it is at rest."""
+    log = EventLog(store, MemoryEventBus())
+    run = await a_run(store)
+    await log.publish(run["id"], delta(0))
+    marker = await log.publish(run["id"], events.STREAM_END_EVENT)
+    replay = await log.replay(run["id"], 1)
+    assert [e.name for e in replay.events] == [events.STREAM_END] and not replay.live
+    with pytest.raises(ReplayUnavailableError):
+        await log.replay(run["id"], marker.seq)

@@ -9,7 +9,7 @@ waiting together are written in one send.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import cast
 
@@ -19,11 +19,10 @@ from starlette.responses import Response
 from gateway import events
 from gateway.api.context import bus_of, engine_of, settings_of
 from gateway.bus import SubscriberOverflowError, Subscription
-from gateway.engine.eventlog import ReplayUnavailableError
+from gateway.engine.eventlog import Replay, ReplayUnavailableError
 from gateway.errors import AuthenticationError, InvalidRequestError
 from gateway.events import Event
 from gateway.sse import DONE_FRAME, EventStreamResponse, encode, retry_frame
-from gateway.store import LoggedEvent
 from gateway.tokens import InvalidTokenError, StreamTokens
 from gateway.types import Obj
 
@@ -107,7 +106,7 @@ def _position(request: Request) -> int | None:
 
 async def frames(
     subscription: Subscription,
-    replay: Sequence[LoggedEvent] = (),
+    replay: Replay | None = None,
     *,
     after: int = 0,
     retry_ms: int | None = None,
@@ -118,10 +117,12 @@ async def frames(
     so that an EventSource reconnects and resumes from the log."""
     head = retry_frame(retry_ms) if retry_ms is not None else b""
     last = after
-    if replay:
-        sent = [head, *(e.frame for e in replay if e.name != events.STREAM_END)]
-        last = replay[-1].seq
-        if replay[-1].name == events.STREAM_END:
+    if replay is not None:
+        logged = replay.events
+        sent = [head, *(e.frame for e in logged if e.name != events.STREAM_END)]
+        if logged:
+            last = logged[-1].seq
+        if not replay.live:
             yield b"".join([*sent, DONE_FRAME])  # the run is at rest: nothing live to wait for
             return
         head = b"".join(sent)

@@ -117,7 +117,10 @@ class RunEngine:
                     ),
                     handle,
                 )
-            # requires_action runs simply wait again for their outputs, or their expiry.
+            elif not self.log.at_rest(run["id"]):
+                # Waiting in requires_action, but the crash lost the end of its segment: mark
+                # it, so that its streams end instead of waiting for events that never come.
+                await self.lc.close_stream(handle)
 
     # --- threads and messages -------------------------------------------------------------
 

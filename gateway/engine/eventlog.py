@@ -29,6 +29,14 @@ log = logging.getLogger("gateway.eventlog")
 EPOCH_GAP = 1_000_000
 
 
+@dataclass(frozen=True)
+class Replay:
+    """Logged events to send, and whether live ones may still follow them."""
+
+    events: Sequence[LoggedEvent]
+    live: bool
+
+
 class ReplayUnavailableError(LookupError):
     """The asked position is not (or no longer) in the log."""
 
@@ -157,16 +165,24 @@ class EventLog:
 
     # --- reading --------------------------------------------------------------------------
 
-    async def replay(self, run_id: str, after: int | None) -> Sequence[LoggedEvent]:
+    async def replay(self, run_id: str, after: int | None) -> Replay:
         """The run's events after the event numbered `after` (all of them for None or 0);
-        raises ReplayUnavailableError when `after` names no logged event or the events after
-        it are no longer kept."""
+        raises ReplayUnavailableError when `after` names no event a client can have seen or
+        the events after it are no longer kept."""
         after = after or None
         run = self._runs.get(run_id)
         if run is not None:
-            return _after(run.events, after)
+            found = _after(run.events, after)
+            at_rest = bool(run.events) and run.events[-1].name == events.STREAM_END
+            return Replay(found, live=not at_rest)
         stored = await self.store.events_after(run_id, 0 if after is None else after - 1)
-        return _after(stored, after)
+        # A run not held here is over (or waits with nothing running): nothing live will come.
+        return Replay(_after(stored, after), live=False)
+
+    def at_rest(self, run_id: str) -> bool:
+        """Whether the run's log ends with the end of a segment."""
+        run = self._runs.get(run_id)
+        return run is not None and bool(run.events) and run.events[-1].name == events.STREAM_END
 
     def last_seq(self, run_id: str) -> int | None:
         run = self._runs.get(run_id)
@@ -181,6 +197,8 @@ def _after(logged: Sequence[LoggedEvent], after: int | None) -> Sequence[LoggedE
         return list(logged)
     for index, entry in enumerate(logged):
         if entry.seq == after:
+            if entry.name == events.STREAM_END:
+                break  # never sent, so no client can have seen it
             return logged[index + 1 :]
         if entry.seq > after:
             break

@@ -20,11 +20,14 @@ from starlette.responses import Response
 from starlette.routing import Mount
 
 from gateway import api
+from gateway.api import health
 from gateway.api.http import JSONResponse
+from gateway.api.overhead import OverheadHeaderMiddleware
 from gateway.bus import open_bus
 from gateway.config import GatewayConfig, load_config
 from gateway.engine import RunEngine
 from gateway.errors import GatewayError, envelope
+from gateway.metrics import Metrics
 from gateway.models.base import ModelBackend
 from gateway.models.local import LocalModelBackend
 from gateway.models.router import ModelRouter
@@ -46,13 +49,15 @@ def create_app(
     if config is None:
         config = load_config(settings.config) if settings.config else GatewayConfig()
     routing = config
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = open_store(settings.database)
         await store.open()
         bus = open_bus("memory://", subscriber_buffer=settings.subscriber_buffer)
-        router = ModelRouter(routing, LocalModelBackend(delay_ms=settings.local_model_delay_ms))
+        local = LocalModelBackend(delay_ms=settings.local_model_delay_ms)
+        router = ModelRouter(routing, local, metrics)
         await router.open()
         engine = RunEngine(
             store,
@@ -63,12 +68,14 @@ def create_app(
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
             event_retention_seconds=settings.event_retention_seconds,
             event_prune_seconds=settings.event_prune_seconds,
+            metrics=metrics,
         )
         secret = await store.write(
             lambda tx: tx.secret("stream_tokens", lambda: secrets.token_urlsafe(32))
         )
         app.state.tokens = StreamTokens(secret, ttl_seconds=settings.stream_token_seconds)
         app.state.settings = settings
+        app.state.metrics = metrics
         app.state.store = store
         app.state.bus = bus
         app.state.engine = engine
@@ -82,7 +89,7 @@ def create_app(
             await router.close()
             await store.close()
 
-    middleware = []
+    middleware = [Middleware(OverheadHeaderMiddleware)]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         middleware.append(
@@ -96,7 +103,7 @@ def create_app(
             )
         )
     return Starlette(
-        routes=[Mount("/v1", routes=api.routes), *api.routes],
+        routes=[*health.routes, Mount("/v1", routes=api.routes), *api.routes],
         middleware=middleware,
         exception_handlers={
             GatewayError: _gateway_error,

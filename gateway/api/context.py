@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from gateway.bus import EventBus
 from gateway.engine import RunEngine
+from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.store import RunStore
 
@@ -26,3 +27,7 @@ def settings_of(request: Request) -> Settings:
 
 def bus_of(request: Request) -> EventBus:
     return cast(EventBus, request.app.state.bus)
+
+
+def metrics_of(request: Request) -> Metrics:
+    return cast(Metrics, request.app.state.metrics)

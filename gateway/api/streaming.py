@@ -17,11 +17,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import events
-from gateway.api.context import bus_of, engine_of, settings_of
+from gateway.api.context import bus_of, engine_of, metrics_of, settings_of
 from gateway.bus import SubscriberOverflowError, Subscription
 from gateway.engine.eventlog import Replay, ReplayUnavailableError
 from gateway.errors import AuthenticationError, InvalidRequestError
 from gateway.events import Event
+from gateway.metrics import Metrics
 from gateway.sse import DONE_FRAME, EventStreamResponse, encode, retry_frame
 from gateway.tokens import InvalidTokenError, StreamTokens
 from gateway.types import Obj
@@ -44,7 +45,7 @@ async def stream_run(
         await resources.aclose()
         raise
     return EventStreamResponse(
-        frames(subscription),
+        counted(frames(subscription), metrics_of(request)),
         ping_seconds=settings_of(request).stream_ping_seconds,
         send_timeout=settings_of(request).stream_send_timeout_seconds,
         on_close=resources.aclose,
@@ -75,11 +76,15 @@ async def run_events(request: Request) -> Response:
         run = await engine.get_run(thread_id, run_id)
         await resources.aclose()
         body = unavailable(run, settings.stream_retry_ms)
+        metrics_of(request).stream_ends.labels("unavailable").inc()
     except BaseException:
         await resources.aclose()
         raise
     else:
-        body = frames(subscription, replay, after=after or 0, retry_ms=settings.stream_retry_ms)
+        body = counted(
+            frames(subscription, replay, after=after or 0, retry_ms=settings.stream_retry_ms),
+            metrics_of(request),
+        )
     return EventStreamResponse(
         body,
         ping_seconds=settings.stream_ping_seconds,
@@ -140,6 +145,26 @@ async def frames(
                 yield b"".join(out)
     except SubscriberOverflowError:
         yield encode(events.error(OVERFLOW_MESSAGE, code="stream_overflow"))
+
+
+async def counted(frames: AsyncIterator[bytes], metrics: Metrics) -> AsyncIterator[bytes]:
+    """`frames`, counted: open streams, frames sent, and why each stream ended."""
+    metrics.active_streams.inc()
+    reason = "client_gone"
+    try:
+        async for chunk in frames:
+            frames_in_chunk = chunk.count(b"\nevent: ") + chunk.startswith(b"event: ")
+            metrics.events_sent.inc(frames_in_chunk - chunk.count(DONE_FRAME))
+            if chunk.endswith(DONE_FRAME):
+                reason = "done"
+            elif b"stream_overflow" in chunk and chunk.startswith(b"event: error"):
+                reason = "overflow"
+            yield chunk
+        if reason == "client_gone":
+            reason = "closed"  # ended without done: the bus closed (shutdown)
+    finally:
+        metrics.active_streams.dec()
+        metrics.stream_ends.labels(reason).inc()
 
 
 def _live(batch: list[Event], last: int) -> tuple[list[bytes], bool]:

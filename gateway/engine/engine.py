@@ -27,6 +27,7 @@ from gateway.errors import (
     ServiceUnavailableError,
     not_found,
 )
+from gateway.metrics import Metrics
 from gateway.models.base import ModelBackend, ModelBackendError
 from gateway.objects import ACTIVE_RUN_STATUSES, RunStatus, StepStatus, usage
 from gateway.store import Kind, RunStore, StoreTx
@@ -47,17 +48,19 @@ class RunEngine:
         shutdown_grace_seconds: float = 5.0,
         event_retention_seconds: float = 3600.0,
         event_prune_seconds: float = 60.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
+        self.metrics = metrics or Metrics()
         self.log = EventLog(
             store,
             bus,
             retention_seconds=event_retention_seconds,
             prune_seconds=event_prune_seconds,
         )
-        self.lc = Lifecycle(store, self.log)
-        self.runner = Runner(store, self.lc, backend_for)
+        self.lc = Lifecycle(store, self.log, self.metrics)
+        self.runner = Runner(store, self.lc, backend_for, self.metrics)
         self.run_expiry_seconds = run_expiry_seconds
         self.expiry_check_seconds = expiry_check_seconds
         self.shutdown_grace_seconds = shutdown_grace_seconds
@@ -351,12 +354,14 @@ class RunEngine:
     def _register(self, run: Obj) -> RunHandle:
         handle = RunHandle(run=run)
         self._handles[run["id"]] = handle
+        self.metrics.active_runs.inc()
         self._active_by_thread[run["thread_id"]] = run["id"]
         return handle
 
     def _forget(self, handle: RunHandle) -> None:
         self.log.release(handle.id)
-        self._handles.pop(handle.id, None)
+        if self._handles.pop(handle.id, None) is not None:
+            self.metrics.active_runs.dec()
         if self._active_by_thread.get(handle.thread_id) == handle.id:
             del self._active_by_thread[handle.thread_id]
         handle.done.set()
@@ -415,6 +420,10 @@ class RunEngine:
         if assistant is None:
             raise not_found("assistant", assistant_id)
         return assistant
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def _check_open(self) -> None:
         if self._stopping:

@@ -13,6 +13,7 @@ from gateway import events
 from gateway.engine.eventlog import EventLog
 from gateway.engine.handle import RunHandle
 from gateway.events import Event
+from gateway.metrics import Metrics
 from gateway.objects import (
     MessageStatus,
     RunStatus,
@@ -28,9 +29,10 @@ from gateway.types import Obj
 
 
 class Lifecycle:
-    def __init__(self, store: RunStore, log: EventLog) -> None:
+    def __init__(self, store: RunStore, log: EventLog, metrics: Metrics) -> None:
         self.store = store
         self.log = log
+        self.metrics = metrics
 
     async def publish(self, handle: RunHandle, *evs: Event) -> None:
         for event in evs:
@@ -52,6 +54,7 @@ class Lifecycle:
     def set_run_status(self, run: Obj, status: RunStatus) -> None:
         check_run_transition(run["status"], status)
         run["status"] = status.value
+        self.metrics.run_statuses.labels(status.value).inc()
         stamp = now()
         if status is RunStatus.IN_PROGRESS and run["started_at"] is None:
             run["started_at"] = stamp

@@ -8,12 +8,14 @@ arrive, and the ending the finish reason calls for.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 
 from gateway import events, objects
 from gateway.engine.handle import RunHandle
 from gateway.engine.lifecycle import Lifecycle
 from gateway.engine.prompt import PromptTooLongError, build_request
+from gateway.metrics import Metrics
 from gateway.models.base import Finish, ModelBackend, ModelBackendError, TextChunk, ToolCallChunk
 from gateway.objects import RunStatus, StepStatus, usage
 from gateway.store import Kind, RunStore
@@ -26,10 +28,12 @@ class Runner:
         store: RunStore,
         lifecycle: Lifecycle,
         backend_for: Callable[[str], ModelBackend],
+        metrics: Metrics,
     ) -> None:
         self.store = store
         self.lc = lifecycle
         self.backend_for = backend_for
+        self.metrics = metrics
 
     async def run_segment(self, handle: RunHandle) -> None:
         await self.lc.run_status(handle, RunStatus.IN_PROGRESS)
@@ -49,10 +53,14 @@ class Runner:
         calls: list[Obj] = []
         positions: dict[int, int] = {}
         finish: Finish | None = None
+        started, first = time.monotonic(), True
         # aclosing: a cancelled run closes the model stream (and its upstream connection) now,
         # not whenever the generator is garbage-collected.
         async with contextlib.aclosing(backend.stream(request)) as chunks:
             async for chunk in chunks:
+                if first and not isinstance(chunk, Finish):
+                    self.metrics.first_token.observe(time.monotonic() - started)
+                    first = False
                 if isinstance(chunk, TextChunk):
                     await self._text(handle, chunk.text)
                 elif isinstance(chunk, ToolCallChunk):

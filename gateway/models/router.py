@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.config import GatewayConfig
+from gateway.metrics import Metrics
 from gateway.models.base import ModelBackend
 from gateway.models.upstream import OpenAICompatibleBackend, UpstreamPool
 from gateway.objects import now
@@ -14,10 +15,10 @@ LOCAL_MODEL_ID = "local"
 
 
 class ModelRouter:
-    def __init__(self, config: GatewayConfig, local: ModelBackend) -> None:
+    def __init__(self, config: GatewayConfig, local: ModelBackend, metrics: Metrics) -> None:
         self.config = config
         self.local = local
-        self._pool = UpstreamPool(config.upstreams)
+        self._pool = UpstreamPool(config.upstreams, metrics)
         self._started = now()
 
     async def open(self) -> None:

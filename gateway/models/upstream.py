@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ import stamina
 
 from gateway.config import UpstreamConfig
 from gateway.ids import call_id
+from gateway.metrics import Metrics, upstream_wait
 from gateway.models.base import (
     ChatMessage,
     Finish,
@@ -90,9 +92,12 @@ class ProxiedResponse:
 class OpenAICompatibleBackend:
     """A `ModelBackend` for one configured upstream."""
 
-    def __init__(self, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, config: UpstreamConfig, session: aiohttp.ClientSession, metrics: Metrics
+    ) -> None:
         self.config = config
         self._session = session
+        self._metrics = metrics
         self._url = config.base_url + "/chat/completions"
         self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         if config.api_key:
@@ -106,6 +111,7 @@ class OpenAICompatibleBackend:
         body = orjson.dumps(request_body(request, stream=True))
         opened = await self._open_with_retries(body)
         reader = ChunkReader()
+        errors = self._metrics.upstream_errors
         done = finished = False
         try:
             async with contextlib.aclosing(self._messages(opened)) as messages:
@@ -121,6 +127,9 @@ class OpenAICompatibleBackend:
                 )
             finished = True
             yield self._finish(request, reader)
+        except ModelBackendError:
+            errors.labels(self.config.name, "mid_stream").inc()
+            raise
         finally:
             if finished:
                 opened.response.release()
@@ -188,17 +197,20 @@ class OpenAICompatibleBackend:
                 with attempt:
                     return await self._open(body)
         except UpstreamStatusError as exc:
+            self._metrics.upstream_errors.labels(self.config.name, f"http_{exc.status}").inc()
             code = "rate_limit_exceeded" if exc.status == 429 else "server_error"
             message = str(exc)
             raise ModelBackendError(
                 message if message.endswith(".") else message + ".", code=code
             ) from None
         except TimeoutError:
+            self._metrics.upstream_errors.labels(self.config.name, "first_byte_timeout").inc()
             raise ModelBackendError(
                 f"Upstream '{self.config.name}' did not start answering within "
                 f"{self.config.first_byte_timeout:g} s."
             ) from None
         except (aiohttp.ClientConnectionError, UpstreamDroppedError) as exc:
+            self._metrics.upstream_errors.labels(self.config.name, "connection").inc()
             raise ModelBackendError(
                 f"Could not reach upstream '{self.config.name}': {exc.__class__.__name__}."
             ) from None
@@ -206,6 +218,7 @@ class OpenAICompatibleBackend:
 
     async def _open(self, body: bytes) -> _Opened:
         """Send the request and read up to the first chunk that carries something."""
+        sent = time.monotonic()
         async with asyncio.timeout(self.config.first_byte_timeout):
             response = await self._session.post(
                 self._url, data=body, headers=self._headers, timeout=self._timeout
@@ -228,6 +241,9 @@ class OpenAICompatibleBackend:
                         raise UpstreamDroppedError("the stream ended before any chunk")
                     pending = decoder.feed(data)
                     if pending:
+                        self._metrics.upstream_first_byte.labels(self.config.name).observe(
+                            time.monotonic() - sent
+                        )
                         return _Opened(response, decoder, pending)
             except BaseException:
                 response.close()
@@ -236,6 +252,7 @@ class OpenAICompatibleBackend:
     async def proxy(self, body: bytes) -> ProxiedResponse:
         """Forward a chat-completions request body unchanged; stream the answer back."""
         config = self.config
+        sent = time.monotonic()
         try:
             async with asyncio.timeout(config.first_byte_timeout):
                 response = await self._session.post(
@@ -250,6 +267,9 @@ class OpenAICompatibleBackend:
                 f"Could not reach upstream '{config.name}': {exc.__class__.__name__}."
             ) from None
 
+        waited = upstream_wait.get()
+        if waited is not None:
+            waited.seconds += time.monotonic() - sent
         if response.status != 200:
             # An error body is small and may quote our key back: read it whole and redact it.
             try:
@@ -331,8 +351,9 @@ def _retry_after(headers: Any) -> float | None:
 class UpstreamPool:
     """Owns the one aiohttp session shared by every upstream, and their backends."""
 
-    def __init__(self, upstreams: Sequence[UpstreamConfig]) -> None:
+    def __init__(self, upstreams: Sequence[UpstreamConfig], metrics: Metrics) -> None:
         self._configs = list(upstreams)
+        self._metrics = metrics
         self._session: aiohttp.ClientSession | None = None
         self.backends: dict[str, OpenAICompatibleBackend] = {}
 
@@ -342,7 +363,9 @@ class UpstreamPool:
         connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
         for config in self._configs:
-            self.backends[config.name] = OpenAICompatibleBackend(config, self._session)
+            self.backends[config.name] = OpenAICompatibleBackend(
+                config, self._session, self._metrics
+            )
 
     async def close(self) -> None:
         if self._session is not None:

@@ -1,0 +1,88 @@
+"""Health, readiness, Prometheus metrics and the overhead header, through a live gateway."""
+
+from __future__ import annotations
+
+import http.client
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from gateway.config import GatewayConfig, UpstreamConfig
+from tests.fake_upstream import FakeUpstream, Finish, Script, Sleep, Text
+from tests.server import LiveServer
+
+
+def get(server: LiveServer, path: str) -> tuple[int, dict[str, str], str]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read().decode()
+    finally:
+        conn.close()
+
+
+def sample(metrics: str, name: str, labels: str = "") -> float:
+    """The value of one sample of the Prometheus text, e.g. sample(m, "x_total", 'a="b"')."""
+    pattern = re.escape(name) + (r"\{" + re.escape(labels) + r"\}" if labels else "") + r" (\S+)"
+    match = re.search("^" + pattern + "$", metrics, flags=re.M)
+    assert match is not None, f"{name}{{{labels}}} not in metrics"
+    return float(match.group(1))
+
+
+def test_health_and_readiness(server: LiveServer) -> None:
+    """/healthz and /readyz answer 200 on a running gateway."""
+    assert get(server, "/healthz")[0] == 200
+    status, _, body = get(server, "/readyz")
+    assert status == 200 and '"ready"' in body
+
+
+def test_metrics_count_runs_streams_and_first_tokens(
+    server: LiveServer, client: openai.OpenAI
+) -> None:
+    """After a streamed run, /metrics counts its statuses, the frames sent and how it ended."""
+    assistant = client.beta.assistants.create(model="m")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "one two"}])
+    events = list(
+        client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id, stream=True)
+    )
+    status, headers, text = get(server, "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    assert sample(text, "gateway_run_status_changes_total", 'status="completed"') == 1
+    assert sample(text, "gateway_events_sent_total") == len(events)
+    assert sample(text, "gateway_stream_ends_total", 'reason="done"') == 1
+    assert sample(text, "gateway_time_to_first_token_seconds_count") == 1
+    assert sample(text, "gateway_active_runs") == 0
+    assert sample(text, "gateway_active_streams") == 0
+
+
+def test_overhead_header_on_plain_calls(server: LiveServer) -> None:
+    """Every response says how long the gateway itself took, in milliseconds."""
+    _, headers, _ = get(server, "/v1/assistants")
+    assert 0 <= float(headers["x-gateway-overhead-ms"]) < 1000
+
+
+@pytest.fixture
+def routed(tmp_path: Path) -> Iterator[tuple[LiveServer, FakeUpstream]]:
+    with FakeUpstream() as fake:
+        config = GatewayConfig(
+            upstreams=(UpstreamConfig(name="fake", base_url=fake.base_url, models=("fake-*",)),)
+        )
+        live = LiveServer(tmp_path / "o.db", config=config).start()
+        yield live, fake
+        live.stop()
+
+
+def test_overhead_excludes_upstream_wait(routed: tuple[LiveServer, FakeUpstream]) -> None:
+    """A proxied call's overhead header leaves out the time the upstream took to answer."""
+    live, fake = routed
+    fake.enqueue(Script([Sleep(0.3), Text("slow"), Finish("stop")]))
+    with openai.OpenAI(base_url=live.base_url, api_key="x", max_retries=0) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="fake-large", messages=[{"role": "user", "content": "x"}]
+        )
+    assert float(raw.headers["x-gateway-overhead-ms"]) < 150
+    assert raw.parse().choices[0].message.content == "slow"

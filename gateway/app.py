@@ -68,6 +68,7 @@ def create_app(
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
             event_retention_seconds=settings.event_retention_seconds,
             event_prune_seconds=settings.event_prune_seconds,
+            persist_events=settings.persist_events,
             metrics=metrics,
         )
         secret = await store.write(

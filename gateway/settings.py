@@ -27,6 +27,9 @@ class Settings:
     # Pause between the built-in local model's tokens, about a real model's pace; 0 emits them
     # as fast as possible.
     local_model_delay_ms: float = 20.0
+    # Write run events to the database (resume across restarts). Off keeps them in memory only,
+    # while the run is active: for measuring what persistence costs.
+    persist_events: bool = True
     # How long a run's logged events are kept after the run ends (for resuming streams).
     event_retention_seconds: float = 3600.0
     # How often logged events past their retention are deleted.
@@ -92,6 +95,13 @@ def from_env(environ: dict[str, str] | None = None, **overrides: object) -> Sett
 
 
 def _convert(name: str, raw: str, kind: type) -> object:
+    if kind is bool:
+        value = raw.strip().lower()
+        if value in {"1", "true", "yes", "on"}:
+            return True
+        if value in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"{env_name(name)}={raw!r} is not a valid boolean (true or false)")
     try:
         return kind(raw)
     except ValueError:

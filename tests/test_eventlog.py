@@ -152,3 +152,15 @@ async def test_a_segment_end_is_no_position(store: SQLiteRunStore) -> None:
     assert [e.name for e in replay.events] == [events.STREAM_END] and not replay.live
     with pytest.raises(ReplayUnavailableError):
         await log.replay(run["id"], marker.seq)
+
+
+async def test_persistence_off_keeps_events_in_memory_only(store: SQLiteRunStore) -> None:
+    """With persistence off, replays work while the run is held and nothing reaches the store."""
+    log = EventLog(store, MemoryEventBus(), persist=False)
+    run = await a_run(store)
+    await log.publish(run["id"], delta(0))
+    await log.flush()
+    assert [e.seq for e in (await log.replay(run["id"], None)).events] == [1]
+    assert await store.events_after(run["id"], 0) == []
+    log.release(run["id"])
+    assert log.last_seq(run["id"]) is None

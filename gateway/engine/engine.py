@@ -48,6 +48,7 @@ class RunEngine:
         shutdown_grace_seconds: float = 5.0,
         event_retention_seconds: float = 3600.0,
         event_prune_seconds: float = 60.0,
+        persist_events: bool = True,
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
@@ -58,6 +59,7 @@ class RunEngine:
             bus,
             retention_seconds=event_retention_seconds,
             prune_seconds=event_prune_seconds,
+            persist=persist_events,
         )
         self.lc = Lifecycle(store, self.log, self.metrics)
         self.runner = Runner(store, self.lc, backend_for, self.metrics)

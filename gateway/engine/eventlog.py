@@ -58,12 +58,14 @@ class EventLog:
         flush_seconds: float = 0.02,
         retention_seconds: float = 3600.0,
         prune_seconds: float = 60.0,
+        persist: bool = True,
     ) -> None:
         self.store = store
         self.bus = bus
         self.flush_seconds = flush_seconds
         self.retention_seconds = retention_seconds
         self.prune_seconds = prune_seconds
+        self.persist = persist
         self._runs: dict[str, _RunLog] = {}
         self._pending: list[tuple[str, LoggedEvent, int]] = []
         self._wake = asyncio.Event()
@@ -96,8 +98,11 @@ class EventLog:
         frame = b"" if logged.name == events.STREAM_END else encode(logged)
         entry = LoggedEvent(logged.seq or 0, logged.name, frame)
         run.events.append(entry)
-        self._pending.append((run_id, entry, now()))
-        self._wake.set()
+        if self.persist:
+            self._pending.append((run_id, entry, now()))
+            self._wake.set()
+        else:
+            run.flushed_upto = entry.seq
         await self.bus.publish(run_id, logged)
         return logged
 

@@ -10,7 +10,14 @@ _LENGTH = 24
 
 
 def new_id(prefix: str) -> str:
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(_LENGTH))
+    # One read of 18 random bytes (144 bits) written in base 62: 24 characters cover 142.9 bits,
+    # so the leftover bias is negligible, at a fraction of the cost of 24 secrets.choice calls.
+    number = int.from_bytes(secrets.token_bytes(18), "big")
+    chars = []
+    for _ in range(_LENGTH):
+        number, digit = divmod(number, 62)
+        chars.append(_ALPHABET[digit])
+    return prefix + "".join(chars)
 
 
 def assistant_id() -> str:

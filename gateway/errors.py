@@ -57,6 +57,13 @@ class ServiceUnavailableError(GatewayError):
     error_type = "server_error"
 
 
+class UpstreamUnavailableError(GatewayError):
+    """A model upstream could not be reached or did not answer in time (502)."""
+
+    status_code = 502
+    error_type = "server_error"
+
+
 class ServerError(GatewayError):
     status_code = 500
     error_type = "server_error"

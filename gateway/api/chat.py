@@ -19,16 +19,11 @@ from gateway import ids
 from gateway.api.http import JSONResponse, read_body
 from gateway.api.requests import ChatCompletionRequest
 from gateway.api.routing import resource
-from gateway.errors import GatewayError
+from gateway.errors import UpstreamUnavailableError
 from gateway.models import chat
 from gateway.models.base import Finish, ModelBackendError, ModelRequest, TextChunk
 from gateway.models.router import ModelRouter
 from gateway.objects import now
-
-
-class UpstreamUnavailableError(GatewayError):
-    status_code = 502
-    error_type = "server_error"
 
 
 async def chat_completions(request: Request) -> Response:

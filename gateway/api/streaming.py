@@ -44,10 +44,17 @@ async def stream_run(
     except BaseException:
         await resources.aclose()
         raise
+    return _response(request, frames(subscription, metrics_of(request)), resources)
+
+
+def _response(
+    request: Request, body: AsyncIterator[bytes], resources: AsyncExitStack
+) -> EventStreamResponse:
+    settings = settings_of(request)
     return EventStreamResponse(
-        counted(frames(subscription), metrics_of(request)),
-        ping_seconds=settings_of(request).stream_ping_seconds,
-        send_timeout=settings_of(request).stream_send_timeout_seconds,
+        body,
+        ping_seconds=settings.stream_ping_seconds,
+        send_timeout=settings.stream_send_timeout_seconds,
         on_close=resources.aclose,
     )
 
@@ -81,16 +88,14 @@ async def run_events(request: Request) -> Response:
         await resources.aclose()
         raise
     else:
-        body = counted(
-            frames(subscription, replay, after=after or 0, retry_ms=settings.stream_retry_ms),
+        body = frames(
+            subscription,
             metrics_of(request),
+            replay,
+            after=after or 0,
+            retry_ms=settings.stream_retry_ms,
         )
-    return EventStreamResponse(
-        body,
-        ping_seconds=settings.stream_ping_seconds,
-        send_timeout=settings.stream_send_timeout_seconds,
-        on_close=resources.aclose,
-    )
+    return _response(request, body, resources)
 
 
 def _position(request: Request) -> int | None:
@@ -111,57 +116,51 @@ def _position(request: Request) -> int | None:
 
 async def frames(
     subscription: Subscription,
+    metrics: Metrics,
     replay: Replay | None = None,
     *,
     after: int = 0,
     retry_ms: int | None = None,
 ) -> AsyncIterator[bytes]:
     """The run's events as SSE frames: `replay` first, then live ones, to the segment's end.
+    Counts open streams, events sent and why the stream ended.
 
     A stream whose subscriber fell behind is closed after an `error` frame and without `done`,
-    so that an EventSource reconnects and resumes from the log."""
-    head = retry_frame(retry_ms) if retry_ms is not None else b""
-    last = after
-    if replay is not None:
-        logged = replay.events
-        sent = [head, *(e.frame for e in logged if e.name != events.STREAM_END)]
-        if logged:
-            last = logged[-1].seq
-        if not replay.live:
-            yield b"".join([*sent, DONE_FRAME])  # the run is at rest: nothing live to wait for
-            return
-        head = b"".join(sent)
-    if head:
-        yield head
-    try:
-        async for batch in subscription.batches():
-            out, ended = _live(batch, last)
-            if out:
-                last = max(e.seq or last for e in batch)
-            if ended:
-                yield b"".join([*out, DONE_FRAME])
-                return
-            if out:
-                yield b"".join(out)
-    except SubscriberOverflowError:
-        yield encode(events.error(OVERFLOW_MESSAGE, code="stream_overflow"))
-
-
-async def counted(frames: AsyncIterator[bytes], metrics: Metrics) -> AsyncIterator[bytes]:
-    """`frames`, counted: open streams, frames sent, and why each stream ended."""
+    so that an EventSource reconnects and resumes from the log; one that ends without either
+    was closed by the bus (the gateway is shutting down)."""
     metrics.active_streams.inc()
-    reason = "client_gone"
+    reason = "client_gone"  # unless the stream gets to one of the ends below
     try:
-        async for chunk in frames:
-            frames_in_chunk = chunk.count(b"\nevent: ") + chunk.startswith(b"event: ")
-            metrics.events_sent.inc(frames_in_chunk - chunk.count(DONE_FRAME))
-            if chunk.endswith(DONE_FRAME):
+        head = retry_frame(retry_ms) if retry_ms is not None else b""
+        last = after
+        if replay is not None:
+            sent = [e.frame for e in replay.events if e.name != events.STREAM_END]
+            if replay.events:
+                last = replay.events[-1].seq
+            metrics.events_sent.inc(len(sent))
+            if not replay.live:
                 reason = "done"
-            elif b"stream_overflow" in chunk and chunk.startswith(b"event: error"):
-                reason = "overflow"
-            yield chunk
-        if reason == "client_gone":
-            reason = "closed"  # ended without done: the bus closed (shutdown)
+                yield b"".join([head, *sent, DONE_FRAME])  # at rest: nothing live to wait for
+                return
+            head = b"".join([head, *sent])
+        if head:
+            yield head
+        try:
+            async for batch in subscription.batches():
+                out, ended = _live(batch, last)
+                if out:
+                    last = max(e.seq or last for e in batch)
+                    metrics.events_sent.inc(len(out))
+                if ended:
+                    reason = "done"
+                    yield b"".join([*out, DONE_FRAME])
+                    return
+                if out:
+                    yield b"".join(out)
+            reason = "closed"
+        except SubscriberOverflowError:
+            reason = "overflow"
+            yield encode(events.error(OVERFLOW_MESSAGE, code="stream_overflow"))
     finally:
         metrics.active_streams.dec()
         metrics.stream_ends.labels(reason).inc()

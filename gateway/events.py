@@ -1,14 +1,14 @@
 """The OpenAI Assistants stream events: their names, spelled as OpenAI spells them, and builders.
 
-An `Event` pairs a name with its data (a wire object snapshot or a delta). Builders copy the
-snapshot so that a later change to the engine's live object never alters an event already sent.
+An `Event` pairs a name with its data (a wire object snapshot or a delta), encoded once when
+the event is built.
 """
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
 from typing import Any, Final
+
+import orjson
 
 from gateway.types import Obj
 
@@ -77,22 +77,53 @@ MESSAGE_STATUS_EVENTS: Final = {
 }
 
 
-@dataclass(frozen=True, slots=True)
 class Event:
-    """One stream event. `data` is a JSON-able dict, or None for `done`.
+    """One stream event, encoded when it is made: `body` is its SSE block without the `id:`
+    line (`event: <name>`, one `data:` line of compact JSON, a blank line).
 
-    `wire` caches the event's SSE bytes (set by `gateway.sse.encode`), so an event sent to many
-    subscribers is encoded once."""
+    Encoding at once is also what keeps a snapshot a snapshot: a later change to the engine's
+    live object cannot alter bytes already made, so nothing needs copying. The event log numbers
+    an event (`numbered`), which gives it `seq` (the SSE `id:`) and `frame`, its whole block;
+    many subscribers then share the one encoding."""
 
-    name: str
-    data: Obj | None
-    # The event's place in its run's ordered log (the SSE `id:`), once the log has taken it.
-    seq: int | None = None
-    wire: bytes | None = field(default=None, compare=False, repr=False)
+    __slots__ = ("body", "frame", "name", "seq")
+
+    def __init__(self, name: str, body: bytes, seq: int | None = None) -> None:
+        self.name = name
+        self.body = body
+        self.seq = seq
+        self.frame = body if seq is None or not body else b"id: %d\n" % seq + body
+
+    @classmethod
+    def of(cls, name: str, data: Obj) -> Event:
+        return cls(name, b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n")
+
+    def numbered(self, seq: int) -> Event:
+        return Event(self.name, self.body, seq)
+
+    @property
+    def data(self) -> Obj | None:
+        """The JSON payload, decoded again from the bytes (None for done and the marker)."""
+        if self.name in (DONE, STREAM_END):
+            return None
+        start = self.body.index(b"\ndata: ") + 7
+        decoded: Obj = orjson.loads(self.body[start:-2])
+        return decoded
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Event):
+            return NotImplemented
+        return (self.name, self.seq, self.body) == (other.name, other.seq, other.body)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.seq, self.body))
+
+    def __repr__(self) -> str:
+        return f"Event({self.name!r}, seq={self.seq!r})"
 
 
 def snapshot(name: str, obj: Obj) -> Event:
-    return Event(name, copy.deepcopy(obj))
+    return Event.of(name, obj)
 
 
 def run_status(run: Obj) -> Event:
@@ -111,7 +142,7 @@ def message_text_delta(message_id: str, index: int, fragment: str, *, first: boo
     text: dict[str, Any] = {"value": fragment}
     if first:
         text["annotations"] = []
-    return Event(
+    return Event.of(
         MESSAGE_DELTA,
         {
             "id": message_id,
@@ -122,7 +153,7 @@ def message_text_delta(message_id: str, index: int, fragment: str, *, first: boo
 
 
 def tool_call_delta(step_id: str, call: dict[str, Any]) -> Event:
-    return Event(
+    return Event.of(
         STEP_DELTA,
         {
             "id": step_id,
@@ -132,11 +163,21 @@ def tool_call_delta(step_id: str, call: dict[str, Any]) -> Event:
     )
 
 
-def error(message: str, *, type_: str = "server_error", code: str | None = "server_error") -> Event:
-    """An `error` event the SDK both parses as ErrorObject and raises on (sdk-notes 5)."""
+def error(
+    message: str,
+    *,
+    type_: str = "server_error",
+    code: str | None = "server_error",
+    run: Obj | None = None,
+) -> Event:
+    """An `error` event the SDK both parses as ErrorObject and raises on (sdk-notes 5);
+    `run`, when given, travels with it (the run as it is now)."""
     inner = {"message": message, "type": type_, "param": None, "code": code}
-    return Event(ERROR, {**inner, "error": dict(inner)})
+    data: Obj = {**inner, "error": dict(inner)}
+    if run is not None:
+        data["run"] = run
+    return Event.of(ERROR, data)
 
 
-DONE_EVENT: Final = Event(DONE, None)
-STREAM_END_EVENT: Final = Event(STREAM_END, None)
+DONE_EVENT: Final = Event(DONE, b"event: done\ndata: [DONE]\n\n")
+STREAM_END_EVENT: Final = Event(STREAM_END, b"")

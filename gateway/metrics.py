@@ -32,7 +32,8 @@ class Metrics:
         )
         self.stream_ends = Counter(
             "gateway_stream_ends",
-            "Event streams ended, by reason (done, client_gone, overflow, unavailable, closed).",
+            "Event streams ended, by reason "
+            "(done, client_gone, stalled, overflow, unavailable, closed).",
             ["reason"],
             registry=r,
         )

@@ -1,41 +1,33 @@
 """Bytes on the wire for run streams: SSE framing of events, the done and error frames, pings,
-and the streaming response (sse-starlette's, which owns pings, disconnects and shutdown).
+and the streaming response.
 
 Every event is encoded exactly once, here, with orjson; the response writes the bytes as they are.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
-import orjson
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from sse_starlette.sse import AppStatus, SendTimeoutError
+from sse_starlette import EventSourceResponse
+from sse_starlette.sse import AppStatus
 from starlette.types import Receive, Scope, Send
 
-from gateway import events
 from gateway.events import Event
 
 log = logging.getLogger("gateway.sse")
 
 DONE_FRAME = b"event: done\ndata: [DONE]\n\n"
-PING_COMMENT = "ping"
+PING_FRAME = b": ping\n\n"
+_PING_MESSAGE = {"type": "http.response.body", "body": PING_FRAME, "more_body": True}
 
 
 def encode(event: Event) -> bytes:
-    """One SSE block: `id: <seq>` when the event is logged, `event: <name>`, one `data:` line of
-    compact JSON, a blank line. Computed once per event and kept on it."""
-    if event.wire is not None:
-        return event.wire
-    if event.name == events.DONE:
-        return DONE_FRAME
-    head = b"" if event.seq is None else b"id: %d\n" % event.seq
-    frame = (
-        head + b"event: " + event.name.encode() + b"\ndata: " + orjson.dumps(event.data) + b"\n\n"
-    )
-    object.__setattr__(event, "wire", frame)  # a cache on a frozen event, never a change of it
-    return frame
+    """The event's whole SSE block: `id: <seq>` when the event is logged, `event: <name>`, one
+    `data:` line of compact JSON, a blank line. Made once per event (see `events.Event`)."""
+    return event.frame
 
 
 def retry_frame(milliseconds: int) -> bytes:
@@ -48,13 +40,27 @@ def retry_frame(milliseconds: int) -> bytes:
 AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
-def _ping() -> ServerSentEvent:
-    return ServerSentEvent(comment=PING_COMMENT, sep="\n")
+@dataclass
+class StreamEnd:
+    """Why a stream ended, where the response knows better than the body: set to `stalled`
+    when the client stopped reading."""
+
+    reason: str | None = None
 
 
 class EventStreamResponse(EventSourceResponse):
     """A `text/event-stream` of already-encoded frames; `on_close` runs however the stream ends
-    (finished, client gone, server stopping, or never started)."""
+    (finished, client gone, client stalled, server stopping, or never started).
+
+    sse-starlette gives the headers, HEAD and the websocket denial. The stream itself is sent
+    here, by the request's own task and one watcher task, instead of by sse-starlette's task
+    group of four with a cancel scope around every send: measured under load (loadtests/), that
+    scaffolding cost more CPU per event than everything else on the path and about 40 KiB of
+    memory per idle stream. The watcher waits for the client to go away, writes a `: ping`
+    comment after `ping_seconds` of silence, and closes a stream whose client has accepted no
+    data for `send_timeout` seconds (the transport's buffer stays full), so that one stuck
+    reader never holds its run's subscription.
+    """
 
     def __init__(
         self,
@@ -63,22 +69,100 @@ class EventStreamResponse(EventSourceResponse):
         ping_seconds: float,
         send_timeout: float | None = None,
         on_close: Callable[[], Awaitable[None]],
+        end: StreamEnd | None = None,
     ) -> None:
         super().__init__(
             frames,
             headers={"Cache-Control": "no-cache"},
             ping=ping_seconds,
             send_timeout=send_timeout,
-            ping_message_factory=_ping,
             sep="\n",  # the same line ending as the frames we encode
         )
+        self._frames = frames
         self._on_close = on_close
+        self._end = end if end is not None else StreamEnd()
+        self._stopped_by: str | None = None  # set by the watcher before it cancels the stream
+        self._sending_since: float | None = None
+        self._last_write = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
-        except SendTimeoutError:
-            # A client that stopped reading: drop it; it can resume from the run's log.
-            log.info("closed an event stream whose client stopped reading")
+            if scope["type"] != "http" or scope["method"] == "HEAD":
+                await super().__call__(scope, receive, send)
+            else:
+                await self._stream(receive, send)
         finally:
             await self._on_close()
+
+    async def _stream(self, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        self._last_write = loop.time()
+        watcher = loop.create_task(self._watch(receive, send, task), name="sse-watch")
+        try:
+            async for chunk in self._frames:
+                self._sending_since = loop.time()
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                self._sending_since = None
+                self._last_write = loop.time()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if self._stopped_by is None or task.uncancel() > 0:
+                raise  # a cancellation from outside: the server is stopping
+            if self._stopped_by == "stalled":
+                log.info("closed an event stream whose client stopped reading")
+        finally:
+            watcher.cancel()
+            # Runs the body's own cleanup now (its counters, its subscription), wherever the
+            # stream stopped; a body that has finished ignores this.
+            aclose = getattr(self._frames, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _watch(self, receive: Receive, send: Send, stream: asyncio.Task[None]) -> None:
+        loop = asyncio.get_running_loop()
+        ping = self.ping_interval or None
+        limit = self.send_timeout
+        while True:
+            now = loop.time()
+            waits = []
+            if ping is not None and self._sending_since is None:
+                waits.append(self._last_write + ping - now)
+            if limit is not None:
+                since = self._sending_since
+                waits.append(limit / 2 if since is None else since + limit - now)
+            try:
+                async with asyncio.timeout(max(min(waits), 0.0) if waits else None):
+                    message = await receive()
+            except TimeoutError:
+                pass
+            else:
+                if message["type"] == "http.disconnect":
+                    return self._stop(stream, "client_gone")
+                continue
+            now = loop.time()
+            since = self._sending_since
+            if since is not None:
+                if limit is not None and now - since >= limit:
+                    return self._stop(stream, "stalled")
+            elif ping is not None and now - self._last_write >= ping:
+                self._sending_since = now
+                try:
+                    async with asyncio.timeout(limit):
+                        await send(_PING_MESSAGE)
+                except TimeoutError:
+                    return self._stop(stream, "stalled")
+                finally:
+                    if self._sending_since == now:
+                        self._sending_since = None
+                self._last_write = loop.time()
+
+    def _stop(self, stream: asyncio.Task[None], reason: str) -> None:
+        self._stopped_by = reason
+        if reason == "stalled":
+            self._end.reason = reason  # before the body's cleanup reads it
+        stream.cancel()

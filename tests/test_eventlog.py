@@ -41,7 +41,7 @@ async def a_run(store: SQLiteRunStore, status: str = "in_progress") -> Obj:
 
 
 def delta(i: int) -> Event:
-    return Event(events.MESSAGE_DELTA, {"i": i})
+    return Event.of(events.MESSAGE_DELTA, {"i": i})
 
 
 async def test_events_are_numbered_encoded_and_published(store: SQLiteRunStore) -> None:
@@ -54,7 +54,7 @@ async def test_events_are_numbered_encoded_and_published(store: SQLiteRunStore) 
         second = await log.publish(run["id"], delta(1))
         batch = await anext(sub.batches())
     assert (first.seq, second.seq) == (1, 2)
-    assert first.wire is not None and first.wire.startswith(b"id: 1\nevent: thread.message.delta")
+    assert first.frame.startswith(b"id: 1\nevent: thread.message.delta")
     assert [e.seq for e in batch] == [1, 2]
 
 

@@ -9,7 +9,7 @@ from gateway.sse import DONE_FRAME, encode
 
 def test_event_frame_is_exact() -> None:
     """An event is `event: <name>`, one compact `data:` line, and a blank line."""
-    event = Event("thread.run.created", {"id": "run_1", "text": "a\nb", "n": 1.5, "x": None})
+    event = Event.of("thread.run.created", {"id": "run_1", "text": "a\nb", "n": 1.5, "x": None})
     assert encode(event) == (
         b'event: thread.run.created\ndata: {"id":"run_1","text":"a\\nb","n":1.5,"x":null}\n\n'
     )
@@ -17,7 +17,7 @@ def test_event_frame_is_exact() -> None:
 
 def test_non_ascii_is_sent_as_utf8() -> None:
     """Text outside ASCII goes out as UTF-8, not as escapes."""
-    frame = encode(Event("thread.message.delta", {"v": "héllo ✓"}))
+    frame = encode(Event.of("thread.message.delta", {"v": "héllo ✓"}))
     assert frame.decode("utf-8").endswith('{"v":"héllo ✓"}\n\n')
 
 
@@ -28,7 +28,7 @@ def test_done_frame() -> None:
 
 def test_encoded_once() -> None:
     """Encoding the same event twice returns the very same bytes object."""
-    event = Event("thread.run.queued", {"id": "run_1"})
+    event = Event.of("thread.run.queued", {"id": "run_1"})
     assert encode(event) is encode(event)
 
 
@@ -40,3 +40,20 @@ def test_error_frame_carries_flat_and_nested_error() -> None:
         b'"error":{"message":"boom","type":"server_error","param":null,"code":"server_error"}'
         in frame
     )
+
+
+def test_numbered_event_carries_its_id_and_the_same_body() -> None:
+    """Numbering prefixes `id:` and keeps the body's bytes, decoded back to the same data."""
+    event = Event.of("thread.run.queued", {"id": "run_1"})
+    numbered = event.numbered(7)
+    assert numbered.frame == b"id: 7\n" + event.body
+    assert numbered.body is event.body
+    assert numbered.data == {"id": "run_1"}
+
+
+def test_snapshot_is_not_changed_by_later_edits() -> None:
+    """A snapshot keeps the object as it was when the event was made."""
+    run = {"id": "run_1", "status": "queued"}
+    event = events.snapshot(events.RUN_QUEUED, run)
+    run["status"] = "in_progress"
+    assert event.data == {"id": "run_1", "status": "queued"}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+import socket
 import statistics
 import time
 from collections.abc import Iterator, Sequence
@@ -457,6 +459,60 @@ def test_client_disconnect_neither_cancels_nor_stalls_the_run(
     while bus.subscriber_count(created["id"]) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert bus.subscriber_count(created["id"]) == 0
+
+
+def _wait_for_no_subscriber(server: LiveServer, run_id: str, seconds: float) -> float:
+    """Seconds until the run's channel had no subscriber (fails after `seconds`)."""
+    assert server.app is not None
+    bus = server.app.state.bus
+    started = time.monotonic()
+    while bus.subscriber_count(run_id) and time.monotonic() - started < seconds:
+        time.sleep(0.01)
+    assert bus.subscriber_count(run_id) == 0, f"still subscribed after {seconds} s"
+    return time.monotonic() - started
+
+
+@pytest.mark.settings(local_model_delay_ms=3000)
+def test_disconnect_of_a_quiet_stream_is_noticed_at_once(
+    server: LiveServer, client: openai.OpenAI
+) -> None:
+    """A client that leaves while its stream has nothing to send frees the subscription at
+    once, not at the next event or ping."""
+    stream = create_stream(server, client, "one two three")
+    frames = stream.frames()
+    created = next(f for f in frames if f.event == "thread.run.created").data
+    next(f for f in frames if f.event == "thread.message.delta")  # the next comes in 3 s
+    stream.close()
+    assert _wait_for_no_subscriber(server, created["id"], 1.0) < 1.0
+    client.beta.threads.runs.cancel(created["id"], thread_id=created["thread_id"])
+
+
+@pytest.mark.settings(stream_send_timeout_seconds=0.5)
+def test_a_client_that_stops_reading_is_dropped(server: LiveServer, client: openai.OpenAI) -> None:
+    """A stream whose client accepts no more bytes is closed after the send timeout and counted
+    as stalled; the run completes regardless."""
+    assistant = client.beta.assistants.create(model="local")
+    thread = thread_with(client, " ".join(["word"] * 40_000))  # ~8 MB of deltas
+    body = json.dumps({"assistant_id": assistant.id, "stream": True}).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window fills fast
+    sock.connect(("127.0.0.1", server.port))
+    try:
+        sock.sendall(
+            b"POST /v1/threads/%s/runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (thread.id.encode(), len(body), body)
+        )
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # then read nothing more
+        runs = client.beta.threads.runs.list(thread_id=thread.id).data
+        run = client.beta.threads.runs.poll(runs[0].id, thread_id=thread.id, poll_interval_ms=POLL)
+        assert run.status == "completed"
+        _wait_for_no_subscriber(server, run.id, 10.0)
+        assert server.app is not None
+        metrics = server.app.state.metrics
+        assert metrics.stream_ends.labels("stalled")._value.get() == 1
+        assert metrics.active_streams._value.get() == 0
+    finally:
+        sock.close()
 
 
 # --- failures inside the gateway ------------------------------------------------------------

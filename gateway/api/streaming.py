@@ -23,10 +23,13 @@ from gateway.engine.eventlog import Replay, ReplayUnavailableError
 from gateway.errors import AuthenticationError, InvalidRequestError
 from gateway.events import Event
 from gateway.metrics import Metrics
-from gateway.sse import DONE_FRAME, EventStreamResponse, encode, retry_frame
+from gateway.sse import DONE_FRAME, EventStreamResponse, StreamEnd, encode, retry_frame
 from gateway.tokens import InvalidTokenError, StreamTokens
 from gateway.types import Obj
 
+# Events sent are added to the metric in steps of this many (and at the stream's end), not per
+# send: the counter takes a lock.
+COUNT_EVERY = 64
 OVERFLOW_MESSAGE = (
     "The stream fell too far behind the run and was closed; the run goes on. "
     "Reconnect with Last-Event-ID to resume."
@@ -44,11 +47,15 @@ async def stream_run(
     except BaseException:
         await resources.aclose()
         raise
-    return _response(request, frames(subscription, metrics_of(request)), resources)
+    end = StreamEnd()
+    return _response(request, frames(subscription, metrics_of(request), end=end), resources, end)
 
 
 def _response(
-    request: Request, body: AsyncIterator[bytes], resources: AsyncExitStack
+    request: Request,
+    body: AsyncIterator[bytes],
+    resources: AsyncExitStack,
+    end: StreamEnd | None = None,
 ) -> EventStreamResponse:
     settings = settings_of(request)
     return EventStreamResponse(
@@ -56,6 +63,7 @@ def _response(
         ping_seconds=settings.stream_ping_seconds,
         send_timeout=settings.stream_send_timeout_seconds,
         on_close=resources.aclose,
+        end=end,
     )
 
 
@@ -88,13 +96,16 @@ async def run_events(request: Request) -> Response:
         await resources.aclose()
         raise
     else:
+        end = StreamEnd()
         body = frames(
             subscription,
             metrics_of(request),
             replay,
             after=after or 0,
             retry_ms=settings.stream_retry_ms,
+            end=end,
         )
+        return _response(request, body, resources, end)
     return _response(request, body, resources)
 
 
@@ -121,15 +132,18 @@ async def frames(
     *,
     after: int = 0,
     retry_ms: int | None = None,
+    end: StreamEnd | None = None,
 ) -> AsyncIterator[bytes]:
     """The run's events as SSE frames: `replay` first, then live ones, to the segment's end.
     Counts open streams, events sent and why the stream ended.
 
     A stream whose subscriber fell behind is closed after an `error` frame and without `done`,
     so that an EventSource reconnects and resumes from the log; one that ends without either
-    was closed by the bus (the gateway is shutting down)."""
+    was closed by the bus (the gateway is shutting down). `end` says when the response closed
+    the stream for a reason of its own (a client that stopped reading)."""
     metrics.active_streams.inc()
     reason = "client_gone"  # unless the stream gets to one of the ends below
+    uncounted = 0
     try:
         head = retry_frame(retry_ms) if retry_ms is not None else b""
         last = after
@@ -149,19 +163,27 @@ async def frames(
             async for batch in subscription.batches():
                 out, ended = _live(batch, last)
                 if out:
-                    last = max(e.seq or last for e in batch)
-                    metrics.events_sent.inc(len(out))
+                    last = batch[-1].seq or last
+                    uncounted += len(out)
+                    if uncounted >= COUNT_EVERY:
+                        metrics.events_sent.inc(uncounted)
+                        uncounted = 0
                 if ended:
                     reason = "done"
-                    yield b"".join([*out, DONE_FRAME])
+                    out.append(DONE_FRAME)
+                    yield b"".join(out)
                     return
                 if out:
-                    yield b"".join(out)
+                    yield out[0] if len(out) == 1 else b"".join(out)
             reason = "closed"
         except SubscriberOverflowError:
             reason = "overflow"
             yield encode(events.error(OVERFLOW_MESSAGE, code="stream_overflow"))
     finally:
+        if uncounted:
+            metrics.events_sent.inc(uncounted)
+        if end is not None and end.reason is not None:
+            reason = end.reason
         metrics.active_streams.dec()
         metrics.stream_ends.labels(reason).inc()
 
@@ -174,7 +196,7 @@ def _live(batch: list[Event], last: int) -> tuple[list[bytes], bool]:
             continue  # already sent from the log
         if event.name == events.STREAM_END:
             return out, True
-        out.append(encode(event))
+        out.append(event.frame)
     return out, False
 
 
@@ -185,9 +207,8 @@ async def unavailable(run: Obj, retry_ms: int) -> AsyncIterator[bytes]:
         "state follows. Fetch the run's messages to catch up.",
         type_="invalid_request_error",
         code="replay_unavailable",
+        run=run,
     )
-    assert error.data is not None
-    error.data["run"] = run
     yield b"".join(
         [retry_frame(retry_ms), encode(events.run_status(run)), encode(error), DONE_FRAME]
     )

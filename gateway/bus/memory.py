@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,12 +11,15 @@ from gateway.events import Event
 
 
 class _Subscriber:
-    __slots__ = ("_bound", "_closed", "_overflowed", "_pending", "_wakeup")
+    __slots__ = ("_bound", "_closed", "_overflowed", "_pending", "_waiter")
 
     def __init__(self, bound: int) -> None:
         self._bound = bound
-        self._pending: deque[Event] = deque()
-        self._wakeup = asyncio.Event()
+        self._pending: list[Event] = []
+        # The future the subscriber is waiting on, if it is waiting: one per wait, set by the
+        # first event that comes (a bare future costs less than an asyncio.Event here, which
+        # is paid once per subscriber per event).
+        self._waiter: asyncio.Future[None] | None = None
         self._overflowed = False
         self._closed = False
 
@@ -27,14 +29,21 @@ class _Subscriber:
         if len(self._pending) >= self._bound:
             # Dropping single events would corrupt text deltas; drop the subscriber instead.
             self._overflowed = True
-            self._pending.clear()
+            self._pending = []
         else:
             self._pending.append(event)
-        self._wakeup.set()
+        self._wake()
 
     def close(self) -> None:
         self._closed = True
-        self._wakeup.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         async for batch in self.batches():
@@ -42,18 +51,21 @@ class _Subscriber:
                 yield event
 
     async def batches(self) -> AsyncIterator[list[Event]]:
+        loop = asyncio.get_running_loop()
         while True:
             if self._pending:
-                batch = list(self._pending)
-                self._pending.clear()
+                batch, self._pending = self._pending, []
                 yield batch
                 continue
             if self._overflowed:
                 raise SubscriberOverflowError("subscriber fell behind and was disconnected")
             if self._closed:
                 return
-            self._wakeup.clear()
-            await self._wakeup.wait()
+            waiter = self._waiter = loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
 
 
 class MemoryEventBus:

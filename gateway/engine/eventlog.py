@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,6 @@ from gateway import events
 from gateway.bus import EventBus
 from gateway.events import Event
 from gateway.objects import now
-from gateway.sse import encode
 from gateway.store import LoggedEvent, RunStore, StoreTx
 
 log = logging.getLogger("gateway.eventlog")
@@ -93,10 +91,10 @@ class EventLog:
         run = self._runs.get(run_id)
         if run is None:
             run = self._runs[run_id] = _RunLog()
-        logged = dataclasses.replace(event, seq=run.next_seq, wire=None)
-        run.next_seq += 1
-        frame = b"" if logged.name == events.STREAM_END else encode(logged)
-        entry = LoggedEvent(logged.seq or 0, logged.name, frame)
+        seq = run.next_seq
+        run.next_seq = seq + 1
+        logged = event.numbered(seq)
+        entry = LoggedEvent(seq, logged.name, logged.frame)  # the marker's frame is empty
         run.events.append(entry)
         if self.persist:
             self._pending.append((run_id, entry, now()))

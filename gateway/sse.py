@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+import anyio
 from sse_starlette import EventSourceResponse
 from sse_starlette.sse import AppStatus
 from starlette.types import Receive, Scope, Send
@@ -21,6 +22,7 @@ log = logging.getLogger("gateway.sse")
 
 DONE_FRAME = b"event: done\ndata: [DONE]\n\n"
 PING_FRAME = b": ping\n\n"
+_HEADERS: dict[tuple[tuple[bytes, bytes], ...], list[tuple[bytes, bytes]]] = {}
 _PING_MESSAGE = {"type": "http.response.body", "body": PING_FRAME, "more_body": True}
 
 
@@ -68,7 +70,7 @@ class EventStreamResponse(EventSourceResponse):
         *,
         ping_seconds: float,
         send_timeout: float | None = None,
-        on_close: Callable[[], Awaitable[None]],
+        on_close: Callable[[], Awaitable[object]],
         end: StreamEnd | None = None,
     ) -> None:
         super().__init__(
@@ -78,6 +80,11 @@ class EventStreamResponse(EventSourceResponse):
             send_timeout=send_timeout,
             sep="\n",  # the same line ending as the frames we encode
         )
+        # Every stream has the same headers: share one list rather than hold a copy each.
+        self.raw_headers = _HEADERS.setdefault(tuple(self.raw_headers), self.raw_headers)
+        # sse-starlette's send lock serves only its own sending path (used below for HEAD and
+        # websocket scopes, which make a new one); a quiet stream need not hold one.
+        del self._send_lock
         self._frames = frames
         self._on_close = on_close
         self._end = end if end is not None else StreamEnd()
@@ -88,6 +95,7 @@ class EventStreamResponse(EventSourceResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             if scope["type"] != "http" or scope["method"] == "HEAD":
+                self._send_lock = anyio.Lock()
                 await super().__call__(scope, receive, send)
             else:
                 await self._stream(receive, send)
@@ -107,6 +115,7 @@ class EventStreamResponse(EventSourceResponse):
             async for chunk in self._frames:
                 self._sending_since = loop.time()
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                del chunk  # a quiet stream holds none of what it has sent
                 self._sending_since = None
                 self._last_write = loop.time()
             await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import socket
@@ -513,6 +514,29 @@ def test_a_client_that_stops_reading_is_dropped(server: LiveServer, client: open
         assert metrics.active_streams._value.get() == 0
     finally:
         sock.close()
+
+
+def test_head_of_an_event_stream_answers_headers_only(
+    server: LiveServer, client: openai.OpenAI
+) -> None:
+    """HEAD on a run's event stream gets the stream's headers and an empty body at once, and
+    leaves no subscription behind."""
+    assistant = client.beta.assistants.create(model="local")
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id,
+        thread={"messages": [{"role": "user", "content": "hi"}]},
+        poll_interval_ms=POLL,
+    )
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        conn.request("HEAD", f"/v1/threads/{run.thread_id}/runs/{run.id}/events")
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.getheader("content-type", "").startswith("text/event-stream")
+        assert response.read() == b""
+    finally:
+        conn.close()
+    _wait_for_no_subscriber(server, run.id, 1.0)
 
 
 # --- failures inside the gateway ------------------------------------------------------------

@@ -10,7 +10,7 @@ waiting together are written in one send.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from functools import partial
 from typing import cast
 
 from starlette.requests import Request
@@ -40,21 +40,22 @@ async def stream_run(
     request: Request, run_id: str, start: Callable[[], Awaitable[Obj]]
 ) -> Response:
     """Subscribe to `run_id`, call `start()` (which raises to refuse), then stream the run."""
-    resources = AsyncExitStack()
-    subscription = await resources.enter_async_context(bus_of(request).subscribe(run_id))
+    subscribed = bus_of(request).subscribe(run_id)
+    subscription = await subscribed.__aenter__()
+    leave = partial(subscribed.__aexit__, None, None, None)
     try:
         await start()
     except BaseException:
-        await resources.aclose()
+        await leave()
         raise
     end = StreamEnd()
-    return _response(request, frames(subscription, metrics_of(request), end=end), resources, end)
+    return _response(request, frames(subscription, metrics_of(request), end=end), leave, end)
 
 
 def _response(
     request: Request,
     body: AsyncIterator[bytes],
-    resources: AsyncExitStack,
+    on_close: Callable[[], Awaitable[object]],
     end: StreamEnd | None = None,
 ) -> EventStreamResponse:
     settings = settings_of(request)
@@ -62,7 +63,7 @@ def _response(
         body,
         ping_seconds=settings.stream_ping_seconds,
         send_timeout=settings.stream_send_timeout_seconds,
-        on_close=resources.aclose,
+        on_close=on_close,
         end=end,
     )
 
@@ -83,17 +84,19 @@ async def run_events(request: Request) -> Response:
     await engine.get_run(thread_id, run_id)
     after = _position(request)
     settings = settings_of(request)
-    resources = AsyncExitStack()
-    subscription = await resources.enter_async_context(bus_of(request).subscribe(run_id))
+    subscribed = bus_of(request).subscribe(run_id)
+    subscription = await subscribed.__aenter__()
+    leave = partial(subscribed.__aexit__, None, None, None)
     try:
         replay = await engine.log.replay(run_id, after)
     except ReplayUnavailableError:
+        await leave()
         run = await engine.get_run(thread_id, run_id)
-        await resources.aclose()
         body = unavailable(run, settings.stream_retry_ms)
         metrics_of(request).stream_ends.labels("unavailable").inc()
+        return _response(request, body, _nothing)
     except BaseException:
-        await resources.aclose()
+        await leave()
         raise
     else:
         end = StreamEnd()
@@ -105,8 +108,11 @@ async def run_events(request: Request) -> Response:
             retry_ms=settings.stream_retry_ms,
             end=end,
         )
-        return _response(request, body, resources, end)
-    return _response(request, body, resources)
+        return _response(request, body, leave, end)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _position(request: Request) -> int | None:
@@ -145,20 +151,24 @@ async def frames(
     reason = "client_gone"  # unless the stream gets to one of the ends below
     uncounted = 0
     try:
-        head = retry_frame(retry_ms) if retry_ms is not None else b""
+        head = [retry_frame(retry_ms)] if retry_ms is not None else []
         last = after
         if replay is not None:
-            sent = [e.frame for e in replay.events if e.name != events.STREAM_END]
+            head += [e.frame for e in replay.events if e.name != events.STREAM_END]
+            metrics.events_sent.inc(len(head) - (retry_ms is not None))
             if replay.events:
                 last = replay.events[-1].seq
-            metrics.events_sent.inc(len(sent))
             if not replay.live:
                 reason = "done"
-                yield b"".join([head, *sent, DONE_FRAME])  # at rest: nothing live to wait for
+                head.append(DONE_FRAME)
+                yield b"".join(head)  # at rest: nothing live to wait for
                 return
-            head = b"".join([head, *sent])
+            replay = None  # an idle stream keeps none of what it has sent
         if head:
-            yield head
+            chunk = b"".join(head)
+            head = []
+            yield chunk
+            del chunk  # a quiet stream holds none of what it has sent
         try:
             async for batch in subscription.batches():
                 out, ended = _live(batch, last)

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from gateway.bus.base import SubscriberOverflowError
 from gateway.events import Event
 
 
 class _Subscriber:
-    __slots__ = ("_bound", "_closed", "_overflowed", "_pending", "_waiter")
+    """One subscription, and its own context manager: entering joins the channel, leaving
+    quits it (lighter than a generator-based context manager, which an idle stream would
+    hold for its whole life)."""
 
-    def __init__(self, bound: int) -> None:
+    __slots__ = ("_bound", "_bus", "_channel", "_closed", "_overflowed", "_pending", "_waiter")
+
+    def __init__(self, bus: MemoryEventBus, channel: str, bound: int) -> None:
+        self._bus = bus
+        self._channel = channel
         self._bound = bound
         self._pending: list[Event] = []
         # The future the subscriber is waiting on, if it is waiting: one per wait, set by the
@@ -22,6 +27,17 @@ class _Subscriber:
         self._waiter: asyncio.Future[None] | None = None
         self._overflowed = False
         self._closed = False
+
+    async def __aenter__(self) -> _Subscriber:
+        self._bus._channels.setdefault(self._channel, set()).add(self)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        subscribers = self._bus._channels.get(self._channel)
+        if subscribers is not None:
+            subscribers.discard(self)
+            if not subscribers:
+                del self._bus._channels[self._channel]
 
     def offer(self, event: Event) -> None:
         if self._overflowed or self._closed:
@@ -77,18 +93,8 @@ class MemoryEventBus:
         for subscriber in self._channels.get(channel, ()):
             subscriber.offer(event)
 
-    @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[_Subscriber]:
-        subscriber = _Subscriber(self._bound)
-        self._channels.setdefault(channel, set()).add(subscriber)
-        try:
-            yield subscriber
-        finally:
-            subscribers = self._channels.get(channel)
-            if subscribers is not None:
-                subscribers.discard(subscriber)
-                if not subscribers:
-                    del self._channels[channel]
+    def subscribe(self, channel: str) -> _Subscriber:
+        return _Subscriber(self, channel, self._bound)
 
     def subscriber_count(self, channel: str) -> int:
         return len(self._channels.get(channel, ()))

@@ -138,10 +138,27 @@ def message_status(message: Obj) -> Event:
     return snapshot(MESSAGE_STATUS_EVENTS[message["status"]], message)
 
 
+# The bytes of a text delta around its message id and fragment: the hottest event, made
+# without building its five nested dicts (test_events checks it equals the dict's encoding).
+_TEXT_DELTA_HEAD = b'event: thread.message.delta\ndata: {"id":"'
+_TEXT_DELTA_MIDDLE = (
+    b'","object":"thread.message.delta","delta":{"content":[{"index":%d,"type":"text","text":'
+    b'{"value":'
+)
+_TEXT_DELTA_TAIL = b"}}]}}\n\n"
+
+
 def message_text_delta(message_id: str, index: int, fragment: str, *, first: bool) -> Event:
-    text: dict[str, Any] = {"value": fragment}
-    if first:
-        text["annotations"] = []
+    if not first:
+        return Event(
+            MESSAGE_DELTA,
+            _TEXT_DELTA_HEAD
+            + message_id.encode()  # our own ids: ASCII letters, digits and `_`
+            + _TEXT_DELTA_MIDDLE % index
+            + orjson.dumps(fragment)
+            + _TEXT_DELTA_TAIL,
+        )
+    text: dict[str, Any] = {"value": fragment, "annotations": []}
     return Event.of(
         MESSAGE_DELTA,
         {

@@ -12,7 +12,7 @@ from gateway import events, objects
 from gateway.bus.memory import MemoryEventBus
 from gateway.engine.eventlog import EPOCH_GAP, EventLog, ReplayUnavailableError
 from gateway.events import Event
-from gateway.store import Kind, StoreTx
+from gateway.store import Kind, LoggedEvent, StoreTx
 from gateway.store.sqlite import SQLiteRunStore
 from gateway.types import Obj
 
@@ -164,3 +164,34 @@ async def test_persistence_off_keeps_events_in_memory_only(store: SQLiteRunStore
     assert await store.events_after(run["id"], 0) == []
     log.release(run["id"])
     assert log.last_seq(run["id"]) is None
+
+
+async def test_event_blocks_round_trip_frames_and_markers(store: SQLiteRunStore) -> None:
+    """Events stored in one commit come back one by one, in order, the marker with its empty
+    frame, and `after` cuts inside a block."""
+    run = await a_run(store)
+
+    def logged_as(seq: int, name: str, data: bytes) -> LoggedEvent:
+        frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, name.encode(), data)
+        return LoggedEvent(seq, name, frame)
+
+    logged = [
+        logged_as(1, "thread.run.created", b'{"a":1}'),
+        logged_as(2, "thread.message.delta", b'"x"'),
+        LoggedEvent(3, events.STREAM_END, b""),
+    ]
+    later = logged_as(1_000_003, "thread.run.queued", b"{}")
+
+    async def write(tx: StoreTx) -> None:
+        await tx.append_events([(run["id"], e, 1) for e in logged])
+
+    async def write_later(tx: StoreTx) -> None:
+        await tx.append_events([(run["id"], later, 2)])
+
+    await store.write(write)
+    await store.write(write_later)
+    assert await store.events_after(run["id"], 0) == [*logged, later]
+    assert await store.events_after(run["id"], 2) == [logged[2], later]
+    assert await store.events_after(run["id"], 3) == [later]
+    rows = await store._r.execute_fetchall("SELECT count(*) FROM run_event_blocks")
+    assert list(rows) == [(2,)]  # one row per commit, not one per event

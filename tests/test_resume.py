@@ -338,7 +338,7 @@ def test_resume_after_a_crash_reaches_the_recovery_in_a_new_epoch(
             with contextlib.closing(sqlite3.connect(crashed)) as copy:
                 source.backup(copy)
                 (kept,) = copy.execute(
-                    "SELECT max(seq) FROM run_events WHERE run_id=?", (run_id,)
+                    "SELECT max(last_seq) FROM run_event_blocks WHERE run_id=?", (run_id,)
                 ).fetchone()
                 (status,) = copy.execute(
                     "SELECT json_extract(body, '$.status') FROM runs WHERE id=?", (run_id,)
@@ -348,7 +348,7 @@ def test_resume_after_a_crash_reaches_the_recovery_in_a_new_epoch(
     assert wait_until(snapshot_keeps_the_cut, 5, interval=0.05)
     with contextlib.closing(sqlite3.connect(crashed)) as copy:
         (last_kept,) = copy.execute(
-            "SELECT max(seq) FROM run_events WHERE run_id=?", (run_id,)
+            "SELECT max(last_seq) FROM run_event_blocks WHERE run_id=?", (run_id,)
         ).fetchone()
     original = read_events(server, thread_id, run_id)  # the first server finishes the run
     assert_whole(original)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gateway import events
 from gateway.events import Event
 from gateway.sse import DONE_FRAME, encode
@@ -57,3 +59,22 @@ def test_snapshot_is_not_changed_by_later_edits() -> None:
     event = events.snapshot(events.RUN_QUEUED, run)
     run["status"] = "in_progress"
     assert event.data == {"id": "run_1", "status": "queued"}
+
+
+@pytest.mark.parametrize("fragment", ["plain ", 'quo"te\\ ', "new\nline\t", "héllo ✓ 🎉", ""])
+@pytest.mark.parametrize("index", [0, 3])
+def test_text_delta_bytes_equal_the_encoding_of_its_object(fragment: str, index: int) -> None:
+    """The text delta made from a byte template is exactly what encoding its object gives."""
+    made = events.message_text_delta("msg_Ab3", index, fragment, first=False)
+    expected = Event.of(
+        events.MESSAGE_DELTA,
+        {
+            "id": "msg_Ab3",
+            "object": "thread.message.delta",
+            "delta": {"content": [{"index": index, "type": "text", "text": {"value": fragment}}]},
+        },
+    )
+    assert made.body == expected.body
+    first = events.message_text_delta("msg_Ab3", index, fragment, first=True).data
+    assert first is not None
+    assert first["delta"]["content"][0]["text"] == {"value": fragment, "annotations": []}

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from gateway import objects
-from gateway.store.base import CursorNotFoundError, Kind, PageQuery, StoreTx
+from gateway import events, objects
+from gateway.store.base import CursorNotFoundError, Kind, LoggedEvent, PageQuery, StoreTx
 from gateway.store.migrations import MIGRATIONS
 from gateway.store.sqlite import SQLiteRunStore, StoreOpenError
 from gateway.types import Obj
@@ -658,3 +658,35 @@ async def test_close_twice_is_harmless(db_path: Path) -> None:
     await store.open()
     await store.close()
     await store.close()
+
+
+def test_migration_3_moves_row_per_event_logs_into_blocks(db_path: Path) -> None:
+    """A database at version 2 keeps its logged events, marker included, when migrated."""
+    conn = sqlite3.connect(db_path)
+    for script in MIGRATIONS[:2]:
+        conn.executescript(script)
+    conn.execute(
+        "INSERT INTO runs (id, thread_id, assistant_id, status, body)"
+        " VALUES ('run_1', 't', 'a', 'completed', '{}')"
+    )
+    conn.execute(
+        "INSERT INTO run_events VALUES ('run_1', 1, 'thread.run.created', ?, 5)",
+        (b"id: 1\nevent: thread.run.created\ndata: {}\n\n",),
+    )
+    conn.execute("INSERT INTO run_events VALUES ('run_1', 2, ?, x'', 5)", (events.STREAM_END,))
+    conn.execute("PRAGMA user_version=2")
+    conn.commit()
+    conn.close()
+
+    async def reopen() -> list[LoggedEvent]:
+        store = SQLiteRunStore(db_path)
+        await store.open()
+        try:
+            return await store.events_after("run_1", 0)
+        finally:
+            await store.close()
+
+    assert asyncio.run(reopen()) == [
+        LoggedEvent(1, "thread.run.created", b"id: 1\nevent: thread.run.created\ndata: {}\n\n"),
+        LoggedEvent(2, events.STREAM_END, b""),
+    ]

@@ -67,4 +67,28 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         value TEXT NOT NULL
     );
     """,
+    # 3: the event log in blocks: one row per run per group commit, holding that run's frames
+    # back to back (each frame names its own id), instead of one row per event. A row per
+    # event cost SQLite a key, an index entry and a foreign-key check for every text delta.
+    # The marker that ends a stream segment is kept as a frame with no data line.
+    """
+    CREATE TABLE run_event_blocks (
+        run_id     TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        first_seq  INTEGER NOT NULL,
+        last_seq   INTEGER NOT NULL,
+        frames     BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (run_id, first_seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX run_event_blocks_by_age ON run_event_blocks(created_at);
+    INSERT INTO run_event_blocks (run_id, first_seq, last_seq, frames, created_at)
+        SELECT run_id, seq, seq,
+               CASE WHEN name = 'gateway.stream_end'
+                    THEN CAST('id: ' || seq || char(10) || 'event: gateway.stream_end'
+                              || char(10) || char(10) AS BLOB)
+                    ELSE frame END,
+               created_at
+        FROM run_events;
+    DROP TABLE run_events;
+    """,
 )

@@ -17,6 +17,7 @@ import orjson
 
 from gateway.objects import ACTIVE_RUN_STATUSES
 from gateway.store.base import CursorNotFoundError, Kind, LoggedEvent, PageQuery
+from gateway.store.eventblocks import event_blocks, split_block
 from gateway.store.migrations import MIGRATIONS
 from gateway.types import Obj
 
@@ -88,9 +89,9 @@ class _SQLiteTx:
 
     async def append_events(self, rows: Iterable[tuple[str, LoggedEvent, int]]) -> None:
         await self._conn.executemany(
-            "INSERT OR IGNORE INTO run_events (run_id, seq, name, frame, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            [(run_id, e.seq, e.name, e.frame, at) for run_id, e, at in rows],
+            "INSERT OR IGNORE INTO run_event_blocks (run_id, first_seq, last_seq, frames,"
+            " created_at) VALUES (?, ?, ?, ?, ?)",
+            event_blocks(rows),
         )
 
     async def secret(self, name: str, make: Callable[[], str]) -> str:
@@ -110,7 +111,7 @@ class _SQLiteTx:
 
     async def prune_events(self, before: int) -> int:
         cursor = await self._conn.execute(
-            f"DELETE FROM run_events WHERE created_at < ? AND run_id IN"
+            f"DELETE FROM run_event_blocks WHERE created_at < ? AND run_id IN"
             f" (SELECT id FROM runs WHERE status NOT IN ({_ACTIVE_SQL}))",
             (before, *_ACTIVE),
         )
@@ -261,10 +262,10 @@ class SQLiteRunStore:
 
     async def events_after(self, run_id: str, after: int) -> list[LoggedEvent]:
         rows = await self._r.execute_fetchall(
-            "SELECT seq, name, frame FROM run_events WHERE run_id=? AND seq>? ORDER BY seq",
+            "SELECT frames FROM run_event_blocks WHERE run_id=? AND last_seq>? ORDER BY first_seq",
             (run_id, after),
         )
-        return [LoggedEvent(seq, name, bytes(frame)) for seq, name, frame in rows]
+        return [e for (frames,) in rows for e in split_block(frames) if e.seq > after]
 
     async def runs_with_status(self, statuses: Iterable[str]) -> list[Obj]:
         wanted = tuple(statuses)

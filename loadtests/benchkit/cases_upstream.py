@@ -230,6 +230,13 @@ async def burst(ctx: Context) -> Record:
                     )
                     clients.check_streams(got, side, tokens)
                     rates[side].append(_rate(got))
+            if ctx.profile:
+
+                async def profiled_round() -> None:
+                    await sides.threads(count)
+                    await herd(count, model, sides.b)
+
+                await profile(ctx, gateway, "burst", profiled_round)
     a, b = summary(rates["A"], 1), summary(rates["B"], 1)
     value = ratio(b["median"], a["median"])
     record.metrics = {

@@ -26,7 +26,7 @@ from pathlib import Path
 from benchkit.plan import Context
 from benchkit.servers import ROOT, Server
 
-SAMPLES_PER_SECOND = 100
+SAMPLES_PER_SECOND = 250
 STOP_SECONDS = 30.0
 TOP = 20
 # What a frame's path starts with that says nothing: site-packages, the stdlib, the checkout.

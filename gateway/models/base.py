@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Any, Literal, NamedTuple, Protocol, TypeAlias
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,10 @@ class ModelRequest:
     max_completion_tokens: int | None = None
 
 
-@dataclass(frozen=True)
-class TextChunk:
+class TextChunk(NamedTuple):
+    """Text of the answer. A named tuple: one is made per streamed token, and it is cheaper to
+    make than a frozen dataclass."""
+
     text: str
 
 

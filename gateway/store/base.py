@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, NamedTuple, Protocol, TypeVar
 
 from gateway.types import Obj
 
@@ -32,10 +32,10 @@ class PageQuery:
     before: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class LoggedEvent:
+class LoggedEvent(NamedTuple):
     """One entry of a run's event log: its sequence number, event name and the frame as sent
-    (empty for the marker that ends a stream segment, which is never sent)."""
+    (empty for the marker that ends a stream segment, which is never sent). A named tuple:
+    one is made per event, and it is cheaper to make than a frozen dataclass."""
 
     seq: int
     name: str

@@ -67,7 +67,7 @@ async def profile(
 @contextmanager
 def _recording(binary: str, server: Server, kind: str, path: Path) -> Iterator[list[str]]:
     """py-spy records while the block runs; the list holds what went wrong, if anything."""
-    argv = [binary, "record", "--pid", str(server.pid), "--rate", str(SAMPLES_PER_SECOND)]
+    argv = [binary, "record", "--pid", str(server.pid), "--rate", str(SAMPLES_PER_SECOND), "--gil"]
     recorder = subprocess.Popen(
         [*argv, "--format", kind, "--output", str(path)],
         stdin=subprocess.DEVNULL,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -690,3 +690,90 @@ def test_migration_3_moves_row_per_event_logs_into_blocks(db_path: Path) -> None
         LoggedEvent(1, "thread.run.created", b"id: 1\nevent: thread.run.created\ndata: {}\n\n"),
         LoggedEvent(2, events.STREAM_END, b""),
     ]
+
+
+# --- group commit ---------------------------------------------------------------------------
+
+
+async def _traced(store: SQLiteRunStore) -> list[str]:
+    """Statements the writer connection runs from now on (its trace callback)."""
+    seen: list[str] = []
+    assert store._writer is not None
+    await store._writer.set_trace_callback(seen.append)
+    return seen
+
+
+async def test_concurrent_writes_share_transactions(store: SQLiteRunStore) -> None:
+    """Fifty writes made at once are all committed, in far fewer than fifty transactions, and
+    each caller gets its own result."""
+    traced = await _traced(store)
+    assistants = [_new_assistant() for _ in range(50)]
+
+    def writer(assistant: Obj) -> Callable[[StoreTx], Awaitable[str]]:
+        async def fn(tx: StoreTx) -> str:
+            await tx.insert(Kind.ASSISTANT, assistant)
+            return str(assistant["id"])
+
+        return fn
+
+    results = await asyncio.gather(*(store.write(writer(a)) for a in assistants))
+    assert results == [a["id"] for a in assistants]
+    for assistant in assistants:
+        assert await store.get(Kind.ASSISTANT, assistant["id"]) == assistant
+    begins = [s for s in traced if s.startswith("BEGIN")]
+    assert 1 <= len(begins) <= 5, begins
+
+
+async def test_a_failing_write_does_not_undo_the_others_in_its_group(
+    store: SQLiteRunStore,
+) -> None:
+    """In one group: a write that raises before sending anything, and one whose statement fails
+    at commit (a duplicate id), each get their own error; the others are committed."""
+    [taken] = await _assistants(store, 1)
+    fine = [_new_assistant() for _ in range(3)]
+    duplicate = {**_new_assistant(), "id": taken}
+
+    async def ok(tx: StoreTx, assistant: Obj) -> None:
+        await tx.insert(Kind.ASSISTANT, assistant)
+
+    async def refuses(tx: StoreTx) -> None:
+        await tx.insert(Kind.ASSISTANT, _new_assistant())
+        raise LookupError("not there")
+
+    async def clashes(tx: StoreTx) -> None:
+        await tx.insert(Kind.ASSISTANT, duplicate)
+
+    outcomes = await asyncio.gather(
+        store.write(lambda tx: ok(tx, fine[0])),
+        store.write(refuses),
+        store.write(lambda tx: ok(tx, fine[1])),
+        store.write(clashes),
+        store.write(lambda tx: ok(tx, fine[2])),
+        return_exceptions=True,
+    )
+    assert outcomes[0] is None and outcomes[2] is None and outcomes[4] is None
+    assert isinstance(outcomes[1], LookupError)
+    assert isinstance(outcomes[3], sqlite3.IntegrityError)
+    for assistant in fine:
+        assert await store.get(Kind.ASSISTANT, assistant["id"]) == assistant
+    rows = await store.list_all(Kind.ASSISTANT)
+    assert len(rows) == 4  # the one taken before, and the three fine ones
+
+
+async def test_a_write_that_fails_after_reading_is_undone_alone(store: SQLiteRunStore) -> None:
+    """A write that sent statements (a read flushes them) and then raised leaves nothing of its
+    own behind, and the writes grouped with it still commit."""
+    fine, lost = _new_assistant(), _new_assistant()
+
+    async def ok(tx: StoreTx) -> None:
+        await tx.insert(Kind.ASSISTANT, fine)
+
+    async def half(tx: StoreTx) -> None:
+        await tx.insert(Kind.ASSISTANT, lost)
+        assert await tx.get(Kind.ASSISTANT, lost["id"]) is not None  # sent, not yet committed
+        raise RuntimeError("changed its mind")
+
+    outcomes = await asyncio.gather(store.write(ok), store.write(half), return_exceptions=True)
+    assert outcomes[0] is None and isinstance(outcomes[1], RuntimeError)
+    assert await store.get(Kind.ASSISTANT, fine["id"]) == fine
+    assert await store.get(Kind.ASSISTANT, lost["id"]) is None

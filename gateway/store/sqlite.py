@@ -1,8 +1,18 @@
 """SQLite store through aiosqlite: WAL, synchronous=NORMAL, foreign keys, one writer.
 
-All writes go through one connection (its own thread) under one lock, each inside
-`BEGIN IMMEDIATE`; reads use a second connection so they never queue behind a write. A write runs
-as its own task, shielded from the caller's cancellation and awaited by `close()`.
+All writes go through one connection (its own thread); reads use a second connection so they
+never queue behind a write.
+
+Writes are group-committed. Every call to `write(fn)` joins a queue; one committer task takes
+what is queued, runs each `fn` in turn inside one `BEGIN IMMEDIATE` transaction, commits once,
+and only then answers each caller. Statements that return nothing are held by the transaction
+and sent together (a run of the same statement as one `executemany`) before anything that reads
+and at commit. Measured here, each call into the aiosqlite thread costs about 130 us of
+wake-ups, so a write of three statements cost three hops plus BEGIN and COMMIT; a hundred runs
+starting at once queued several hundred of them behind one another. A `fn` that raises has its
+held statements dropped and gets its error, while the rest of the group commits; if it had
+already sent some, the group is rolled back and every `fn` is run again alone. A write finishes
+and commits even when its caller is cancelled; `close()` waits for the queue to drain.
 """
 
 from __future__ import annotations
@@ -57,44 +67,72 @@ def _row_values(kind: Kind, obj: Obj) -> tuple[Any, ...]:
     return (*(obj.get(c) for c in _COLUMNS[kind]), orjson.dumps(obj))
 
 
+def _insert_sql(kind: Kind) -> str:
+    columns = ("id", *_COLUMNS[kind], "body")
+    marks = ",".join("?" * len(columns))
+    return f"INSERT INTO {_TABLES[kind]} ({','.join(columns)}) VALUES ({marks})"
+
+
+def _upsert_sql(kind: Kind) -> str:
+    # An upsert, not INSERT OR REPLACE: REPLACE deletes the row and cascades to its children.
+    sets = ",".join(f"{c}=excluded.{c}" for c in (*_COLUMNS[kind], "body"))
+    return f"{_insert_sql(kind)} ON CONFLICT(id) DO UPDATE SET {sets}"
+
+
+_INSERT: Final = {kind: _insert_sql(kind) for kind in Kind}
+_UPSERT: Final = {kind: _upsert_sql(kind) for kind in Kind}
+_APPEND_BLOCK: Final = (
+    "INSERT OR IGNORE INTO run_event_blocks (run_id, first_seq, last_seq, frames, created_at)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+
+
 class _SQLiteTx:
+    """One group commit's transaction. Writes that return nothing are held and sent in runs
+    (`flush`); anything that reads or counts sends what is held first."""
+
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        self.held: list[tuple[str, tuple[Any, ...]]] = []
+        self.flushes = 0
+
+    async def flush(self) -> None:
+        held, self.held = self.held, []
+        if not held:
+            return
+        self.flushes += 1
+        start = 0
+        while start < len(held):
+            sql = held[start][0]
+            end = start + 1
+            while end < len(held) and held[end][0] is sql:
+                end += 1
+            if end - start == 1:
+                await self._conn.execute(sql, held[start][1])
+            else:
+                await self._conn.executemany(sql, [params for _, params in held[start:end]])
+            start = end
 
     async def get(self, kind: Kind, object_id: str) -> Obj | None:
+        await self.flush()
         return await _get(self._conn, kind, object_id)
 
     async def insert(self, kind: Kind, obj: Obj) -> None:
-        columns = ("id", *_COLUMNS[kind], "body")
-        marks = ",".join("?" * len(columns))
-        await self._conn.execute(
-            f"INSERT INTO {_TABLES[kind]} ({','.join(columns)}) VALUES ({marks})",
-            (obj["id"], *_row_values(kind, obj)),
-        )
+        self.held.append((_INSERT[kind], (obj["id"], *_row_values(kind, obj))))
 
     async def save(self, kind: Kind, obj: Obj) -> None:
-        columns = ("id", *_COLUMNS[kind], "body")
-        marks = ",".join("?" * len(columns))
-        sets = ",".join(f"{c}=excluded.{c}" for c in columns[1:])
-        # An upsert, not INSERT OR REPLACE: REPLACE deletes the row and cascades to its children.
-        await self._conn.execute(
-            f"INSERT INTO {_TABLES[kind]} ({','.join(columns)}) VALUES ({marks})"
-            f" ON CONFLICT(id) DO UPDATE SET {sets}",
-            (obj["id"], *_row_values(kind, obj)),
-        )
+        self.held.append((_UPSERT[kind], (obj["id"], *_row_values(kind, obj))))
 
     async def delete(self, kind: Kind, object_id: str) -> bool:
+        await self.flush()
         cursor = await self._conn.execute(f"DELETE FROM {_TABLES[kind]} WHERE id=?", (object_id,))
         return cursor.rowcount > 0
 
     async def append_events(self, rows: Iterable[tuple[str, LoggedEvent, int]]) -> None:
-        await self._conn.executemany(
-            "INSERT OR IGNORE INTO run_event_blocks (run_id, first_seq, last_seq, frames,"
-            " created_at) VALUES (?, ?, ?, ?, ?)",
-            event_blocks(rows),
-        )
+        self.held.extend((_APPEND_BLOCK, block) for block in event_blocks(rows))
 
     async def secret(self, name: str, make: Callable[[], str]) -> str:
+        await self.flush()
         rows = list(
             await self._conn.execute_fetchall(
                 "SELECT value FROM gateway_secrets WHERE name=?", (name,)
@@ -110,6 +148,7 @@ class _SQLiteTx:
         return value
 
     async def prune_events(self, before: int) -> int:
+        await self.flush()
         cursor = await self._conn.execute(
             f"DELETE FROM run_event_blocks WHERE created_at < ? AND run_id IN"
             f" (SELECT id FROM runs WHERE status NOT IN ({_ACTIVE_SQL}))",
@@ -118,6 +157,7 @@ class _SQLiteTx:
         return cursor.rowcount
 
     async def active_run(self, thread_id: str) -> Obj | None:
+        await self.flush()
         rows = await self._conn.execute_fetchall(
             f"SELECT body FROM runs WHERE thread_id=? AND status IN ({_ACTIVE_SQL}) LIMIT 1",
             (thread_id, *_ACTIVE),
@@ -139,14 +179,31 @@ def _decode_first(rows: Iterable[Any]) -> Obj | None:
 
 T = TypeVar("T")
 
+# The most writes one group commit takes, so that no transaction grows without bound.
+MAX_GROUP: Final = 256
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: Exception | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(value)
+    else:
+        future.set_exception(error)
+
 
 class SQLiteRunStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
-        self._writes: set[asyncio.Task[Any]] = set()
+        self._queue: list[tuple[Callable[[_SQLiteTx], Awaitable[Any]], asyncio.Future[Any]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         try:
@@ -161,8 +218,8 @@ class SQLiteRunStore:
             raise
 
     async def close(self) -> None:
-        if self._writes:
-            await asyncio.wait(self._writes, timeout=10)
+        if self._committer is not None:
+            await asyncio.wait([self._committer], timeout=10)
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.close()
@@ -194,22 +251,56 @@ class SQLiteRunStore:
         return self._reader
 
     async def write(self, fn: Callable[[_SQLiteTx], Awaitable[T]]) -> T:
-        task = asyncio.ensure_future(self._transact(fn))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
-        return await asyncio.shield(task)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        # A caller that was cancelled never reads the outcome; take it so none goes unread.
+        future.add_done_callback(_consume)
+        self._queue.append((fn, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_queued(), name="sqlite-commit")
+        return await asyncio.shield(future)
 
-    async def _transact(self, fn: Callable[[_SQLiteTx], Awaitable[T]]) -> T:
-        async with self._write_lock:
-            conn = self._w
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = await fn(_SQLiteTx(conn))
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
+    async def _commit_queued(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[Callable[[_SQLiteTx], Awaitable[Any]], Any]]) -> None:
+        try:
+            outcomes = await self._transaction(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0][1], None, exc)
+            else:  # one of them failed after sending statements: each alone, in order
+                for item in batch:
+                    await self._commit([item])
+            return
+        for future, value, error in outcomes:
+            _settle(future, value, error)
+
+    async def _transaction(
+        self, batch: list[tuple[Callable[[_SQLiteTx], Awaitable[Any]], Any]]
+    ) -> list[tuple[Any, Any, Exception | None]]:
+        conn = self._w
+        tx = _SQLiteTx(conn)
+        outcomes: list[tuple[Any, Any, Exception | None]] = []
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for fn, future in batch:
+                mark, flushes = len(tx.held), tx.flushes
+                try:
+                    outcomes.append((future, await fn(tx), None))
+                except Exception as exc:
+                    if len(batch) == 1 or tx.flushes != flushes:
+                        raise
+                    del tx.held[mark:]  # nothing of it was sent: drop it, keep the others
+                    outcomes.append((future, None, exc))
+            await tx.flush()
             await conn.execute("COMMIT")
-            return result
+        except BaseException:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+        return outcomes
 
     async def get(self, kind: Kind, object_id: str) -> Obj | None:
         return await _get(self._r, kind, object_id)

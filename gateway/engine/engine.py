@@ -179,9 +179,15 @@ class RunEngine:
         """Create a queued run and start it. A caller that wants the run's events from the first
         one subscribes to `run_id` (an id from `gateway.ids.run_id()`) before calling."""
         self._check_open()
-        if await self.store.get(Kind.THREAD, thread_id) is None:
+        # Both looked up at once: each read is a hop to the store's thread (see store/sqlite.py).
+        thread, assistant = await asyncio.gather(
+            self.store.get(Kind.THREAD, thread_id),
+            self.store.get(Kind.ASSISTANT, fields["assistant_id"]),
+        )
+        if thread is None:
             raise not_found("thread", thread_id)
-        assistant = await self._assistant(fields["assistant_id"])
+        if assistant is None:
+            raise not_found("assistant", fields["assistant_id"])
         self._check_no_active_run(thread_id)
         run = objects.run(
             thread_id=thread_id,

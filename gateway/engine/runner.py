@@ -7,6 +7,7 @@ arrive, and the ending the finish reason calls for.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable
@@ -36,10 +37,14 @@ class Runner:
         self.metrics = metrics
 
     async def run_segment(self, handle: RunHandle) -> None:
-        await self.lc.run_status(handle, RunStatus.IN_PROGRESS)
+        # The status is saved while the history is read: three round trips to the store's
+        # threads in the time of one (the reads do not depend on the write).
+        _, messages, steps = await asyncio.gather(
+            self.lc.run_status(handle, RunStatus.IN_PROGRESS),
+            self.store.list_all(Kind.MESSAGE, thread_id=handle.thread_id),
+            self.store.list_all(Kind.STEP, run_id=handle.id),
+        )
         run = handle.run
-        messages = await self.store.list_all(Kind.MESSAGE, thread_id=handle.thread_id)
-        steps = await self.store.list_all(Kind.STEP, run_id=handle.id)
         backend = self.backend_for(run["model"])
         try:
             request = build_request(run, messages, steps, backend)

@@ -44,8 +44,10 @@ Usage
     name plus its arguments.
 
 Pace
-    After every chunk before `Finish` the stream sleeps `delay_ms` milliseconds, or yields to
-    the event loop once (`asyncio.sleep(0)`) when `delay_ms` is 0, so a cancel lands promptly.
+    After every chunk before `Finish` the stream sleeps `delay_ms` milliseconds. Unpaced
+    (`delay_ms` 0) it yields to the event loop once every `UNPACED_BURST` chunks, as a network
+    upstream's chunks arrive several to a read: the chunks between two yields reach a stream's
+    client in one write, and a cancel lands within that many chunks.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ GREETING = "Hello! Send me a message and I will repeat it."
 FAIL_TRIGGER = "[[fail]]"
 FAILURE_MESSAGE = "The local model failed on purpose: the message asked for it with [[fail]]."
 ARGUMENT_FRAGMENT_CHARS = 8
+UNPACED_BURST = 32
 
 _TOKEN = re.compile(r"\S+\s*")
 _JSON_FORMATS = frozenset({"json_object", "json_schema"})
@@ -115,14 +118,16 @@ class LocalModelBackend:
         names = [] if outputs else _calls_to_make(request, turn)
         if names:
             arguments = _arguments(turn)
-            completion_tokens = 0
+            completion_tokens = sent = 0
             for index, name in enumerate(names):
                 yield ToolCallChunk(index=index, id=call_id(), name=name, arguments="")
-                await self._pause()
+                sent += 1
+                await self._pause(sent)
                 for start in range(0, len(arguments), ARGUMENT_FRAGMENT_CHARS):
                     fragment = arguments[start : start + ARGUMENT_FRAGMENT_CHARS]
                     yield ToolCallChunk(index=index, arguments=fragment)
-                    await self._pause()
+                    sent += 1
+                    await self._pause(sent)
                 completion_tokens += len(tokenize(name)) + len(tokenize(arguments))
             yield Finish("tool_calls", prompt_tokens, completion_tokens)
             return
@@ -147,12 +152,15 @@ class LocalModelBackend:
             if fail and sent == 2:
                 raise ModelBackendError(FAILURE_MESSAGE)
             yield TextChunk(token)
-            await self._pause()
+            await self._pause(sent + 1)
         yield Finish(reason, prompt_tokens, len(tokens))
 
-    async def _pause(self) -> None:
-        # Even with no delay, yield to the loop so a cancelled consumer stops between chunks.
-        await asyncio.sleep(self._delay_s)
+    async def _pause(self, sent: int) -> None:
+        """After the chunk numbered `sent` (from 1) of a stream."""
+        if self._delay_s:
+            await asyncio.sleep(self._delay_s)
+        elif sent % UNPACED_BURST == 0:
+            await asyncio.sleep(0)
 
 
 def _split_at_last_user(

@@ -107,13 +107,14 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _serve(settings: Settings, config: GatewayConfig, sock: socket.socket) -> int:
-    from gateway.serving import build_server
+    from gateway.serving import build_server, tune_gc
 
     logging.basicConfig(
         level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     server = build_server(settings, config=config)
+    tune_gc()
     server.run(sockets=[sock])
     # uvicorn exits with 3 when startup (the lifespan: opening the database) failed.
     return 0 if server.started else 3

@@ -316,3 +316,20 @@ def test_data_survives_a_restart(tmp_path: Path) -> None:
             finally:
                 conn.close()
             stop(proc)  # the exit code is pinned by the SIGTERM test above
+
+
+def test_tune_gc_freezes_start_up_objects_and_raises_thresholds() -> None:
+    """Before serving, start-up objects leave the collected generations and the collector's
+    thresholds are the gateway's."""
+    import gc
+
+    from gateway.serving import GC_THRESHOLDS, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

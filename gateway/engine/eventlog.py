@@ -65,7 +65,7 @@ class EventLog:
         self.prune_seconds = prune_seconds
         self.persist = persist
         self._runs: dict[str, _RunLog] = {}
-        self._pending: list[tuple[str, LoggedEvent, int]] = []
+        self._pending: list[tuple[str, LoggedEvent]] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -97,7 +97,7 @@ class EventLog:
         entry = LoggedEvent(seq, logged.name, logged.frame)  # the marker's frame is empty
         run.events.append(entry)
         if self.persist:
-            self._pending.append((run_id, entry, now()))
+            self._pending.append((run_id, entry))
             self._wake.set()
         else:
             run.flushed_upto = entry.seq
@@ -121,9 +121,10 @@ class EventLog:
         batch, self._pending = self._pending, []
         if not batch:
             return
+        stamp = now()  # one time for the whole commit: it only decides when events are pruned
 
         async def write(tx: StoreTx) -> None:
-            await tx.append_events(batch)
+            await tx.append_events([(run_id, entry, stamp) for run_id, entry in batch])
 
         try:
             await self.store.write(write)
@@ -131,7 +132,7 @@ class EventLog:
             log.exception("could not store %d run events", len(batch))
             self._pending = batch + self._pending
             return
-        for run_id, entry, _ in batch:
+        for run_id, entry in batch:
             run = self._runs.get(run_id)
             if run is not None:
                 run.flushed_upto = max(run.flushed_upto, entry.seq)

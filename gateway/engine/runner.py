@@ -135,8 +135,9 @@ class Runner:
         assert handle.message is not None
         first = not handle.fragments
         handle.fragments.append(text)
-        await self.lc.publish(
-            handle, events.message_text_delta(handle.message["id"], 0, text, first=first)
+        # Straight to the log: the one event a token makes, on the hottest path there is.
+        await self.lc.log.publish(
+            handle.id, events.message_text_delta(handle.message["id"], 0, text, first=first)
         )
 
     # --- tool calls -----------------------------------------------------------------------

@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from benchkit.plan import Context
 from benchkit.servers import ROOT, Server
 
 SAMPLES_PER_SECOND = 250
+# A profiled round repeats its workload for at least this long.
+MIN_SECONDS = 4.0
 STOP_SECONDS = 30.0
 TOP = 20
 # What a frame's path starts with that says nothing: site-packages, the stdlib, the checkout.
@@ -54,7 +57,9 @@ async def profile(
     for kind, path in (("flamegraph", svg), ("raw", raw)):
         ctx.say(f"{name}: profiling a round ({kind})")
         with _recording(binary, server, kind, path) as problems:
-            await workload()
+            started = time.monotonic()
+            while time.monotonic() - started < MIN_SECONDS:  # enough samples to read
+                await workload()
         if problems:
             ctx.say(f"{name}: py-spy failed: {problems[0]}")
             return

@@ -114,13 +114,25 @@ class OpenAICompatibleBackend:
         errors = self._metrics.upstream_errors
         done = finished = False
         try:
-            async with contextlib.aclosing(self._messages(opened)) as messages:
-                async for message in messages:
-                    if message.data.startswith("[DONE]"):
-                        done = True
-                        break
-                    for chunk in self._chunks(message, reader):
-                        yield chunk
+            # The messages read while opening, then those of each read as it comes: one level
+            # of async generator per chunk (this one), not two.
+            for message in opened.pending:
+                if message.data.startswith("[DONE]"):
+                    done = True
+                    break
+                for chunk in self._chunks(message, reader):
+                    yield chunk
+            if not done:
+                async with contextlib.aclosing(self._reads(opened.response)) as reads:
+                    async for data in reads:
+                        for message in opened.decoder.feed(data):
+                            if message.data.startswith("[DONE]"):
+                                done = True
+                                break
+                            for chunk in self._chunks(message, reader):
+                                yield chunk
+                        if done:
+                            break
             if not done and reader.finish_reason is None:
                 raise ModelBackendError(
                     f"Upstream '{self.config.name}' ended its stream before the answer finished."
@@ -136,16 +148,6 @@ class OpenAICompatibleBackend:
             else:
                 # Cancelled or failed mid-answer: close the connection so the upstream stops.
                 opened.response.close()
-
-    async def _messages(self, opened: _Opened) -> AsyncGenerator[SSEMessage, None]:
-        """Every SSE message of the answer: those read while opening, then the rest."""
-        for message in opened.pending:
-            yield message
-        async for data in self._reads(opened.response):
-            for message in opened.decoder.feed(data):
-                yield message
-        for message in opened.decoder.finish():
-            yield message
 
     def _finish(self, request: ModelRequest, reader: ChunkReader) -> Finish:
         reason = finish_reason(reader.finish_reason)
@@ -165,7 +167,7 @@ class OpenAICompatibleBackend:
                 f"Upstream '{self.config.name}' sent a malformed chunk ({exc})."
             ) from None
 
-    async def _reads(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async def _reads(self, response: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
         """The response body as it arrives, failing when the upstream stays silent too long."""
         idle = self.config.idle_timeout
         while True:

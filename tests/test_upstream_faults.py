@@ -333,6 +333,19 @@ def test_idle_timeout_mid_stream(rig: Rig) -> None:
     _assert_closed(rig.fake)
 
 
+def test_gaps_shorter_than_the_idle_timeout_never_fail_a_long_stream(rig: Rig) -> None:
+    """The idle timeout is per silence, not per stream: text every 0.3 s for well over the
+    0.5 s timeout completes, however long the whole stream takes."""
+    steps: list[Any] = []
+    for word in ("one ", "two ", "three ", "four ", "five ", "six "):
+        steps += [Sleep(0.3), Text(word)]
+    outcome = rig.stream_run(Script([*steps, Finish("stop")]))
+
+    assert outcome.run.status == "completed", outcome.run.last_error
+    assert outcome.seconds >= 1.8 > 3 * IDLE_TIMEOUT
+    assert outcome.messages[0].content[0].text.value == "one two three four five six "
+
+
 def test_malformed_chunk(rig: Rig) -> None:
     """A chunk that is not JSON fails the run with a message saying so."""
     # Stall: the upstream keeps the stream open, so the backend must close it.

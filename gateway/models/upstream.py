@@ -89,6 +89,55 @@ class ProxiedResponse:
     close: Any  # () -> None: drops the upstream connection if the body was not read to the end
 
 
+class _Silence:
+    """The idle timeout of an upstream's reads: a wait longer than `seconds` is cancelled.
+
+    One timer per `seconds` of a stream rather than one per read: the timer is armed when a
+    wait starts and none is armed, and when it fires during a later, shorter wait it re-arms
+    for that wait's deadline. (A timeout context per read took 13% of the gateway's CPU with
+    100 paced streams, profiled.) It cancels only while a read is waiting, so the cancellation
+    lands in that read."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._since: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._fired = False
+
+    def waiting(self) -> None:
+        self._since = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._since + self.seconds, self._check)
+
+    def done(self) -> None:
+        self._since = None
+
+    def expired(self) -> bool:
+        """Whether this cancelled the task (and, if so, takes that cancellation back)."""
+        if not self._fired or self._task is None:
+            return False
+        self._fired = False
+        return self._task.uncancel() == 0  # else someone else cancelled it too
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check(self) -> None:
+        self._timer = None
+        if self._since is None:
+            return  # not waiting now: the next wait arms the timer again
+        deadline = self._since + self.seconds
+        if self._loop.time() < deadline:
+            self._timer = self._loop.call_at(deadline, self._check)
+        elif self._task is not None:
+            self._fired = True
+            self._task.cancel()
+
+
 class OpenAICompatibleBackend:
     """A `ModelBackend` for one configured upstream."""
 
@@ -170,21 +219,30 @@ class OpenAICompatibleBackend:
     async def _reads(self, response: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
         """The response body as it arrives, failing when the upstream stays silent too long."""
         idle = self.config.idle_timeout
-        while True:
-            try:
-                async with asyncio.timeout(idle):
+        silence = _Silence(idle)
+        try:
+            while True:
+                silence.waiting()
+                try:
                     data = await response.content.readany()
-            except TimeoutError:
-                raise ModelBackendError(
-                    f"Upstream '{self.config.name}' sent nothing for {idle:g} s."
-                ) from None
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-                raise ModelBackendError(
-                    f"Upstream '{self.config.name}' closed the stream before the answer finished."
-                ) from None
-            if not data:
-                return
-            yield data
+                except asyncio.CancelledError:
+                    if silence.expired():
+                        raise ModelBackendError(
+                            f"Upstream '{self.config.name}' sent nothing for {idle:g} s."
+                        ) from None
+                    raise
+                except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+                    raise ModelBackendError(
+                        f"Upstream '{self.config.name}' closed the stream before the answer "
+                        "finished."
+                    ) from None
+                finally:
+                    silence.done()
+                if not data:
+                    return
+                yield data
+        finally:
+            silence.close()
 
     async def _open_with_retries(self, body: bytes) -> _Opened:
         try:

@@ -2,11 +2,11 @@
 received, summed over the subscribers) per second. There is no baseline: the target is absolute.
 Two sources of events are measured in turn on the same gateway:
 
-- local (the target): the built-in model unpaced. It yields to the loop after every token, so
-  every event reaches the subscribers on its own: the per-delivery cost. The run starts when
-  it is created and the subscribers connect right after; what the run emitted before one
-  connected reaches it as one replayed read (`replayed_share`). Time: from create run to the
-  last `done`.
+- local (the target): the built-in model unpaced. It yields to the loop every 32 tokens, so
+  the events of each such burst reach a subscriber in one write. The run starts when it is
+  created and the subscribers connect right after; what the run emitted before one connected
+  reaches it as one replayed read (`replayed_share`). Time: from create run to the last
+  `done`.
 - upstream burst (reported): the fake upstream unpaced after a wait of `UPSTREAM_WAIT_MS`, so
   that every subscriber is connected before the first delta. Its tokens arrive from the socket
   in bursts, so the subscribers' queues fill and each send carries a backlog: the coalesced

@@ -777,3 +777,26 @@ async def test_a_write_that_fails_after_reading_is_undone_alone(store: SQLiteRun
     assert outcomes[0] is None and isinstance(outcomes[1], RuntimeError)
     assert await store.get(Kind.ASSISTANT, fine["id"]) == fine
     assert await store.get(Kind.ASSISTANT, lost["id"]) is None
+
+
+async def test_a_lone_one_statement_write_is_sent_alone(store: SQLiteRunStore) -> None:
+    """A group that comes down to one statement sends it without BEGIN and COMMIT (it is
+    atomic by itself); a write of two statements gets its transaction."""
+    traced = await _traced(store)
+    one, two, three = _new_assistant(), _new_assistant(), _new_assistant()
+
+    async def single(tx: StoreTx) -> None:
+        await tx.insert(Kind.ASSISTANT, one)
+
+    async def double(tx: StoreTx) -> None:
+        await tx.insert(Kind.ASSISTANT, two)
+        await tx.save(Kind.THREAD, objects.thread({}))
+        await tx.insert(Kind.ASSISTANT, three)
+
+    await store.write(single)
+    assert [s.split()[0] for s in traced] == ["INSERT"]
+    traced.clear()
+    await store.write(double)
+    assert [s.split()[0] for s in traced] == ["BEGIN", "INSERT", "INSERT", "INSERT", "COMMIT"]
+    for assistant in (one, two, three):
+        assert await store.get(Kind.ASSISTANT, assistant["id"]) == assistant

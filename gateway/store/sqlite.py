@@ -89,14 +89,20 @@ _APPEND_BLOCK: Final = (
 
 class _SQLiteTx:
     """One group commit's transaction. Writes that return nothing are held and sent in runs
-    (`flush`); anything that reads or counts sends what is held first."""
+    (`flush`); anything that reads or counts sends what is held first. `BEGIN IMMEDIATE` is sent
+    with the first statement that goes out, so a group that comes down to one statement sends
+    just that statement (see `SQLiteRunStore._transaction`)."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
         self.held: list[tuple[str, tuple[Any, ...]]] = []
         self.flushes = 0
+        self.begun = False
 
     async def flush(self) -> None:
+        if not self.begun:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            self.begun = True
         held, self.held = self.held, []
         if not held:
             return
@@ -283,7 +289,6 @@ class SQLiteRunStore:
         conn = self._w
         tx = _SQLiteTx(conn)
         outcomes: list[tuple[Any, Any, Exception | None]] = []
-        await conn.execute("BEGIN IMMEDIATE")
         try:
             for fn, future in batch:
                 mark, flushes = len(tx.held), tx.flushes
@@ -294,8 +299,13 @@ class SQLiteRunStore:
                         raise
                     del tx.held[mark:]  # nothing of it was sent: drop it, keep the others
                     outcomes.append((future, None, exc))
-            await tx.flush()
-            await conn.execute("COMMIT")
+            if not tx.begun and len(tx.held) == 1:
+                # One statement is atomic by itself: sent alone it is one round trip, not three.
+                sql, params = tx.held.pop()
+                await conn.execute(sql, params)
+            elif tx.begun or tx.held:
+                await tx.flush()
+                await conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 await conn.execute("ROLLBACK")

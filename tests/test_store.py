@@ -800,3 +800,33 @@ async def test_a_lone_one_statement_write_is_sent_alone(store: SQLiteRunStore) -
     assert [s.split()[0] for s in traced] == ["BEGIN", "INSERT", "INSERT", "INSERT", "COMMIT"]
     for assistant in (one, two, three):
         assert await store.get(Kind.ASSISTANT, assistant["id"]) == assistant
+
+
+async def test_a_write_without_reads_is_one_trip_to_the_database_thread(
+    store: SQLiteRunStore,
+) -> None:
+    """BEGIN, the held statements and COMMIT of a write that reads nothing go to aiosqlite's
+    thread together: one trip, however many statements."""
+    assert store._writer is not None
+    writer = store._writer
+    trips = 0
+    real = writer._execute
+
+    async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal trips
+        trips += 1
+        return await real(fn, *args, **kwargs)
+
+    writer._execute = counting  # type: ignore[method-assign]
+    try:
+
+        async def three(tx: StoreTx) -> None:
+            await tx.insert(Kind.ASSISTANT, _new_assistant())
+            await tx.save(Kind.THREAD, objects.thread({}))
+            await tx.insert(Kind.ASSISTANT, _new_assistant())
+
+        await store.write(three)
+    finally:
+        del writer._execute
+    assert trips == 1
+    assert len(await store.list_all(Kind.ASSISTANT)) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import ipaddress
 import logging
 import socket
 import sqlite3
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
+from gateway.cli_keys import add_key_commands, run_key_command
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.settings import Settings, SettingsError, env_name, from_env, sqlite_path
 from gateway.store.migrations import MIGRATIONS
@@ -35,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     flag("host", str, "address to listen on")
+    serve.add_argument(
+        "--insecure",
+        action="store_const",
+        const=True,
+        default=None,
+        help="listen on an address other than loopback although no API key exists "
+        f"(env {env_name('insecure')})",
+    )
     flag("port", int, "port to listen on")
     flag("database", str, "SQLite file path or sqlite:/// URL")
     flag("log_level", str, "critical, error, warning, info or debug")
@@ -43,17 +53,21 @@ def _parser() -> argparse.ArgumentParser:
     flag("local_model_delay_ms", float, "pause between the local model's tokens, 0 = none")
     flag("stream_ping_seconds", float, "keep-alive comment interval on event streams, 0 = none")
     flag("cors_origins", str, "origins allowed to call from a browser, comma-separated, * = any")
+    add_key_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "keys":
+        return run_key_command(args)
     try:
         settings = from_env(**{k: v for k, v in vars(args).items() if k != "command"})
         config = load_config(settings.config) if settings.config else GatewayConfig()
         sock = _bind(settings.host, settings.port)
         try:
-            _check_database(settings)
+            keys = _check_database(settings)
+            _check_exposure(settings, keys)
         except SettingsError:
             sock.close()
             raise
@@ -63,8 +77,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _serve(settings, config, sock)
 
 
-def _check_database(settings: Settings) -> None:
-    """Open the database file once for writing, so that a bad path is one line, not a traceback.
+def _check_exposure(settings: Settings, keys: int) -> None:
+    """Without any API key the API is open: serve it on loopback only, unless told otherwise."""
+    if keys or settings.insecure or _is_loopback(settings.host):
+        return
+    raise SettingsError(
+        f"refusing to listen on {settings.host} with no API key: anyone reaching it could use "
+        "the API. Make a key with `gateway keys create --project NAME`, listen on 127.0.0.1, "
+        "or pass --insecure"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_database(settings: Settings) -> int:
+    """Open the database file once for writing, so that a bad path is one line, not a traceback;
+    returns how many API keys it holds (revoked ones included).
 
     (The server opens it again through aiosqlite inside the event loop, where a failure could
     only surface as uvicorn's startup traceback.)
@@ -80,6 +115,10 @@ def _check_database(settings: Settings) -> None:
         try:
             conn.execute("BEGIN IMMEDIATE")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            has_keys = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='api_keys'"
+            ).fetchone()[0]
+            keys = conn.execute("SELECT count(*) FROM api_keys").fetchone()[0] if has_keys else 0
             conn.execute("ROLLBACK")
         finally:
             conn.close()
@@ -90,6 +129,7 @@ def _check_database(settings: Settings) -> None:
             f"database {str(path)!r} has schema version {version}, newer than this gateway "
             f"knows ({len(MIGRATIONS)}): upgrade the gateway"
         )
+    return int(keys)
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -21,8 +21,10 @@ from starlette.routing import Mount
 
 from gateway import api
 from gateway.api import health
+from gateway.api.access import Owners
 from gateway.api.http import JSONResponse
 from gateway.api.overhead import OverheadHeaderMiddleware
+from gateway.auth import KeyRing
 from gateway.bus import open_bus
 from gateway.config import GatewayConfig, load_config
 from gateway.engine import RunEngine
@@ -75,6 +77,9 @@ def create_app(
             lambda tx: tx.secret("stream_tokens", lambda: secrets.token_urlsafe(32))
         )
         app.state.tokens = StreamTokens(secret, ttl_seconds=settings.stream_token_seconds)
+        keys = KeyRing(store)
+        app.state.keys = keys
+        app.state.owners = Owners(store)
         app.state.settings = settings
         app.state.metrics = metrics
         app.state.store = store
@@ -82,9 +87,16 @@ def create_app(
         app.state.engine = engine
         app.state.router = router
         try:
+            await keys.start()
+            if keys.open:
+                log.warning(
+                    "no API keys: the API is open to anyone who can reach it; "
+                    "make one with `gateway keys create --project NAME`"
+                )
             await engine.start()
             yield
         finally:
+            await keys.stop()
             await engine.stop()
             await bus.close()
             await router.close()

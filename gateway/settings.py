@@ -16,6 +16,9 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
+    # Listen on an address other than loopback even though no API key exists (the API is then
+    # open to anyone who reaches it).
+    insecure: bool = False
     port: int = 8000
     database: str = "./gateway.db"
     log_level: str = "info"

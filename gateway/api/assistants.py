@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import objects
+from gateway.api.access import project_of
 from gateway.api.context import store_of
 from gateway.api.http import ok, page_query, read_body, refuse_unserved_tools
 from gateway.api.lists import list_response
@@ -23,15 +24,19 @@ async def create_assistant(request: Request) -> Response:
     refuse_unserved_tools(fields)
     assistant = objects.assistant(fields)
 
+    project = project_of(request)
+
     async def write(tx: StoreTx) -> None:
-        await tx.insert(Kind.ASSISTANT, assistant)
+        await tx.insert(Kind.ASSISTANT, assistant, project=project)
 
     await store_of(request).write(write)
     return ok(assistant)
 
 
 async def list_assistants(request: Request) -> Response:
-    return await list_response(request, Kind.ASSISTANT, page_query(request))
+    return await list_response(
+        request, Kind.ASSISTANT, page_query(request), project=project_of(request)
+    )
 
 
 async def get_assistant(request: Request) -> Response:

@@ -35,7 +35,7 @@ async def metrics(request: Request) -> Response:
 
 
 routes = [
-    resource("/healthz", GET=healthz),
-    resource("/readyz", GET=readyz),
-    resource("/metrics", GET=metrics),
+    resource("/healthz", public=True, GET=healthz),
+    resource("/readyz", public=True, GET=readyz),
+    resource("/metrics", public=True, GET=metrics),
 ]

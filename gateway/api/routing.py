@@ -8,15 +8,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.api.access import admit
+
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def resource(path: str, **handlers: Handler) -> Route:
-    """A route for `path` dispatching GET=..., POST=..., DELETE=... to their handlers."""
+def resource(
+    path: str, *, public: bool = False, token_allowed: bool = False, **handlers: Handler
+) -> Route:
+    """A route for `path` dispatching GET=..., POST=..., DELETE=... to their handlers, each
+    request admitted first (its API key, and its path inside its project: `access.admit`)
+    unless the route is `public`. `token_allowed`: a stream token may stand in for the key
+    (the handler checks it)."""
     if "GET" in handlers:
         handlers.setdefault("HEAD", handlers["GET"])
 
     async def endpoint(request: Request) -> Response:
+        if not public:
+            await admit(request, token_allowed=token_allowed)
         return await handlers[request.method](request)
 
     return Route(path, endpoint, methods=list(handlers), name=path)

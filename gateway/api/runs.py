@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import ids
+from gateway.api.access import project_of
 from gateway.api.context import engine_of, settings_of, store_of
 from gateway.api.http import JSONResponse, page_query, read_body, refuse_unserved_tools
 from gateway.api.lists import list_response
@@ -55,24 +56,29 @@ async def create_run(request: Request) -> Response:
     fields = await read_body(request, CreateRunRequest)
     refuse_unserved_tools(fields)
     engine, thread_id = engine_of(request), request.path_params["thread_id"]
+    project = project_of(request)
     if fields.get("stream"):
         run_id = ids.run_id()
         return await stream_run(
-            request, run_id, lambda: engine.create_run(thread_id, fields, run_id=run_id)
+            request,
+            run_id,
+            lambda: engine.create_run(thread_id, fields, run_id=run_id, project=project),
         )
-    return run_response(request, await engine.create_run(thread_id, fields))
+    return run_response(request, await engine.create_run(thread_id, fields, project=project))
 
 
 async def create_thread_and_run(request: Request) -> Response:
     fields = await read_body(request, CreateThreadAndRunRequest)
     refuse_unserved_tools(fields)
-    engine = engine_of(request)
+    engine, project = engine_of(request), project_of(request)
     if fields.get("stream"):
         run_id = ids.run_id()
         return await stream_run(
-            request, run_id, lambda: engine.create_thread_and_run(fields, run_id=run_id)
+            request,
+            run_id,
+            lambda: engine.create_thread_and_run(fields, run_id=run_id, project=project),
         )
-    return run_response(request, await engine.create_thread_and_run(fields))
+    return run_response(request, await engine.create_thread_and_run(fields, project=project))
 
 
 async def list_runs(request: Request) -> Response:
@@ -162,7 +168,7 @@ routes = [
     resource("/threads/{thread_id}/runs/{run_id}", GET=get_run, POST=modify_run),
     resource("/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", POST=submit_tool_outputs),
     resource("/threads/{thread_id}/runs/{run_id}/cancel", POST=cancel_run),
-    resource("/threads/{thread_id}/runs/{run_id}/events", GET=run_events),
+    resource("/threads/{thread_id}/runs/{run_id}/events", token_allowed=True, GET=run_events),
     resource("/threads/{thread_id}/runs/{run_id}/stream_token", POST=stream_token),
     resource("/threads/{thread_id}/runs/{run_id}/steps", GET=list_steps),
     resource("/threads/{thread_id}/runs/{run_id}/steps/{step_id}", GET=get_step),

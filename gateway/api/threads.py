@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import objects
+from gateway.api.access import project_of
 from gateway.api.context import engine_of, store_of
 from gateway.api.http import ok, page_query, read_body
 from gateway.api.lists import list_response
@@ -31,7 +32,7 @@ async def existing_thread(store: RunStore, thread_id: str) -> Obj:
 
 async def create_thread(request: Request) -> Response:
     fields = await read_body(request, CreateThreadRequest)
-    return ok(await engine_of(request).create_thread(fields))
+    return ok(await engine_of(request).create_thread(fields, project=project_of(request)))
 
 
 async def get_thread(request: Request) -> Response:

@@ -129,12 +129,12 @@ class RunEngine:
 
     # --- threads and messages -------------------------------------------------------------
 
-    async def create_thread(self, fields: dict[str, Any]) -> Obj:
+    async def create_thread(self, fields: dict[str, Any], *, project: str = "") -> Obj:
         thread = objects.thread(fields)
         messages = [objects.user_message(thread["id"], m) for m in fields.get("messages") or []]
 
         async def write(tx: StoreTx) -> None:
-            await tx.insert(Kind.THREAD, thread)
+            await tx.insert(Kind.THREAD, thread, project=project)
             for message in messages:
                 await tx.insert(Kind.MESSAGE, message)
 
@@ -174,15 +174,21 @@ class RunEngine:
     # --- runs -----------------------------------------------------------------------------
 
     async def create_run(
-        self, thread_id: str, fields: dict[str, Any], *, run_id: str | None = None
+        self,
+        thread_id: str,
+        fields: dict[str, Any],
+        *,
+        run_id: str | None = None,
+        project: str | None = None,
     ) -> Obj:
         """Create a queued run and start it. A caller that wants the run's events from the first
-        one subscribes to `run_id` (an id from `gateway.ids.run_id()`) before calling."""
+        one subscribes to `run_id` (an id from `gateway.ids.run_id()`) before calling. With a
+        `project`, the assistant must belong to it."""
         self._check_open()
         # Both looked up at once: each read is a hop to the store's thread (see store/sqlite.py).
         thread, assistant = await asyncio.gather(
             self.store.get(Kind.THREAD, thread_id),
-            self.store.get(Kind.ASSISTANT, fields["assistant_id"]),
+            self.store.get(Kind.ASSISTANT, fields["assistant_id"], project=project),
         )
         if thread is None:
             raise not_found("thread", thread_id)
@@ -210,10 +216,11 @@ class RunEngine:
         return copy.deepcopy(run)
 
     async def create_thread_and_run(
-        self, fields: dict[str, Any], *, run_id: str | None = None
+        self, fields: dict[str, Any], *, run_id: str | None = None, project: str = ""
     ) -> Obj:
+        """Create a thread in `project` and a run on it; the assistant must be in `project`."""
         self._check_open()
-        assistant = await self._assistant(fields["assistant_id"])
+        assistant = await self._assistant(fields["assistant_id"], project=project)
         thread_fields = fields.get("thread") or {}
         thread = objects.thread(
             {**thread_fields, "tool_resources": fields.get("tool_resources")}
@@ -233,7 +240,7 @@ class RunEngine:
         handle = self._register(run)
 
         async def write(tx: StoreTx) -> None:
-            await tx.insert(Kind.THREAD, thread)
+            await tx.insert(Kind.THREAD, thread, project=project)
             for message in messages:
                 await tx.insert(Kind.MESSAGE, message)
             await tx.insert(Kind.RUN, run)
@@ -423,8 +430,8 @@ class RunEngine:
 
     # --- checks ---------------------------------------------------------------------------
 
-    async def _assistant(self, assistant_id: str) -> Obj:
-        assistant = await self.store.get(Kind.ASSISTANT, assistant_id)
+    async def _assistant(self, assistant_id: str, *, project: str | None = None) -> Obj:
+        assistant = await self.store.get(Kind.ASSISTANT, assistant_id, project=project)
         if assistant is None:
             raise not_found("assistant", assistant_id)
         return assistant

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from gateway.store.base import (
+    OWNED_KINDS,
+    ApiKey,
     CursorNotFoundError,
     Kind,
     LoggedEvent,
@@ -21,6 +23,8 @@ def open_store(database: str) -> RunStore:
 
 
 __all__ = [
+    "OWNED_KINDS",
+    "ApiKey",
     "CursorNotFoundError",
     "Kind",
     "LoggedEvent",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, NamedTuple, Protocol, TypeVar
+from typing import Final, Literal, NamedTuple, Protocol, TypeVar
 
 from gateway.types import Obj
 
@@ -42,6 +42,21 @@ class LoggedEvent(NamedTuple):
     frame: bytes
 
 
+# The kinds that belong to a project themselves; the others belong to their thread.
+OWNED_KINDS: Final = frozenset({Kind.ASSISTANT, Kind.THREAD})
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A stored API key: never its secret, only a SHA-256 of it."""
+
+    id: str
+    project: str
+    hash: bytes
+    created_at: int
+    revoked_at: int | None
+
+
 class CursorNotFoundError(LookupError):
     """An `after`/`before` cursor names no object in the listed collection."""
 
@@ -55,8 +70,9 @@ class StoreTx(Protocol):
     """Reads and writes inside one write transaction; reads see the transaction's own writes."""
 
     async def get(self, kind: Kind, object_id: str) -> Obj | None: ...
-    async def insert(self, kind: Kind, obj: Obj) -> None:
-        """Add a new object; its id must be new."""
+    async def insert(self, kind: Kind, obj: Obj, *, project: str = "") -> None:
+        """Add a new object; its id must be new. Assistants and threads are added to `project`
+        (which later saves never change)."""
         ...
 
     async def save(self, kind: Kind, obj: Obj) -> None:
@@ -78,6 +94,12 @@ class StoreTx(Protocol):
         """Delete the logged events older than `before` of runs that are over; how many went."""
         ...
 
+    async def add_key(self, key: ApiKey) -> None: ...
+
+    async def revoke_key(self, key_id: str, at: int) -> bool:
+        """Mark the key revoked; False when no unrevoked key has this id."""
+        ...
+
 
 T = TypeVar("T")
 
@@ -90,7 +112,18 @@ class RunStore(Protocol):
         """Run `fn` in one write transaction, committed if it returns, rolled back if it raises."""
         ...
 
-    async def get(self, kind: Kind, object_id: str) -> Obj | None: ...
+    async def get(self, kind: Kind, object_id: str, *, project: str | None = None) -> Obj | None:
+        """The object, or None; with a `project` (assistants and threads), only if it belongs
+        to that project."""
+        ...
+
+    async def project_of(self, kind: Kind, object_id: str) -> str | None:
+        """The project an assistant or thread belongs to; None when there is no such object."""
+        ...
+
+    async def api_keys(self) -> list[ApiKey]:
+        """Every stored key, revoked ones included, oldest first."""
+        ...
 
     async def list_page(
         self, kind: Kind, query: PageQuery, **filters: str

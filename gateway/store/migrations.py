@@ -91,4 +91,19 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         FROM run_events;
     DROP TABLE run_events;
     """,
+    # 4: projects and API keys. Assistants and threads belong to a project (messages, runs and
+    # steps belong to their thread); objects made while the server ran without keys keep the
+    # empty project. A key is kept as its id, its project and a SHA-256 of its secret part.
+    """
+    ALTER TABLE assistants ADD COLUMN project TEXT NOT NULL DEFAULT '';
+    ALTER TABLE threads ADD COLUMN project TEXT NOT NULL DEFAULT '';
+    CREATE INDEX assistants_by_project ON assistants(project, seq);
+    CREATE TABLE api_keys (
+        id         TEXT PRIMARY KEY,
+        project    TEXT NOT NULL,
+        hash       BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    """,
 )

@@ -28,7 +28,14 @@ import aiosqlite
 import orjson
 
 from gateway.objects import ACTIVE_RUN_STATUSES
-from gateway.store.base import CursorNotFoundError, Kind, LoggedEvent, PageQuery
+from gateway.store.base import (
+    OWNED_KINDS,
+    ApiKey,
+    CursorNotFoundError,
+    Kind,
+    LoggedEvent,
+    PageQuery,
+)
 from gateway.store.eventblocks import event_blocks, split_block
 from gateway.store.migrations import MIGRATIONS
 from gateway.types import Obj
@@ -69,19 +76,20 @@ def _row_values(kind: Kind, obj: Obj) -> tuple[Any, ...]:
     return (*(obj.get(c) for c in _COLUMNS[kind]), orjson.dumps(obj))
 
 
-def _insert_sql(kind: Kind) -> str:
-    columns = ("id", *_COLUMNS[kind], "body")
+def _insert_sql(kind: Kind, *, project: bool = False) -> str:
+    columns = ("id", *_COLUMNS[kind], "body", *(("project",) if project else ()))
     marks = ",".join("?" * len(columns))
     return f"INSERT INTO {_TABLES[kind]} ({','.join(columns)}) VALUES ({marks})"
 
 
 def _upsert_sql(kind: Kind) -> str:
     # An upsert, not INSERT OR REPLACE: REPLACE deletes the row and cascades to its children.
+    # It never sets `project`: an object stays in the project it was added to.
     sets = ",".join(f"{c}=excluded.{c}" for c in (*_COLUMNS[kind], "body"))
     return f"{_insert_sql(kind)} ON CONFLICT(id) DO UPDATE SET {sets}"
 
 
-_INSERT: Final = {kind: _insert_sql(kind) for kind in Kind}
+_INSERT: Final = {kind: _insert_sql(kind, project=kind in OWNED_KINDS) for kind in Kind}
 _UPSERT: Final = {kind: _upsert_sql(kind) for kind in Kind}
 _APPEND_BLOCK: Final = (
     "INSERT OR IGNORE INTO run_event_blocks (run_id, first_seq, last_seq, frames, created_at)"
@@ -156,8 +164,9 @@ class _SQLiteTx:
         await self.flush()
         return await _get(self._conn, kind, object_id)
 
-    async def insert(self, kind: Kind, obj: Obj) -> None:
-        self.held.append((_INSERT[kind], (obj["id"], *_row_values(kind, obj))))
+    async def insert(self, kind: Kind, obj: Obj, *, project: str = "") -> None:
+        values = (obj["id"], *_row_values(kind, obj))
+        self.held.append((_INSERT[kind], (*values, project) if kind in OWNED_KINDS else values))
 
     async def save(self, kind: Kind, obj: Obj) -> None:
         self.held.append((_UPSERT[kind], (obj["id"], *_row_values(kind, obj))))
@@ -194,6 +203,22 @@ class _SQLiteTx:
             (before, *_ACTIVE),
         )
         return cursor.rowcount
+
+    async def add_key(self, key: ApiKey) -> None:
+        self.held.append(
+            (
+                "INSERT INTO api_keys (id, project, hash, created_at, revoked_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (key.id, key.project, key.hash, key.created_at, key.revoked_at),
+            )
+        )
+
+    async def revoke_key(self, key_id: str, at: int) -> bool:
+        await self.flush()
+        cursor = await self._conn.execute(
+            "UPDATE api_keys SET revoked_at=? WHERE id=? AND revoked_at IS NULL", (at, key_id)
+        )
+        return cursor.rowcount > 0
 
     async def active_run(self, thread_id: str) -> Obj | None:
         await self.flush()
@@ -342,8 +367,29 @@ class SQLiteRunStore:
             raise
         return outcomes
 
-    async def get(self, kind: Kind, object_id: str) -> Obj | None:
-        return await _get(self._r, kind, object_id)
+    async def get(self, kind: Kind, object_id: str, *, project: str | None = None) -> Obj | None:
+        if project is None:
+            return await _get(self._r, kind, object_id)
+        assert kind in OWNED_KINDS, kind
+        rows = await self._r.execute_fetchall(
+            f"SELECT body FROM {_TABLES[kind]} WHERE id=? AND project=?", (object_id, project)
+        )
+        return _decode_first(rows)
+
+    async def project_of(self, kind: Kind, object_id: str) -> str | None:
+        assert kind in OWNED_KINDS, kind
+        rows = list(
+            await self._r.execute_fetchall(
+                f"SELECT project FROM {_TABLES[kind]} WHERE id=?", (object_id,)
+            )
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def api_keys(self) -> list[ApiKey]:
+        rows = await self._r.execute_fetchall(
+            "SELECT id, project, hash, created_at, revoked_at FROM api_keys ORDER BY created_at, id"
+        )
+        return [ApiKey(i, p, bytes(h), c, r) for i, p, h, c, r in rows]
 
     async def list_page(
         self, kind: Kind, query: PageQuery, **filters: str

@@ -1,0 +1,88 @@
+"""Who a request is and what it may reach.
+
+Once any API key exists, every API call needs `Authorization: Bearer <key>`: without one, or
+with one that is unknown or revoked, it gets a 401. The key's project is then the request's:
+an assistant or thread of the path (and with it the thread's messages, runs and steps) must
+belong to it, or the answer is the same 404 as for an id that does not exist. A run's event
+stream may instead carry a stream token (`?token=`), which was made for that run by a caller
+who could reach it. While no key was ever made the server is open and everything is in the
+empty project.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import cast
+
+from starlette.requests import Request
+
+from gateway.auth import KeyRing
+from gateway.errors import AuthenticationError, not_found
+from gateway.store import Kind, RunStore
+
+# Path parameters that name an object with a project of its own.
+_OWNED_PARAMS = (
+    ("assistant_id", Kind.ASSISTANT, "assistant"),
+    ("thread_id", Kind.THREAD, "thread"),
+)
+
+
+class Owners:
+    """The project of each assistant and thread looked up, remembered (it never changes) for
+    the `limit` most recent ones."""
+
+    def __init__(self, store: RunStore, *, limit: int = 100_000) -> None:
+        self.store = store
+        self.limit = limit
+        self._known: OrderedDict[tuple[Kind, str], str] = OrderedDict()
+
+    async def project_of(self, kind: Kind, object_id: str) -> str | None:
+        key = (kind, object_id)
+        project = self._known.get(key)
+        if project is not None:
+            self._known.move_to_end(key)
+            return project
+        project = await self.store.project_of(kind, object_id)
+        if project is not None:
+            self._known[key] = project
+            if len(self._known) > self.limit:
+                self._known.popitem(last=False)
+        return project
+
+
+async def admit(request: Request, *, token_allowed: bool = False) -> None:
+    """Authenticate the request and check that its path stays inside its project; sets the
+    request's project (None when a stream token stands in for the key)."""
+    keys = cast(KeyRing, request.app.state.keys)
+    if keys.open:
+        request.state.project = ""
+        return
+    header = request.headers.get("authorization")
+    if header is None:
+        if token_allowed and request.query_params.get("token"):
+            request.state.project = None  # the handler checks the token
+            return
+        raise AuthenticationError(
+            "You didn't provide an API key. Send it in the Authorization header: "
+            "'Authorization: Bearer YOUR_KEY'.",
+            code="missing_api_key",
+        )
+    scheme, _, key = header.partition(" ")
+    project = keys.project_for(key.strip()) if scheme.lower() == "bearer" else None
+    if project is None:
+        raise AuthenticationError(
+            "Incorrect API key provided, or the key was revoked.", code="invalid_api_key"
+        )
+    request.state.project = project
+    owners = cast(Owners, request.app.state.owners)
+    for param, kind, label in _OWNED_PARAMS:
+        object_id = request.path_params.get(param)
+        if object_id is not None and await owners.project_of(kind, object_id) != project:
+            raise not_found(label, object_id)
+
+
+def project_of(request: Request) -> str:
+    """The request's project ("" while the server is open)."""
+    project = request.state.project
+    assert project is not None, "a token-authenticated request has no project"
+    return cast(str, project)

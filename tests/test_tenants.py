@@ -1,0 +1,283 @@
+"""API keys and projects, through a live gateway and the openai SDK: every call needs a key once
+one exists, and a project never reaches another project's objects (404, as for an id that does
+not exist), lists never show them, and stream tokens are bound to their run."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from gateway.__main__ import main
+from tests.server import LiveServer
+
+WEATHER = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+}
+
+
+def make_key(database: Path, project: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["keys", "--database", str(database), "create", "--project", project]) == 0
+    key = out.getvalue().strip()
+    assert key.startswith("gwk_") and "\n" not in key
+    return key
+
+
+def key_id(database: Path, project: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["keys", "--database", str(database), "list"]) == 0
+    rows = [line.split() for line in out.getvalue().splitlines()[1:]]
+    return next(row[0] for row in rows if row[1] == project)
+
+
+class Http:
+    """Raw calls, to see exact statuses and envelopes."""
+
+    def __init__(self, server: LiveServer) -> None:
+        self.server = server
+
+    def call(
+        self, method: str, path: str, key: str | None, body: dict[str, Any] | None = None
+    ) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=10)
+        headers = {"Content-Type": "application/json"}
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        try:
+            conn.request(method, path, body=json.dumps(body) if body else None, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def keyed(tmp_path: Path) -> Iterator[tuple[LiveServer, str, str, Path]]:
+    database = tmp_path / "tenants.db"
+    alpha, beta = make_key(database, "alpha"), make_key(database, "beta")
+    live = LiveServer(database).start()
+    try:
+        yield live, alpha, beta, database
+    finally:
+        live.stop()
+
+
+def sdk(server: LiveServer, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
+
+
+def test_every_cross_project_call_is_refused(
+    keyed: tuple[LiveServer, str, str, Path],
+) -> None:
+    """Project beta cannot read, change, list, run or stream anything of project alpha's; alpha's
+    objects are untouched afterwards."""
+    server, alpha_key, beta_key, _ = keyed
+    alpha, beta = sdk(server, alpha_key), sdk(server, beta_key)
+    a_asst = alpha.beta.assistants.create(model="local", tools=[WEATHER])  # type: ignore[list-item]
+    a_thread = alpha.beta.threads.create(messages=[{"role": "user", "content": "hi there"}])
+    a_run = alpha.beta.threads.runs.create_and_poll(
+        thread_id=a_thread.id, assistant_id=a_asst.id, poll_interval_ms=20
+    )
+    assert a_run.status == "completed"
+    a_message = alpha.beta.threads.messages.list(a_thread.id).data[0]
+    a_step = alpha.beta.threads.runs.steps.list(a_run.id, thread_id=a_thread.id).data[0]
+    b_asst = beta.beta.assistants.create(model="local")
+    b_thread = beta.beta.threads.create()
+
+    runs = beta.beta.threads.runs
+    attempts: list[tuple[str, Callable[[], object]]] = [
+        ("retrieve assistant", lambda: beta.beta.assistants.retrieve(a_asst.id)),
+        ("modify assistant", lambda: beta.beta.assistants.update(a_asst.id, name="x")),
+        ("delete assistant", lambda: beta.beta.assistants.delete(a_asst.id)),
+        ("retrieve thread", lambda: beta.beta.threads.retrieve(a_thread.id)),
+        ("modify thread", lambda: beta.beta.threads.update(a_thread.id, metadata={"k": "v"})),
+        ("delete thread", lambda: beta.beta.threads.delete(a_thread.id)),
+        (
+            "create message",
+            lambda: beta.beta.threads.messages.create(a_thread.id, role="user", content="x"),
+        ),
+        ("list messages", lambda: beta.beta.threads.messages.list(a_thread.id)),
+        (
+            "retrieve message",
+            lambda: beta.beta.threads.messages.retrieve(a_message.id, thread_id=a_thread.id),
+        ),
+        (
+            "modify message",
+            lambda: beta.beta.threads.messages.update(
+                a_message.id, thread_id=a_thread.id, metadata={"k": "v"}
+            ),
+        ),
+        ("create run", lambda: runs.create(thread_id=a_thread.id, assistant_id=b_asst.id)),
+        (
+            "run with alpha's assistant",
+            lambda: runs.create(thread_id=b_thread.id, assistant_id=a_asst.id),
+        ),
+        (
+            "thread and run with alpha's assistant",
+            lambda: beta.beta.threads.create_and_run(assistant_id=a_asst.id),
+        ),
+        (
+            "streamed run",
+            lambda: list(runs.create(thread_id=a_thread.id, assistant_id=b_asst.id, stream=True)),
+        ),
+        ("list runs", lambda: runs.list(thread_id=a_thread.id)),
+        ("retrieve run", lambda: runs.retrieve(a_run.id, thread_id=a_thread.id)),
+        (
+            "modify run",
+            lambda: runs.update(a_run.id, thread_id=a_thread.id, metadata={"k": "v"}),
+        ),
+        ("cancel run", lambda: runs.cancel(a_run.id, thread_id=a_thread.id)),
+        (
+            "submit tool outputs",
+            lambda: runs.submit_tool_outputs(
+                a_run.id, thread_id=a_thread.id, tool_outputs=[{"tool_call_id": "c", "output": "o"}]
+            ),
+        ),
+        ("list steps", lambda: runs.steps.list(a_run.id, thread_id=a_thread.id)),
+        (
+            "retrieve step",
+            lambda: runs.steps.retrieve(a_step.id, thread_id=a_thread.id, run_id=a_run.id),
+        ),
+    ]
+    for label, attempt in attempts:
+        with pytest.raises(openai.NotFoundError) as refused:
+            attempt()
+        assert refused.value.status_code == 404, label
+
+    raw = Http(server)
+    for method, path in (
+        ("GET", f"/v1/threads/{a_thread.id}/runs/{a_run.id}/events"),
+        ("POST", f"/v1/threads/{a_thread.id}/runs/{a_run.id}/stream_token"),
+    ):
+        status, body = raw.call(method, path, beta_key)
+        assert status == 404, (path, body)
+        assert json.loads(body)["error"]["code"] == "not_found"
+
+    assert [a.id for a in beta.beta.assistants.list().data] == [b_asst.id]
+    assert [a.id for a in alpha.beta.assistants.list().data] == [a_asst.id]
+    assert alpha.beta.assistants.retrieve(a_asst.id).name is None
+    assert alpha.beta.threads.retrieve(a_thread.id).metadata == {}
+    assert len(alpha.beta.threads.messages.list(a_thread.id).data) == 2
+    assert [r.id for r in alpha.beta.threads.runs.list(thread_id=a_thread.id).data] == [a_run.id]
+
+
+def test_calls_without_a_good_key_get_401(keyed: tuple[LiveServer, str, str, Path]) -> None:
+    """Once a key exists: no key, a malformed key and an unknown key are all 401 envelopes;
+    health, readiness and metrics stay open."""
+    server, alpha_key, _, _ = keyed
+    raw = Http(server)
+    forged = alpha_key[:-4] + ("AAAA" if not alpha_key.endswith("AAAA") else "BBBB")
+    for key, code in (
+        (None, "missing_api_key"),
+        ("sk-not-ours", "invalid_api_key"),
+        (forged, "invalid_api_key"),
+    ):
+        for method, path in (
+            ("GET", "/v1/assistants"),
+            ("POST", "/threads"),
+            ("GET", "/v1/models"),
+        ):
+            status, body = raw.call(method, path, key)
+            assert status == 401, (key, path)
+            error = json.loads(body)["error"]
+            assert set(error) == {"message", "type", "param", "code"}
+            assert error["code"] == code
+            assert alpha_key not in body.decode()
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert raw.call("GET", path, None)[0] == 200
+
+
+def test_a_revoked_key_stops_working_within_a_second(
+    keyed: tuple[LiveServer, str, str, Path],
+) -> None:
+    """`gateway keys revoke` in another process: the running server refuses the key soon after;
+    the other project's key still works."""
+    server, alpha_key, beta_key, database = keyed
+    raw = Http(server)
+    assert raw.call("GET", "/v1/assistants", alpha_key)[0] == 200
+    assert main(["keys", "--database", str(database), "revoke", key_id(database, "alpha")]) == 0
+    deadline = time.monotonic() + 3
+    while raw.call("GET", "/v1/assistants", alpha_key)[0] == 200:
+        assert time.monotonic() < deadline, "the revoked key still works"
+        time.sleep(0.05)
+    status, body = raw.call("GET", "/v1/assistants", alpha_key)
+    assert status == 401 and json.loads(body)["error"]["code"] == "invalid_api_key"
+    assert raw.call("GET", "/v1/assistants", beta_key)[0] == 200
+
+
+def test_stream_tokens_are_bound_to_their_run(keyed: tuple[LiveServer, str, str, Path]) -> None:
+    """A stream token stands in for the key on its own run's event stream only: with another
+    project's key, or on another run, it is refused."""
+    server, alpha_key, beta_key, _ = keyed
+    alpha, beta = sdk(server, alpha_key), sdk(server, beta_key)
+    raw = Http(server)
+
+    def finished_run(client: openai.OpenAI) -> tuple[str, str, str]:
+        assistant = client.beta.assistants.create(model="local")
+        run = client.beta.threads.create_and_run_poll(
+            assistant_id=assistant.id,
+            thread={"messages": [{"role": "user", "content": "hello"}]},
+            poll_interval_ms=20,
+        )
+        path = f"/v1/threads/{run.thread_id}/runs/{run.id}"
+        status, body = raw.call("POST", path + "/stream_token", client.api_key)
+        assert status == 200, body
+        return run.thread_id, run.id, json.loads(body)["token"]
+
+    a_thread, a_run, a_token = finished_run(alpha)
+    _, _, b_token = finished_run(beta)
+    events = f"/v1/threads/{a_thread}/runs/{a_run}/events?token="
+    status, body = raw.call("GET", events + a_token, None)
+    assert status == 200 and body.endswith(b"event: done\ndata: [DONE]\n\n")
+    status, body = raw.call("GET", events + a_token, beta_key)
+    assert status == 404
+    status, body = raw.call("GET", events + b_token, None)
+    assert status == 401 and json.loads(body)["error"]["code"] == "invalid_stream_token"
+    status, body = raw.call("GET", f"/v1/threads/{a_thread}/runs/{a_run}/events", None)
+    assert status == 401 and json.loads(body)["error"]["code"] == "missing_api_key"
+
+
+def test_keys_cli_shows_a_key_once_and_stores_only_its_hash(tmp_path: Path) -> None:
+    """`keys create` prints the key once; `keys list` and the database never hold its secret;
+    a bad project name and an unknown id to revoke are errors."""
+    database = tmp_path / "cli.db"
+    key = make_key(database, "team-1")
+    listing = io.StringIO()
+    with contextlib.redirect_stdout(listing):
+        assert main(["keys", "--database", str(database), "list"]) == 0
+    secret = key.split("_", 2)[2]
+    assert "team-1" in listing.getvalue() and secret not in listing.getvalue()
+    assert secret.encode() not in database.read_bytes()
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert main(["keys", "--database", str(database), "create", "--project", "no spaces"]) == 2
+    assert "invalid project name" in err.getvalue()
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert main(["keys", "--database", str(database), "revoke", "key_missing"]) == 1
+
+
+def test_open_server_refuses_a_public_address(tmp_path: Path) -> None:
+    """With no key the server serves loopback only, unless --insecure; a key lifts that."""
+    database = tmp_path / "open.db"
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        status = main(["serve", "--host", "0.0.0.0", "--port", "0", "--database", str(database)])
+    assert status == 2
+    assert "refusing to listen on 0.0.0.0 with no API key" in err.getvalue()
+    from gateway.__main__ import _check_exposure
+    from gateway.settings import Settings
+
+    _check_exposure(Settings(host="0.0.0.0", insecure=True), keys=0)
+    _check_exposure(Settings(host="0.0.0.0"), keys=1)
+    _check_exposure(Settings(host="::1"), keys=0)
+    _check_exposure(Settings(host="localhost"), keys=0)

@@ -23,7 +23,9 @@ from gateway import api
 from gateway.api import health
 from gateway.api.access import Owners
 from gateway.api.http import JSONResponse
+from gateway.api.idempotency import Idempotency
 from gateway.api.overhead import OverheadHeaderMiddleware
+from gateway.api.streaming import logged_stream
 from gateway.auth import KeyRing
 from gateway.bus import open_bus
 from gateway.config import GatewayConfig, load_config
@@ -80,6 +82,10 @@ def create_app(
         keys = KeyRing(store)
         app.state.keys = keys
         app.state.owners = Owners(store)
+        idempotency = Idempotency(
+            store, lambda request, thread, run: logged_stream(request, thread, run, None)
+        )
+        app.state.idempotency = idempotency
         app.state.settings = settings
         app.state.metrics = metrics
         app.state.store = store
@@ -88,6 +94,7 @@ def create_app(
         app.state.router = router
         try:
             await keys.start()
+            await idempotency.start()
             if keys.open:
                 log.warning(
                     "no API keys: the API is open to anyone who can reach it; "
@@ -97,6 +104,7 @@ def create_app(
             yield
         finally:
             await keys.stop()
+            await idempotency.stop()
             await engine.stop()
             await bus.close()
             await router.close()

@@ -91,6 +91,8 @@ class EventStreamResponse(EventSourceResponse):
         self._stopped_by: str | None = None  # set by the watcher before it cancels the stream
         self._sending_since: float | None = None
         self._last_write = 0.0
+        # (thread id, run id) of the run a streamed create made, for idempotent replays.
+        self.run_ref: tuple[str, str] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

@@ -71,7 +71,7 @@ async def delete_assistant(request: Request) -> Response:
 
 
 routes = [
-    resource("/assistants", POST=create_assistant, GET=list_assistants),
+    resource("/assistants", creates=True, POST=create_assistant, GET=list_assistants),
     resource(
         "/assistants/{assistant_id}",
         GET=get_assistant,

@@ -163,10 +163,14 @@ async def get_step(request: Request) -> Response:
 
 
 routes = [
-    resource("/threads/runs", POST=create_thread_and_run),
-    resource("/threads/{thread_id}/runs", POST=create_run, GET=list_runs),
+    resource("/threads/runs", creates=True, POST=create_thread_and_run),
+    resource("/threads/{thread_id}/runs", creates=True, POST=create_run, GET=list_runs),
     resource("/threads/{thread_id}/runs/{run_id}", GET=get_run, POST=modify_run),
-    resource("/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", POST=submit_tool_outputs),
+    resource(
+        "/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
+        creates=True,
+        POST=submit_tool_outputs,
+    ),
     resource("/threads/{thread_id}/runs/{run_id}/cancel", POST=cancel_run),
     resource("/threads/{thread_id}/runs/{run_id}/events", token_allowed=True, GET=run_events),
     resource("/threads/{thread_id}/runs/{run_id}/stream_token", POST=stream_token),

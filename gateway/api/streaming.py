@@ -44,12 +44,14 @@ async def stream_run(
     subscription = await subscribed.__aenter__()
     leave = partial(subscribed.__aexit__, None, None, None)
     try:
-        await start()
+        run = await start()
     except BaseException:
         await leave()
         raise
     end = StreamEnd()
-    return _response(request, frames(subscription, metrics_of(request), end=end), leave, end)
+    response = _response(request, frames(subscription, metrics_of(request), end=end), leave, end)
+    response.run_ref = (run["thread_id"], run["id"])
+    return response
 
 
 def _response(
@@ -80,9 +82,15 @@ async def run_events(request: Request) -> Response:
             raise AuthenticationError(
                 str(exc), param="token", code="invalid_stream_token"
             ) from None
+    return await logged_stream(request, thread_id, run_id, _position(request))
+
+
+async def logged_stream(
+    request: Request, thread_id: str, run_id: str, after: int | None
+) -> Response:
+    """The run's events from its log after `after` (from its start for None), then live."""
     engine = engine_of(request)
     await engine.get_run(thread_id, run_id)
-    after = _position(request)
     settings = settings_of(request)
     subscribed = bus_of(request).subscribe(run_id)
     subscription = await subscribed.__aenter__()

@@ -109,9 +109,9 @@ async def delete_message(request: Request) -> Response:
 
 
 routes = [
-    resource("/threads", POST=create_thread),
+    resource("/threads", creates=True, POST=create_thread),
     resource("/threads/{thread_id}", GET=get_thread, POST=modify_thread, DELETE=delete_thread),
-    resource("/threads/{thread_id}/messages", POST=create_message, GET=list_messages),
+    resource("/threads/{thread_id}/messages", creates=True, POST=create_message, GET=list_messages),
     resource(
         "/threads/{thread_id}/messages/{message_id}",
         GET=get_message,

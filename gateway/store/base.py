@@ -57,6 +57,19 @@ class ApiKey:
     revoked_at: int | None
 
 
+@dataclass(frozen=True)
+class IdempotentRecord:
+    """What a request with an Idempotency-Key left: its fingerprint, and once it ended its
+    status and JSON body, or for a streamed create the run to replay (`thread_id`, `run_id`)."""
+
+    fingerprint: bytes
+    created_at: int
+    status: int | None = None
+    body: bytes | None = None
+    thread_id: str | None = None
+    run_id: str | None = None
+
+
 class CursorNotFoundError(LookupError):
     """An `after`/`before` cursor names no object in the listed collection."""
 
@@ -95,6 +108,23 @@ class StoreTx(Protocol):
         ...
 
     async def add_key(self, key: ApiKey) -> None: ...
+
+    async def claim_idempotency(
+        self, project: str, key: str, fingerprint: bytes, at: int, expired_before: int
+    ) -> IdempotentRecord | None:
+        """Claim `key` for a request starting now; the record already there instead, if one
+        younger than `expired_before` is (an older one is replaced)."""
+        ...
+
+    async def finish_idempotency(
+        self, project: str, key: str, record: IdempotentRecord
+    ) -> None: ...
+
+    async def release_idempotency(self, project: str, key: str) -> None:
+        """Forget a claim whose request failed in a way a retry may fix."""
+        ...
+
+    async def prune_idempotency(self, before: int) -> int: ...
 
     async def revoke_key(self, key_id: str, at: int) -> bool:
         """Mark the key revoked; False when no unrevoked key has this id."""

@@ -106,4 +106,21 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         revoked_at INTEGER
     );
     """,
+    # 5: idempotency keys. A row is claimed (no status yet) when a request with an
+    # Idempotency-Key starts, and holds its response once it ends: the JSON body, or for a
+    # streamed create the run whose event log replays it.
+    """
+    CREATE TABLE idempotency_keys (
+        project     TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        fingerprint BLOB NOT NULL,
+        status      INTEGER,
+        body        BLOB,
+        thread_id   TEXT,
+        run_id      TEXT,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (project, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_keys_by_age ON idempotency_keys(created_at);
+    """,
 )

@@ -32,6 +32,7 @@ from gateway.store.base import (
     OWNED_KINDS,
     ApiKey,
     CursorNotFoundError,
+    IdempotentRecord,
     Kind,
     LoggedEvent,
     PageQuery,
@@ -212,6 +213,54 @@ class _SQLiteTx:
                 (key.id, key.project, key.hash, key.created_at, key.revoked_at),
             )
         )
+
+    async def claim_idempotency(
+        self, project: str, key: str, fingerprint: bytes, at: int, expired_before: int
+    ) -> IdempotentRecord | None:
+        await self.flush()
+        await self._conn.execute(
+            "DELETE FROM idempotency_keys WHERE project=? AND key=? AND created_at < ?",
+            (project, key, expired_before),
+        )
+        rows = list(
+            await self._conn.execute_fetchall(
+                "SELECT fingerprint, created_at, status, body, thread_id, run_id"
+                " FROM idempotency_keys WHERE project=? AND key=?",
+                (project, key),
+            )
+        )
+        if rows:
+            fp, created, status, body, thread_id, run_id = rows[0]
+            return IdempotentRecord(
+                bytes(fp), created, status, None if body is None else bytes(body), thread_id, run_id
+            )
+        self.held.append(
+            (
+                "INSERT INTO idempotency_keys (project, key, fingerprint, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (project, key, fingerprint, at),
+            )
+        )
+        return None
+
+    async def finish_idempotency(self, project: str, key: str, record: IdempotentRecord) -> None:
+        self.held.append(
+            (
+                "UPDATE idempotency_keys SET status=?, body=?, thread_id=?, run_id=?"
+                " WHERE project=? AND key=?",
+                (record.status, record.body, record.thread_id, record.run_id, project, key),
+            )
+        )
+
+    async def release_idempotency(self, project: str, key: str) -> None:
+        self.held.append(("DELETE FROM idempotency_keys WHERE project=? AND key=?", (project, key)))
+
+    async def prune_idempotency(self, before: int) -> int:
+        await self.flush()
+        cursor = await self._conn.execute(
+            "DELETE FROM idempotency_keys WHERE created_at < ?", (before,)
+        )
+        return cursor.rowcount
 
     async def revoke_key(self, key_id: str, at: int) -> bool:
         await self.flush()

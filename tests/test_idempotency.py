@@ -1,0 +1,175 @@
+"""Idempotency-Key on the creating POSTs, through a live gateway: a retry returns the first
+answer and creates nothing; another request under the same key is a 400."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from typing import Any
+
+import openai
+import pytest
+
+from gateway.api import idempotency
+from tests.server import LiveServer
+
+WEATHER = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+}
+
+
+def post(
+    server: LiveServer, path: str, body: dict[str, Any], key: str | None
+) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    try:
+        conn.request("POST", path, body=json.dumps(body), headers=headers)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def with_key(key: str) -> dict[str, Any]:
+    return {"extra_headers": {"Idempotency-Key": key}}
+
+
+def test_a_retried_create_run_yields_one_run(server: LiveServer, client: openai.OpenAI) -> None:
+    """The same key and body twice: the second answer is the first, marked replayed, and the
+    thread has one run."""
+    assistant = client.beta.assistants.create(model="local")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+    body = {"assistant_id": assistant.id}
+    path = f"/v1/threads/{thread.id}/runs"
+    first = post(server, path, body, "retry-1")
+    again = post(server, path, body, "retry-1")
+    assert first[0] == again[0] == 200
+    assert json.loads(again[2]) == json.loads(first[2])
+    assert again[1].get("idempotent-replayed") == "true"
+    assert "idempotent-replayed" not in first[1]
+    runs = client.beta.threads.runs.list(thread_id=thread.id).data
+    assert [r.id for r in runs] == [json.loads(first[2])["id"]]
+
+
+def test_every_create_honours_the_key(server: LiveServer, client: openai.OpenAI) -> None:
+    """Assistant, thread, message, thread-and-run and tool outputs: each retried through the SDK
+    with its key gives the same object, and one of it."""
+    a1 = client.beta.assistants.create(model="local", tools=[WEATHER], **with_key("a"))  # type: ignore[list-item]
+    a2 = client.beta.assistants.create(model="local", tools=[WEATHER], **with_key("a"))  # type: ignore[list-item]
+    assert a1.id == a2.id and len(client.beta.assistants.list().data) == 1
+    t1 = client.beta.threads.create(**with_key("t"))
+    t2 = client.beta.threads.create(**with_key("t"))
+    assert t1.id == t2.id
+    m1 = client.beta.threads.messages.create(t1.id, role="user", content="x", **with_key("m"))
+    m2 = client.beta.threads.messages.create(t1.id, role="user", content="x", **with_key("m"))
+    assert m1.id == m2.id and len(client.beta.threads.messages.list(t1.id).data) == 1
+    thread = {"messages": [{"role": "user", "content": "Weather in Paris?"}]}
+    r1 = client.beta.threads.create_and_run(assistant_id=a1.id, thread=thread, **with_key("tr"))  # type: ignore[arg-type]
+    r2 = client.beta.threads.create_and_run(assistant_id=a1.id, thread=thread, **with_key("tr"))  # type: ignore[arg-type]
+    assert (r1.id, r1.thread_id) == (r2.id, r2.thread_id)
+    waiting = client.beta.threads.runs.poll(r1.id, thread_id=r1.thread_id, poll_interval_ms=20)
+    assert waiting.status == "requires_action" and waiting.required_action is not None
+    call = waiting.required_action.submit_tool_outputs.tool_calls[0]
+    outputs = [{"tool_call_id": call.id, "output": "sunny"}]
+    s1 = client.beta.threads.runs.submit_tool_outputs(
+        r1.id,
+        thread_id=r1.thread_id,
+        tool_outputs=outputs,
+        **with_key("s"),  # type: ignore[arg-type]
+    )
+    s2 = client.beta.threads.runs.submit_tool_outputs(
+        r1.id,
+        thread_id=r1.thread_id,
+        tool_outputs=outputs,
+        **with_key("s"),  # type: ignore[arg-type]
+    )
+    assert s1.id == s2.id == r1.id  # the second is the first answer, not a state error
+    done = client.beta.threads.runs.poll(r1.id, thread_id=r1.thread_id, poll_interval_ms=20)
+    assert done.status == "completed"
+
+
+def test_the_same_key_for_another_request_is_refused(
+    server: LiveServer, client: openai.OpenAI
+) -> None:
+    """Another body, or another path, under a used key: a 400 naming the header; nothing made."""
+    post(server, "/v1/assistants", {"model": "local"}, "k")
+    for path, body in (("/v1/assistants", {"model": "other"}), ("/v1/threads", {})):
+        status, _, raw = post(server, path, body, "k")
+        assert status == 400
+        error = json.loads(raw)["error"]
+        assert (error["code"], error["param"]) == ("idempotency_key_reused", "Idempotency-Key")
+    assert len(client.beta.assistants.list().data) == 1
+
+
+def test_errors_are_answered_again_but_server_errors_are_not_kept(server: LiveServer) -> None:
+    """A 4xx is the request's answer, given again to a retry; a bad key header is a 400."""
+    path = "/v1/threads/thread_missing/messages"
+    first = post(server, path, {"role": "user", "content": "x"}, "e")
+    again = post(server, path, {"role": "user", "content": "x"}, "e")
+    assert first[0] == again[0] == 404
+    assert again[2] == first[2] and again[1].get("idempotent-replayed") == "true"
+    status, _, raw = post(server, "/v1/threads", {}, "x" * 256)
+    assert status == 400 and json.loads(raw)["error"]["code"] == "invalid_idempotency_key"
+
+
+def test_a_retried_streamed_create_replays_the_same_run(
+    server: LiveServer, client: openai.OpenAI
+) -> None:
+    """A streamed create retried with its key streams the same run again, from its log."""
+    assistant = client.beta.assistants.create(model="local")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "stream me"}])
+    path = f"/v1/threads/{thread.id}/runs"
+    body = {"assistant_id": assistant.id, "stream": True}
+    first = post(server, path, body, "s1")
+    again = post(server, path, body, "s1")
+    assert first[0] == again[0] == 200
+
+    def run_ids(raw: bytes) -> set[str]:
+        found = set()
+        for block in raw.decode().split("\n\n"):
+            lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+            if lines.get("event") == "thread.run.created":
+                found.add(json.loads(lines["data"])["id"])
+        return found
+
+    assert run_ids(first[2]) == run_ids(again[2]) and len(run_ids(first[2])) == 1
+    assert again[2].endswith(b"event: done\ndata: [DONE]\n\n")
+    assert len(client.beta.threads.runs.list(thread_id=thread.id).data) == 1
+
+
+def test_concurrent_duplicates_make_one_run(server: LiveServer, client: openai.OpenAI) -> None:
+    """Eight identical requests at once under one key: one run, eight identical answers."""
+    assistant = client.beta.assistants.create(model="local")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+    path = f"/v1/threads/{thread.id}/runs"
+    answers: list[tuple[int, dict[str, str], bytes]] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        answer = post(server, path, {"assistant_id": assistant.id}, "together")
+        with lock:
+            answers.append(answer)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert len(answers) == 8 and {a[0] for a in answers} == {200}
+    assert len({json.loads(a[2])["id"] for a in answers}) == 1
+    assert len(client.beta.threads.runs.list(thread_id=thread.id).data) == 1
+
+
+def test_an_expired_key_starts_afresh(
+    server: LiveServer, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key older than its time to live is forgotten: the same request creates again."""
+    first = client.beta.assistants.create(model="local", **with_key("old"))
+    monkeypatch.setattr(idempotency, "TTL_SECONDS", -10)  # every stored key is now expired
+    second = client.beta.assistants.create(model="local", **with_key("old"))
+    assert first.id != second.id

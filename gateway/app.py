@@ -24,6 +24,7 @@ from gateway.api import health
 from gateway.api.access import Owners
 from gateway.api.http import JSONResponse
 from gateway.api.idempotency import Idempotency
+from gateway.api.limits import BodyLimit, RateLimiter
 from gateway.api.overhead import OverheadHeaderMiddleware
 from gateway.api.streaming import logged_stream
 from gateway.auth import KeyRing
@@ -73,6 +74,8 @@ def create_app(
             event_retention_seconds=settings.event_retention_seconds,
             event_prune_seconds=settings.event_prune_seconds,
             persist_events=settings.persist_events,
+            max_active_runs=settings.max_active_runs,
+            max_active_runs_per_project=settings.max_active_runs_per_project,
             metrics=metrics,
         )
         secret = await store.write(
@@ -82,6 +85,9 @@ def create_app(
         keys = KeyRing(store)
         app.state.keys = keys
         app.state.owners = Owners(store)
+        app.state.rate_limiter = RateLimiter(
+            settings.rate_limit_per_second, settings.rate_limit_burst
+        )
         idempotency = Idempotency(
             store, lambda request, thread, run: logged_stream(request, thread, run, None)
         )
@@ -110,7 +116,10 @@ def create_app(
             await router.close()
             await store.close()
 
-    middleware = [Middleware(OverheadHeaderMiddleware)]
+    middleware = [
+        Middleware(OverheadHeaderMiddleware),
+        Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+    ]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         middleware.append(
@@ -146,7 +155,7 @@ async def drain(app: Starlette) -> None:
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    return JSONResponse(exc.body(), status_code=exc.status_code)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -76,8 +76,8 @@ class KeyRing:
         """No key was ever made: the API needs none."""
         return not self._keys
 
-    def project_for(self, key: str) -> str | None:
-        """The project `key` opens, or None for a key that is unknown, wrong or revoked."""
+    def key_for(self, key: str) -> ApiKey | None:
+        """The stored key `key` is, or None for a key that is unknown, wrong or revoked."""
         parsed = parse_key(key)
         if parsed is None:
             return None
@@ -87,7 +87,7 @@ class KeyRing:
             return None
         if not hmac.compare_digest(hash_secret(secret), stored.hash):
             return None
-        return stored.project
+        return stored
 
     async def _refresh_loop(self) -> None:
         while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -11,11 +12,26 @@ class GatewayError(Exception):
     status_code = 500
     error_type = "server_error"
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
+        # Seconds a client should wait before retrying: sent as `Retry-After` (whole seconds).
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        if self.retry_after is None:
+            return None
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
 
     def body(self) -> dict[str, Any]:
         return envelope(self.message, self.error_type, self.param, self.code)
@@ -48,6 +64,17 @@ class ConflictError(InvalidRequestError):
     """A state conflict (an active run, a finished run). 400, never 409: the SDK retries 409."""
 
     status_code = 400
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    status_code = 413
+
+
+class RateLimitError(GatewayError):
+    """Too many requests, or too many active runs, for one key or project (429)."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
 
 
 class ServiceUnavailableError(GatewayError):

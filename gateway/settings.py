@@ -55,6 +55,21 @@ class Settings:
     expiry_check_seconds: float = 1.0
     # Seconds shutdown waits for running runs before it cancels them.
     shutdown_grace_seconds: int = 5
+    # Limits. A request body larger than this is refused (413).
+    max_body_bytes: int = 8 * 1024 * 1024
+    # Characters of one message's text, and of instructions (either kind).
+    max_message_chars: int = 256_000
+    max_instructions_chars: int = 256_000
+    # Tools of an assistant or run, and tool outputs in one submission.
+    max_tools: int = 128
+    max_tool_outputs: int = 128
+    # Requests per second each API key may make, and the burst it may save up (0 = no limit).
+    # Keyless (open) requests are not limited.
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 200
+    # Active runs one project may have at once (429 beyond), and the whole gateway (503).
+    max_active_runs_per_project: int = 200
+    max_active_runs: int = 2000
 
     @property
     def database_path(self) -> Path:
@@ -124,6 +139,19 @@ def validate(settings: Settings) -> None:
         raise SettingsError("poll-after must not be negative")
     if settings.subscriber_buffer < 1:
         raise SettingsError("subscriber buffer must be at least 1")
+    for name in (
+        "max_body_bytes",
+        "max_message_chars",
+        "max_instructions_chars",
+        "max_tools",
+        "max_tool_outputs",
+        "max_active_runs_per_project",
+        "max_active_runs",
+    ):
+        if getattr(settings, name) < 1:
+            raise SettingsError(f"{env_name(name)} must be at least 1")
+    if settings.rate_limit_per_second < 0 or settings.rate_limit_burst < 1:
+        raise SettingsError("the rate limit must not be negative, and its burst at least 1")
     if settings.log_level.lower() not in {"critical", "error", "warning", "info", "debug", "trace"}:
         raise SettingsError(f"unknown log level {settings.log_level!r}")
     sqlite_path(settings.database)

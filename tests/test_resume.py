@@ -425,7 +425,9 @@ def test_a_pruned_log_is_unavailable_but_the_run_remains(
 # --- 4. a slow subscriber ---------------------------------------------------------------------
 
 
-@pytest.mark.settings(subscriber_buffer=50, stream_send_timeout_seconds=1)
+@pytest.mark.settings(
+    subscriber_buffer=50, stream_send_timeout_seconds=1, max_message_chars=10_000_000
+)
 def test_a_slow_subscriber_is_dropped_while_fast_ones_get_everything(
     server: LiveServer, client: openai.OpenAI, assistant_id: str, tmp_path: Path
 ) -> None:

@@ -17,21 +17,13 @@ import openai
 import pytest
 
 from gateway.__main__ import main
+from tests.keys import make_key
 from tests.server import LiveServer
 
 WEATHER = {
     "type": "function",
     "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
 }
-
-
-def make_key(database: Path, project: str) -> str:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(["keys", "--database", str(database), "create", "--project", project]) == 0
-    key = out.getvalue().strip()
-    assert key.startswith("gwk_") and "\n" not in key
-    return key
 
 
 def key_id(database: Path, project: str) -> str:

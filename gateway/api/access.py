@@ -16,6 +16,7 @@ from typing import cast
 
 from starlette.requests import Request
 
+from gateway.api.limits import RateLimiter
 from gateway.auth import KeyRing
 from gateway.errors import AuthenticationError, not_found
 from gateway.store import Kind, RunStore
@@ -68,11 +69,13 @@ async def admit(request: Request, *, token_allowed: bool = False) -> None:
             code="missing_api_key",
         )
     scheme, _, key = header.partition(" ")
-    project = keys.project_for(key.strip()) if scheme.lower() == "bearer" else None
-    if project is None:
+    stored = keys.key_for(key.strip()) if scheme.lower() == "bearer" else None
+    if stored is None:
         raise AuthenticationError(
             "Incorrect API key provided, or the key was revoked.", code="invalid_api_key"
         )
+    cast(RateLimiter, request.app.state.rate_limiter).take(stored.id)
+    project = stored.project
     request.state.project = project
     owners = cast(Owners, request.app.state.owners)
     for param, kind, label in _OWNED_PARAMS:

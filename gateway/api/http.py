@@ -6,15 +6,17 @@ failure becomes a `GatewayError` that names the bad field. Responses are encoded
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.api.limits import check_fields
 from gateway.api.requests import validation_error_param
 from gateway.errors import InvalidRequestError, UnsupportedMediaTypeError
+from gateway.settings import Settings
 from gateway.store import PageQuery
 from gateway.types import Obj
 
@@ -51,7 +53,9 @@ async def read_body(request: Request, model: type[M]) -> dict[str, Any]:
             ) from None
     if not isinstance(data, dict):
         raise InvalidRequestError("The request body must be a JSON object.", code="invalid_type")
-    return validate(model, data)
+    fields = validate(model, data)
+    check_fields(fields, cast(Settings, request.app.state.settings))
+    return fields
 
 
 def validate(model: type[M], data: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from gateway.engine.runner import Runner
 from gateway.errors import (
     ConflictError,
     InvalidRequestError,
+    RateLimitError,
     ServiceUnavailableError,
     not_found,
 )
@@ -49,6 +50,8 @@ class RunEngine:
         event_retention_seconds: float = 3600.0,
         event_prune_seconds: float = 60.0,
         persist_events: bool = True,
+        max_active_runs: int = 2000,
+        max_active_runs_per_project: int = 200,
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
@@ -68,6 +71,9 @@ class RunEngine:
         self.shutdown_grace_seconds = shutdown_grace_seconds
         self._handles: dict[str, RunHandle] = {}
         self._active_by_thread: dict[str, str] = {}
+        self.max_active_runs = max_active_runs
+        self.max_active_runs_per_project = max_active_runs_per_project
+        self._active_by_project: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._expiry_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -104,7 +110,8 @@ class RunEngine:
         """Take over the runs a previous process left active, so that none stays active forever."""
         for run in await self.store.runs_with_status(ACTIVE_RUN_STATUSES):
             await self.log.attach(run["id"])
-            handle = self._register(run)
+            project = await self.store.project_of(Kind.THREAD, run["thread_id"])
+            handle = self._register(run, project or "")
             steps = await self.store.list_all(Kind.STEP, run_id=run["id"])
             handle.step = next((s for s in reversed(steps) if s["status"] == "in_progress"), None)
             if handle.step is not None and handle.step["type"] == "message_creation":
@@ -205,7 +212,8 @@ class RunEngine:
         messages = [
             objects.user_message(thread_id, m) for m in fields.get("additional_messages") or []
         ]
-        handle = self._register(run)
+        self._check_capacity(project or "")
+        handle = self._register(run, project or "")
 
         async def write(tx: StoreTx) -> None:
             for message in messages:
@@ -237,7 +245,8 @@ class RunEngine:
             expiry_seconds=self.run_expiry_seconds,
             run_id=run_id,
         )
-        handle = self._register(run)
+        self._check_capacity(project)
+        handle = self._register(run, project)
 
         async def write(tx: StoreTx) -> None:
             await tx.insert(Kind.THREAD, thread, project=project)
@@ -366,17 +375,40 @@ class RunEngine:
 
     # --- tasks and handles ----------------------------------------------------------------
 
-    def _register(self, run: Obj) -> RunHandle:
-        handle = RunHandle(run=run)
+    def _check_capacity(self, project: str) -> None:
+        """Room for one more active run, in the gateway and in `project`."""
+        if len(self._handles) >= self.max_active_runs:
+            raise ServiceUnavailableError(
+                f"The gateway is at its limit of {self.max_active_runs} active runs; retry in a "
+                "moment.",
+                code="overloaded",
+                retry_after=1,
+            )
+        if self._active_by_project.get(project, 0) >= self.max_active_runs_per_project:
+            raise RateLimitError(
+                f"This project has {self.max_active_runs_per_project} active runs, its limit; "
+                "retry when one has ended.",
+                code="too_many_active_runs",
+                retry_after=1,
+            )
+
+    def _register(self, run: Obj, project: str = "") -> RunHandle:
+        handle = RunHandle(run=run, project=project)
         self._handles[run["id"]] = handle
         self.metrics.active_runs.inc()
         self._active_by_thread[run["thread_id"]] = run["id"]
+        self._active_by_project[project] = self._active_by_project.get(project, 0) + 1
         return handle
 
     def _forget(self, handle: RunHandle) -> None:
         self.log.release(handle.id)
         if self._handles.pop(handle.id, None) is not None:
             self.metrics.active_runs.dec()
+            left = self._active_by_project.get(handle.project, 0) - 1
+            if left > 0:
+                self._active_by_project[handle.project] = left
+            else:
+                self._active_by_project.pop(handle.project, None)
         if self._active_by_thread.get(handle.thread_id) == handle.id:
             del self._active_by_thread[handle.thread_id]
         handle.done.set()
@@ -442,7 +474,9 @@ class RunEngine:
 
     def _check_open(self) -> None:
         if self._stopping:
-            raise ServiceUnavailableError("The gateway is shutting down; retry in a moment.")
+            raise ServiceUnavailableError(
+                "The gateway is shutting down; retry in a moment.", retry_after=1
+            )
 
     def _check_no_active_run(self, thread_id: str) -> None:
         run_id = self._active_by_thread.get(thread_id)

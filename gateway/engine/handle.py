@@ -18,6 +18,8 @@ class StopReason(StrEnum):
 @dataclass(eq=False)
 class RunHandle:
     run: Obj
+    # The project of the run's thread ("" while the server is open).
+    project: str = ""
     # The task generating the run's next segment; None while queued-and-not-spawned or waiting.
     task: asyncio.Task[None] | None = None
     started: bool = False

@@ -1,0 +1,189 @@
+"""The configured limits, through a live gateway: each refused with its status, envelope and,
+where waiting helps, Retry-After."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.keys import make_key
+from tests.server import LiveServer
+
+
+def call(
+    server: LiveServer, method: str, path: str, body: Any = None, key: str | None = None
+) -> tuple[int, dict[str, str], dict[str, Any]]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    try:
+        conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+        response = conn.getresponse()
+        raw = response.read()
+        return (
+            response.status,
+            {k.lower(): v for k, v in response.getheaders()},
+            json.loads(raw) if raw else {},
+        )
+    finally:
+        conn.close()
+
+
+def error_of(answer: tuple[int, dict[str, str], dict[str, Any]]) -> dict[str, Any]:
+    error: dict[str, Any] = answer[2]["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    return error
+
+
+@pytest.mark.settings(max_body_bytes=1000)
+def test_a_body_over_the_limit_is_413(server: LiveServer, client: openai.OpenAI) -> None:
+    """Too large by its Content-Length, or by its chunks without one: 413 either way, nothing
+    stored, and the server answers on."""
+    answer = call(server, "POST", "/v1/assistants", {"model": "local", "name": "x" * 2000})
+    assert answer[0] == 413 and error_of(answer)["code"] == "request_too_large"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        chunk = json.dumps({"model": "local", "description": "y" * 1500}).encode()
+        sock.sendall(
+            b"POST /v1/assistants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(chunk), chunk)
+        )
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 413") and b'"request_too_large"' in reply
+    assert client.beta.assistants.list().data == []
+    assert call(server, "POST", "/v1/assistants", {"model": "local"})[0] == 200
+
+
+@pytest.mark.settings(
+    max_message_chars=10, max_instructions_chars=20, max_tools=1, max_tool_outputs=1
+)
+def test_text_and_list_limits_are_400s_naming_the_field(
+    server: LiveServer, client: openai.OpenAI
+) -> None:
+    assistant = client.beta.assistants.create(model="local")
+    thread = client.beta.threads.create()
+    tool = {"type": "function", "function": {"name": "f"}}
+    cases = [
+        (
+            "/v1/threads",
+            {"messages": [{"role": "user", "content": "x" * 11}]},
+            "messages[0].content",
+        ),
+        (f"/v1/threads/{thread.id}/messages", {"role": "user", "content": "x" * 11}, "content"),
+        (
+            f"/v1/threads/{thread.id}/messages",
+            {"role": "user", "content": [{"type": "text", "text": "x" * 11}]},
+            "content",
+        ),
+        ("/v1/assistants", {"model": "local", "instructions": "x" * 21}, "instructions"),
+        ("/v1/assistants", {"model": "local", "tools": [tool, tool]}, "tools"),
+        (
+            f"/v1/threads/{thread.id}/runs",
+            {"assistant_id": assistant.id, "additional_instructions": "x" * 21},
+            "additional_instructions",
+        ),
+        (
+            "/v1/threads/runs",
+            {
+                "assistant_id": assistant.id,
+                "thread": {"messages": [{"role": "user", "content": "x" * 11}]},
+            },
+            "thread.messages[0].content",
+        ),
+        (
+            f"/v1/threads/{thread.id}/runs/run_x/submit_tool_outputs",
+            {
+                "tool_outputs": [
+                    {"tool_call_id": "a", "output": "1"},
+                    {"tool_call_id": "b", "output": "2"},
+                ]
+            },
+            "tool_outputs",
+        ),
+    ]
+    for path, body, param in cases:
+        answer = call(server, "POST", path, body)
+        assert answer[0] == 400, (path, answer)
+        error = error_of(answer)
+        assert (error["code"], error["param"]) == ("limit_exceeded", param), path
+    assert client.beta.threads.messages.list(thread.id).data == []
+    assert len(client.beta.assistants.list().data) == 1
+
+
+@pytest.fixture
+def keyed(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[LiveServer, str, str]]:
+    marker = request.node.get_closest_marker("settings")
+    database = tmp_path / "limits.db"
+    one, two = make_key(database, "one"), make_key(database, "two")
+    live = LiveServer(database, **(dict(marker.kwargs) if marker else {})).start()  # type: ignore[arg-type]
+    try:
+        yield live, one, two
+    finally:
+        live.stop()
+
+
+@pytest.mark.settings(rate_limit_per_second=2, rate_limit_burst=5)
+def test_a_key_over_its_rate_gets_429_with_retry_after(
+    keyed: tuple[LiveServer, str, str],
+) -> None:
+    """A burst of 5, then 429 with Retry-After; another key is not affected; after waiting,
+    the key works again."""
+    server, one, two = keyed
+    statuses = [call(server, "GET", "/v1/assistants", key=one)[0] for _ in range(5)]
+    assert statuses == [200] * 5
+    refused = call(server, "GET", "/v1/assistants", key=one)
+    assert refused[0] == 429
+    error = error_of(refused)
+    assert (error["type"], error["code"]) == ("rate_limit_error", "rate_limit_exceeded")
+    assert int(refused[1]["retry-after"]) >= 1
+    assert call(server, "GET", "/v1/assistants", key=two)[0] == 200
+    time.sleep(0.6)
+    assert call(server, "GET", "/v1/assistants", key=one)[0] == 200
+
+
+@pytest.mark.settings(max_active_runs_per_project=2, local_model_delay_ms=5000)
+def test_a_project_at_its_active_run_limit_gets_429(keyed: tuple[LiveServer, str, str]) -> None:
+    """Two runs in progress fill project one: its third is a 429 with Retry-After, project two
+    still runs, and once one run ends project one may start another."""
+    server, one, two = keyed
+    sdk = {k: openai.OpenAI(base_url=server.base_url, api_key=k, max_retries=0) for k in (one, two)}
+
+    def start(key: str) -> Any:
+        client = sdk[key]
+        assistant = client.beta.assistants.create(model="local")
+        return client.beta.threads.create_and_run(
+            assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "a b"}]}
+        )
+
+    first, _ = start(one), start(one)
+    with pytest.raises(openai.RateLimitError) as refused:
+        start(one)
+    assert refused.value.code == "too_many_active_runs"
+    assert int(refused.value.response.headers["retry-after"]) >= 1
+    start(two)
+    sdk[one].beta.threads.runs.cancel(first.id, thread_id=first.thread_id)
+    sdk[one].beta.threads.runs.poll(first.id, thread_id=first.thread_id, poll_interval_ms=20)
+    start(one)
+
+
+@pytest.mark.settings(max_active_runs=1, local_model_delay_ms=5000)
+def test_a_full_gateway_answers_503_with_retry_after(
+    server: LiveServer, client: openai.OpenAI
+) -> None:
+    assistant = client.beta.assistants.create(model="local")
+    thread = {"messages": [{"role": "user", "content": "a b"}]}
+    client.beta.threads.create_and_run(assistant_id=assistant.id, thread=thread)  # type: ignore[arg-type]
+    answer = call(
+        server, "POST", "/v1/threads/runs", {"assistant_id": assistant.id, "thread": thread}
+    )
+    assert answer[0] == 503
+    assert error_of(answer)["code"] == "overloaded"
+    assert int(answer[1]["retry-after"]) >= 1

@@ -117,6 +117,9 @@ class RunEngine:
             if handle.step is not None and handle.step["type"] == "message_creation":
                 message_id = handle.step["step_details"]["message_creation"]["message_id"]
                 handle.message = await self.store.get(Kind.MESSAGE, message_id)
+                # The text streamed before the crash, as far as the log kept it: the message
+                # ends with what a client resuming from the log has been sent.
+                handle.fragments = self.log.text_of(run["id"], message_id)
             status = run["status"]
             if status == RunStatus.QUEUED:
                 self._spawn(handle)

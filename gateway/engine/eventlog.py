@@ -16,6 +16,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import orjson
+
 from gateway import events
 from gateway.bus import EventBus
 from gateway.events import Event
@@ -187,6 +189,22 @@ class EventLog:
         """Whether the run's log ends with the end of a segment."""
         run = self._runs.get(run_id)
         return run is not None and bool(run.events) and run.events[-1].name == events.STREAM_END
+
+    def text_of(self, run_id: str, message_id: str) -> list[str]:
+        """The text fragments of `message_id`'s deltas held for the run, in order."""
+        run = self._runs.get(run_id)
+        fragments: list[str] = []
+        for entry in run.events if run is not None else ():
+            if entry.name != events.MESSAGE_DELTA:
+                continue
+            data = orjson.loads(entry.frame.split(b"\ndata: ", 1)[1])
+            if data.get("id") != message_id:
+                continue
+            for part in data["delta"].get("content") or ():
+                value = (part.get("text") or {}).get("value")
+                if isinstance(value, str):
+                    fragments.append(value)
+        return fragments
 
     def last_seq(self, run_id: str) -> int | None:
         run = self._runs.get(run_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from gateway.api import assistants, chat, models, playground, runs, threads
+from gateway.api import assistants, chat, models, openapi, playground, runs, threads
 
 # /threads/runs must come before /threads/{thread_id}.
 routes: list[BaseRoute] = [
@@ -13,5 +13,6 @@ routes: list[BaseRoute] = [
     *threads.routes,
     *models.routes,
     *chat.routes,
+    *openapi.routes,
     *playground.routes,  # matches at the root only, never under /v1
 ]

@@ -53,9 +53,7 @@ def _schemathesis() -> list[str]:
     return [found]
 
 
-def test_schemathesis_finds_no_server_error(server: LiveServer) -> None:
-    """Coverage, fuzzing and stateful phases over every operation for FUZZ_SECONDS: no 5xx, and
-    every response matches its documented status, content type and schema."""
+def _fuzz(server: LiveServer) -> tuple[int, str]:
     result = subprocess.run(
         [
             *_schemathesis(),
@@ -75,6 +73,21 @@ def test_schemathesis_finds_no_server_error(server: LiveServer) -> None:
         text=True,
         timeout=FUZZ_SECONDS + 120,
     )
-    summary = result.stdout[result.stdout.find("SUMMARY") :]
-    assert result.returncode == 0, result.stdout[-6000:]
+    return result.returncode, result.stdout
+
+
+def test_schemathesis_finds_no_server_error(server: LiveServer) -> None:
+    """Coverage, fuzzing and stateful phases over every operation for FUZZ_SECONDS: no 5xx, and
+    every response matches its documented status, content type and schema.
+
+    A run that found no failure but stopped on an error of schemathesis' own data generator
+    (seen once: CPython's `SystemError: AST constructor recursion depth mismatch` inside
+    hypothesis) is run again once; a failure the server caused never is."""
+    status, out = _fuzz(server)
+    summary = out[out.find("SUMMARY") :]
+    if status != 0 and "Failures:" not in summary and "Runtime Error" in summary:
+        status, out = _fuzz(server)
+        summary = out[out.find("SUMMARY") :]
+    assert status == 0, out[-6000:]
+    assert "Failures:" not in summary, summary
     assert f"Tested: {len(OPERATIONS)}" in summary and " passed" in summary, summary

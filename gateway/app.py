@@ -58,7 +58,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = open_store(settings.database)
+        store = open_store(settings.database, busy_ms=settings.database_busy_ms)
         await store.open()
         bus = open_bus("memory://", subscriber_buffer=settings.subscriber_buffer)
         local = LocalModelBackend(delay_ms=settings.local_model_delay_ms)

@@ -55,6 +55,9 @@ class Settings:
     expiry_check_seconds: float = 1.0
     # Seconds shutdown waits for running runs before it cancels them.
     shutdown_grace_seconds: int = 5
+    # How long a write waits for another process's lock on the database before it is refused
+    # with a 503 (Retry-After) instead of hanging.
+    database_busy_ms: int = 5000
     # Limits. A request body larger than this is refused (413).
     max_body_bytes: int = 8 * 1024 * 1024
     # Characters of one message's text, and of instructions (either kind).
@@ -140,6 +143,7 @@ def validate(settings: Settings) -> None:
     if settings.subscriber_buffer < 1:
         raise SettingsError("subscriber buffer must be at least 1")
     for name in (
+        "database_busy_ms",
         "max_body_bytes",
         "max_message_chars",
         "max_instructions_chars",

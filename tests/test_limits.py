@@ -187,3 +187,32 @@ def test_a_full_gateway_answers_503_with_retry_after(
     assert answer[0] == 503
     assert error_of(answer)["code"] == "overloaded"
     assert int(answer[1]["retry-after"]) >= 1
+
+
+@pytest.mark.settings(database_busy_ms=200)
+def test_a_locked_database_is_a_503_and_service_comes_back(
+    server: LiveServer, client: openai.OpenAI
+) -> None:
+    """Another process holds the database's write lock: writes answer 503 store_unavailable with
+    Retry-After (not a hang, not a 500), reads still work, nothing is half-written, and once the
+    lock goes writes succeed again."""
+    import sqlite3
+
+    kept = client.beta.assistants.create(model="local")
+    holder = sqlite3.connect(server.settings.database, isolation_level=None, timeout=1)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        answer = call(server, "POST", "/v1/assistants", {"model": "local", "name": "refused"})
+        assert answer[0] == 503, answer
+        assert error_of(answer)["code"] == "store_unavailable"
+        assert int(answer[1]["retry-after"]) >= 1
+        assert time.monotonic() - started < 5
+        assert [a.id for a in client.beta.assistants.list().data] == [kept.id]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    made = client.beta.assistants.create(model="local", name="after")
+    assert {a.id for a in client.beta.assistants.list().data} == {kept.id, made.id}
+    with sqlite3.connect(server.settings.database) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]

@@ -15,12 +15,13 @@ from gateway.store.base import (
 )
 
 
-def open_store(database: str) -> RunStore:
-    """The store named by `database` (a SQLite path or sqlite:/// URL); imported when chosen."""
+def open_store(database: str, *, busy_ms: int = 5000) -> RunStore:
+    """The store named by `database` (a SQLite path or sqlite:/// URL); imported when chosen.
+    A write waits `busy_ms` for another process's lock before it is refused."""
     from gateway.settings import sqlite_path
     from gateway.store.sqlite import SQLiteRunStore
 
-    return SQLiteRunStore(sqlite_path(database))
+    return SQLiteRunStore(sqlite_path(database), busy_ms=busy_ms)
 
 
 __all__ = [

@@ -18,6 +18,7 @@ and commits even when its caller is cancelled; `close()` waits for the queue to 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
@@ -27,6 +28,7 @@ from typing import Any, Final, TypeVar
 import aiosqlite
 import orjson
 
+from gateway.errors import ServiceUnavailableError
 from gateway.objects import ACTIVE_RUN_STATUSES
 from gateway.store.base import (
     OWNED_KINDS,
@@ -40,6 +42,8 @@ from gateway.store.base import (
 from gateway.store.eventblocks import event_blocks, split_block
 from gateway.store.migrations import MIGRATIONS
 from gateway.types import Obj
+
+log = logging.getLogger("gateway.store")
 
 _TABLES: Final = {
     Kind.ASSISTANT: "assistants",
@@ -64,13 +68,30 @@ class StoreOpenError(Exception):
     """The database file cannot be opened or migrated."""
 
 
-async def _connect(path: Path) -> aiosqlite.Connection:
+async def _connect(path: Path, busy_ms: int) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
     await conn.execute("PRAGMA journal_mode=WAL")
     await conn.execute("PRAGMA synchronous=NORMAL")
     await conn.execute("PRAGMA foreign_keys=ON")
-    await conn.execute("PRAGMA busy_timeout=5000")
+    await conn.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     return conn
+
+
+# SQLite's words for a database that cannot take a write now, but may later: another process
+# holds it past the busy timeout, or its disk is full or failing.
+_UNAVAILABLE = ("database is locked", "database is busy", "disk is full", "disk I/O error")
+
+
+def _unavailable(exc: Exception) -> ServiceUnavailableError | None:
+    """The 503 a client should see for `exc`, if the database is only unavailable for now."""
+    if isinstance(exc, sqlite3.OperationalError) and any(w in str(exc) for w in _UNAVAILABLE):
+        return ServiceUnavailableError(
+            "The database cannot take writes right now (busy, or out of space); nothing was "
+            "changed. Retry in a moment.",
+            code="store_unavailable",
+            retry_after=1,
+        )
+    return None
 
 
 def _row_values(kind: Kind, obj: Obj) -> tuple[Any, ...]:
@@ -309,8 +330,10 @@ def _settle(future: asyncio.Future[Any], value: Any, error: Exception | None) ->
 
 
 class SQLiteRunStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_ms: int = 5000) -> None:
         self.path = path
+        # How long a write waits for another process's lock before it is refused (503).
+        self.busy_ms = busy_ms
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._queue: list[tuple[Callable[[_SQLiteTx], Awaitable[Any]], asyncio.Future[Any]]] = []
@@ -318,9 +341,9 @@ class SQLiteRunStore:
 
     async def open(self) -> None:
         try:
-            self._writer = await _connect(self.path)
+            self._writer = await _connect(self.path, self.busy_ms)
             await self._migrate(self._writer)
-            self._reader = await _connect(self.path)
+            self._reader = await _connect(self.path, self.busy_ms)
         except (OSError, aiosqlite.Error) as exc:
             await self.close()
             raise StoreOpenError(f"cannot open database {str(self.path)!r}: {exc}") from exc
@@ -379,7 +402,12 @@ class SQLiteRunStore:
         try:
             outcomes = await self._transaction(batch)
         except Exception as exc:
-            if len(batch) == 1:
+            unavailable = _unavailable(exc)
+            if unavailable is not None:  # the whole group was rolled back; each caller is told
+                log.warning("a write was refused by the database: %s", exc)
+                for _, future in batch:
+                    _settle(future, None, unavailable)
+            elif len(batch) == 1:
                 _settle(batch[0][1], None, exc)
             else:  # one of them failed after sending statements: each alone, in order
                 for item in batch:

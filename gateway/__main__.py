@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import errno
 import ipaddress
-import logging
 import socket
 import sqlite3
 import sys
@@ -48,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     flag("port", int, "port to listen on")
     flag("database", str, "SQLite file path or sqlite:/// URL")
     flag("log_level", str, "critical, error, warning, info or debug")
+    flag("log_format", str, "text, or json: one JSON object per line")
     flag("config", str, "routing configuration file (TOML) naming model upstreams")
     flag("run_expiry_seconds", int, "seconds before an active run expires")
     flag("local_model_delay_ms", float, "pause between the local model's tokens, 0 = none")
@@ -147,12 +147,10 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _serve(settings: Settings, config: GatewayConfig, sock: socket.socket) -> int:
+    from gateway.logs import configure as configure_logging
     from gateway.serving import build_server, tune_gc
 
-    logging.basicConfig(
-        level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     server = build_server(settings, config=config)
     tune_gc()
     server.run(sockets=[sock])

@@ -32,6 +32,7 @@ from gateway.bus import open_bus
 from gateway.config import GatewayConfig, load_config
 from gateway.engine import RunEngine
 from gateway.errors import GatewayError, envelope
+from gateway.logs import RequestContext
 from gateway.metrics import Metrics
 from gateway.models.base import ModelBackend
 from gateway.models.local import LocalModelBackend
@@ -117,6 +118,7 @@ def create_app(
             await store.close()
 
     middleware = [
+        Middleware(RequestContext),
         Middleware(OverheadHeaderMiddleware),
         Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
     ]

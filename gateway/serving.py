@@ -53,6 +53,7 @@ def build_server(
             loop="uvloop",
             http="httptools",
             log_level=settings.log_level,
+            log_config=None,  # the CLI configures logging (gateway.logs) for the process
             lifespan="on",
             timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         )

@@ -22,6 +22,8 @@ class Settings:
     port: int = 8000
     database: str = "./gateway.db"
     log_level: str = "info"
+    # "text", or "json": one JSON object per line with request id, project and run id.
+    log_format: str = "text"
     # The routing configuration file (TOML) naming the model upstreams; "" = none, every run is
     # answered by the built-in local model.
     config: str = ""
@@ -156,6 +158,8 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"{env_name(name)} must be at least 1")
     if settings.rate_limit_per_second < 0 or settings.rate_limit_burst < 1:
         raise SettingsError("the rate limit must not be negative, and its burst at least 1")
+    if settings.log_format not in {"text", "json"}:
+        raise SettingsError(f"unknown log format {settings.log_format!r}: text or json")
     if settings.log_level.lower() not in {"critical", "error", "warning", "info", "debug", "trace"}:
         raise SettingsError(f"unknown log level {settings.log_level!r}")
     sqlite_path(settings.database)

@@ -76,6 +76,7 @@ def _fuzz(server: LiveServer) -> tuple[int, str]:
     return result.returncode, result.stdout
 
 
+@pytest.mark.timeout(2 * FUZZ_SECONDS + 240)  # may run twice, see below
 def test_schemathesis_finds_no_server_error(server: LiveServer) -> None:
     """Coverage, fuzzing and stateful phases over every operation for FUZZ_SECONDS: no 5xx, and
     every response matches its documented status, content type and schema.

@@ -16,6 +16,7 @@ from typing import cast
 
 from starlette.requests import Request
 
+from gateway import logs
 from gateway.api.limits import RateLimiter
 from gateway.auth import KeyRing
 from gateway.errors import AuthenticationError, not_found
@@ -77,6 +78,7 @@ async def admit(request: Request, *, token_allowed: bool = False) -> None:
     cast(RateLimiter, request.app.state.rate_limiter).take(stored.id)
     project = stored.project
     request.state.project = project
+    logs.project.set(project)
     owners = cast(Owners, request.app.state.owners)
     for param, kind, label in _OWNED_PARAMS:
         object_id = request.path_params.get(param)

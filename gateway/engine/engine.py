@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway import events, objects
+from gateway import events, logs, objects
 from gateway.bus import EventBus
 from gateway.engine.eventlog import EventLog
 from gateway.engine.handle import RunHandle, StopReason
@@ -430,6 +430,8 @@ class RunEngine:
         self._own(handle.task)
 
     async def _drive(self, handle: RunHandle) -> None:
+        logs.run_id.set(handle.id)  # this task's log lines name its run
+        logs.project.set(handle.project or None)
         handle.started = True
         interrupted = handle.stop_reason is not None
         try:

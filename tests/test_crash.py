@@ -214,3 +214,61 @@ async def test_kill_9_under_load_then_restart(tmp_path: Path) -> None:
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(20)
     print(f"recovery {recovery:.2f} s; resumed {resumed}, replay_unavailable {unavailable}")
+
+
+async def test_sigterm_under_load_ends_every_stream_and_run_within_the_grace(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM during 50 streamed runs: every stream ends with the run's failed event, error
+    and done; the process exits well within its grace period; after a restart no run is active."""
+    database = tmp_path / "term.db"
+    port = free_port()
+    gateway = start(database, port)
+    seen = [Seen() for _ in range(50)]
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            await ready(http, port)
+            api = f"http://127.0.0.1:{port}/v1"
+            async with http.post(f"{api}/assistants", json={"model": "local"}) as response:
+                assistant = (await response.json())["id"]
+            body = {
+                "assistant_id": assistant,
+                "stream": True,
+                "thread": {"messages": [{"role": "user", "content": " ".join(["w"] * WORDS)}]},
+            }
+
+            async def stream(into: Seen) -> None:
+                async with http.post(f"{api}/threads/runs", json=body) as response:
+                    await read_frames(response, into)
+
+            tasks = [asyncio.create_task(stream(s)) for s in seen]
+            deadline = time.monotonic() + 30
+            while not all(s.deltas() >= 2 for s in seen):
+                assert time.monotonic() < deadline, "the runs did not all start streaming"
+                await asyncio.sleep(0.05)
+            stopped = time.monotonic()
+            gateway.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(asyncio.gather(*tasks), 15)
+            gateway.wait(15)
+            took = time.monotonic() - stopped
+    finally:
+        if gateway.poll() is None:
+            gateway.kill()
+            gateway.wait(10)
+    assert took < 5  # the shutdown grace is 5 s
+    for s in seen:
+        names = [name for _, name, _ in s.frames]
+        assert names[-3:] == ["thread.run.failed", "error", "done"], names[-3:]
+    port = free_port()
+    gateway = start(database, port)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            await ready(http, port)
+            api = f"http://127.0.0.1:{port}/v1"
+            for s in seen:
+                run = next(d for _, name, d in s.frames if name == "thread.run.created")
+                async with http.get(f"{api}/threads/{run['thread_id']}/runs/{run['id']}") as r:
+                    assert (await r.json())["status"] == "failed"
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        gateway.wait(20)

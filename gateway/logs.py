@@ -17,8 +17,9 @@ import time
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.asgi import add_start_headers
 from gateway.ids import new_id
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -90,13 +91,8 @@ class RequestContext:
         rid = given if _SANE_ID.fullmatch(given) else new_id("req_")
         token = request_id.set(rid)
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
-                message = {**message, "headers": headers}
-            await send(message)
-
+        header = [(b"x-request-id", rid.encode())]
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, add_start_headers(send, lambda: header))
         finally:
             request_id.reset(token)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import time
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.asgi import add_start_headers
 from gateway.metrics import UpstreamWait, upstream_wait
 
 HEADER = b"x-gateway-overhead-ms"
@@ -25,14 +26,11 @@ class OverheadHeaderMiddleware:
         waited = UpstreamWait()
         token = upstream_wait.set(waited)
 
-        async def send_with_header(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                spent = (time.perf_counter() - started - waited.seconds) * 1000
-                headers = [*message.get("headers", ()), (HEADER, b"%.2f" % max(spent, 0.0))]
-                message = {**message, "headers": headers}
-            await send(message)
+        def overhead() -> list[tuple[bytes, bytes]]:
+            spent = (time.perf_counter() - started - waited.seconds) * 1000
+            return [(HEADER, b"%.2f" % max(spent, 0.0))]
 
         try:
-            await self.app(scope, receive, send_with_header)
+            await self.app(scope, receive, add_start_headers(send, overhead))
         finally:
             upstream_wait.reset(token)

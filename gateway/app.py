@@ -94,7 +94,6 @@ def create_app(
         )
         app.state.idempotency = idempotency
         app.state.settings = settings
-        app.state.metrics = metrics
         app.state.store = store
         app.state.bus = bus
         app.state.engine = engine
@@ -134,7 +133,7 @@ def create_app(
                 max_age=600,
             )
         )
-    return Starlette(
+    app = Starlette(
         routes=[*health.routes, Mount("/v1", routes=api.routes), *api.routes],
         middleware=middleware,
         exception_handlers={
@@ -144,6 +143,8 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    app.state.metrics = metrics  # before start-up: the server's connections count into it too
+    return app
 
 
 async def drain(app: Starlette) -> None:

@@ -3,9 +3,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextvars import ContextVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -56,6 +64,17 @@ class Metrics:
             ["upstream", "kind"],
             registry=r,
         )
+        self.connections_dropped = Counter(
+            "gateway_connections_dropped",
+            "Connections the gateway closed because the client stopped sending, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        # Leak checks and capacity: tasks on the serving loop, and the process's open files,
+        # memory and CPU (process_* series, Linux).
+        self.tasks = Gauge("gateway_asyncio_tasks", "Tasks alive on the event loop.", registry=r)
+        self.tasks.set_function(_task_count)
+        ProcessCollector(registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -72,3 +91,10 @@ class UpstreamWait:
 
 # The current request's upstream wait (set by the overhead middleware, added to by the proxy).
 upstream_wait: ContextVar[UpstreamWait | None] = ContextVar("upstream_wait", default=None)
+
+
+def _task_count() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # rendered outside the event loop
+        return 0.0

@@ -12,6 +12,8 @@ from starlette.applications import Starlette
 
 from gateway.app import create_app, drain
 from gateway.config import GatewayConfig
+from gateway.connections import protocol_class
+from gateway.metrics import Metrics
 from gateway.models.base import ModelBackend
 from gateway.settings import Settings
 
@@ -47,11 +49,17 @@ def build_server(
     backend_for: Callable[[str], ModelBackend] | None = None,
 ) -> GatewayServer:
     app = create_app(settings, config=config, backend_for=backend_for)
+    metrics: Metrics = app.state.metrics
+    http = protocol_class(
+        request_timeout=settings.request_timeout_seconds,
+        peer_timeout=settings.peer_timeout_seconds,
+        dropped=metrics.connections_dropped,
+    )
     return GatewayServer(
         uvicorn.Config(
             app,
             loop="uvloop",
-            http="httptools",
+            http=http,
             log_level=settings.log_level,
             log_config=None,  # the CLI configures logging (gateway.logs) for the process
             lifespan="on",

@@ -41,6 +41,12 @@ class Settings:
     event_prune_seconds: float = 60.0
     # A stream whose client takes longer than this to accept one send is closed (it can resume).
     stream_send_timeout_seconds: float = 30.0
+    # A request must arrive in full (headers and body) within this many seconds of the
+    # connection's opening or of its first byte; a slower one is closed (0 = no limit).
+    request_timeout_seconds: float = 30.0
+    # A connection whose peer acknowledges nothing sent for this long is closed by the kernel
+    # (TCP_USER_TIMEOUT, keep-alive probes when idle): half-open connections end (0 = off).
+    peer_timeout_seconds: float = 30.0
     # How long a browser stream token stays valid.
     stream_token_seconds: int = 600
     # How soon an EventSource reconnects after a drop (sent as `retry:`).
@@ -140,6 +146,8 @@ def validate(settings: Settings) -> None:
         raise SettingsError("local model delay must not be negative")
     if settings.stream_ping_seconds < 0:
         raise SettingsError("stream ping interval must not be negative")
+    if settings.request_timeout_seconds < 0 or settings.peer_timeout_seconds < 0:
+        raise SettingsError("request and peer timeouts must not be negative")
     if settings.poll_after_ms < 0:
         raise SettingsError("poll-after must not be negative")
     if settings.subscriber_buffer < 1:

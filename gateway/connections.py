@@ -1,0 +1,120 @@
+"""Client connections that stop talking: uvicorn's HTTP protocol with two bounds it lacks.
+
+- A request must arrive in full (headers and body) within `request_timeout` of the
+  connection's opening or of its first byte. uvicorn has no such deadline (its keep-alive
+  timer only runs between requests and is reset by every byte), so a client that sends half
+  a request and falls silent, or trickles it byte by byte, would hold a connection forever.
+  Before the headers are complete the client gets a 408 envelope; after, the connection is
+  closed and the handler sees the client gone.
+- A peer that vanished without closing (a half-open connection: its host lost power or its
+  network) is found by the kernel: TCP_USER_TIMEOUT closes a connection whose sent data stays
+  unacknowledged for `peer_timeout`, and keep-alive probes cover one that sends nothing. An
+  event stream always has something to send (events or its pings), so such a stream ends
+  within about the ping interval plus `peer_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import Any
+
+import orjson
+from prometheus_client import Counter
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger("gateway.connections")
+
+_TIMEOUT_BODY = orjson.dumps(
+    {
+        "error": {
+            "message": "The request did not arrive in full in time; the connection is closed.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "request_timeout",
+        }
+    }
+)
+_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\n"
+    b"content-type: application/json\r\n"
+    b"content-length: " + str(len(_TIMEOUT_BODY)).encode() + b"\r\n"
+    b"connection: close\r\n\r\n" + _TIMEOUT_BODY
+)
+
+
+def set_peer_timeout(sock: Any, seconds: float) -> None:
+    """Ask the kernel to close the connection once its peer has acknowledged nothing for
+    `seconds`, and to probe it when idle. Linux only; elsewhere (or on a non-TCP socket)
+    the options are skipped."""
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6) or seconds <= 0:
+        return
+    probe = max(1, int(seconds / 3))
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (
+        ("TCP_USER_TIMEOUT", int(seconds * 1000)),
+        ("TCP_KEEPIDLE", probe),
+        ("TCP_KEEPINTVL", probe),
+        ("TCP_KEEPCNT", 3),
+    ):
+        if hasattr(socket, name):
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    with contextlib.suppress(OSError):
+        for level, option, value in options:
+            sock.setsockopt(level, option, value)
+
+
+def protocol_class(
+    *, request_timeout: float, peer_timeout: float, dropped: Counter
+) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with the two bounds above; `dropped` counts connections
+    closed by the request deadline (label `reason`)."""
+
+    class GatewayHttpProtocol(HttpToolsProtocol):
+        _deadline: asyncio.TimerHandle | None = None
+        _headers_done = False
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            set_peer_timeout(transport.get_extra_info("socket"), peer_timeout)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._headers_done = False
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._headers_done = True
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._disarm()
+
+        def _arm(self) -> None:
+            if self._deadline is None and request_timeout > 0:
+                self._deadline = self.loop.call_later(request_timeout, self._expired)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expired(self) -> None:
+            self._deadline = None
+            if self.transport.is_closing():
+                return
+            dropped.labels("request_timeout").inc()
+            log.info("closed a connection whose request did not arrive within %ss", request_timeout)
+            if not self._headers_done:
+                self.transport.write(_TIMEOUT_RESPONSE)
+            self.transport.close()
+
+    return GatewayHttpProtocol

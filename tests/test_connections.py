@@ -1,0 +1,169 @@
+"""Clients that stop talking, against a live gateway: a request that never arrives in full is
+closed at its deadline (408 before the headers are in), and a stream whose peer vanished
+(half-open: every packet dropped) ends within about ping + peer timeout."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import openai
+import orjson
+import pytest
+
+from tests.conftest import need
+from tests.faults import can_drop_packets, vanished
+from tests.server import LiveServer
+
+
+def connect(server: LiveServer) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=10)
+
+
+def read_all(sock: socket.socket) -> tuple[bytes, float]:
+    """Everything until the server closes, and how long that took."""
+    started = time.monotonic()
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks), time.monotonic() - started
+
+
+def dropped(server: LiveServer) -> float:
+    assert server.app is not None
+    counter = server.app.state.metrics.connections_dropped.labels("request_timeout")
+    return float(counter._value.get())
+
+
+@pytest.mark.settings(request_timeout_seconds=0.5)
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"",  # connected, then silence
+        b"POST /v1/assistants HTTP/1.1\r\nHost: x\r\n",  # half the headers
+    ],
+    ids=["nothing", "half-headers"],
+)
+def test_a_request_whose_headers_never_arrive_gets_408(server: LiveServer, sent: bytes) -> None:
+    with connect(server) as sock:
+        sock.sendall(sent)
+        answer, waited = read_all(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), answer
+    assert orjson.loads(body)["error"]["code"] == "request_timeout"
+    assert 0.4 < waited < 3
+    assert dropped(server) == 1
+
+
+@pytest.mark.settings(request_timeout_seconds=1.0)
+def test_a_trickling_client_is_dropped_at_the_deadline(server: LiveServer) -> None:
+    """Each byte would reset uvicorn's own keep-alive timer; the deadline is absolute."""
+    request = b"GET /v1/assistants HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 200
+    with connect(server) as sock:
+        started = time.monotonic()
+        closed = False
+        for byte in request:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.02)
+            if time.monotonic() - started > 4:
+                break
+        answer, _ = read_all(sock) if not closed else (b"", 0.0)
+    assert time.monotonic() - started < 3, "the trickle was not cut off"
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408")
+    assert dropped(server) == 1
+
+
+@pytest.mark.settings(request_timeout_seconds=0.5)
+def test_a_body_that_never_completes_is_dropped_and_nothing_is_created(
+    server: LiveServer, client: openai.OpenAI
+) -> None:
+    body = json.dumps({"model": "local", "name": "never"}).encode()
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /v1/assistants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body[:10])
+        )
+        answer, waited = read_all(sock)
+    assert not answer.startswith(b"HTTP/1.1 2"), answer
+    assert waited < 3
+    assert dropped(server) == 1
+    assert client.beta.assistants.list().data == []
+    # The gateway goes on serving.
+    assert client.beta.assistants.create(model="local", name="after").name == "after"
+
+
+@pytest.mark.settings(request_timeout_seconds=2.0)
+def test_a_slow_request_inside_the_deadline_is_served(server: LiveServer) -> None:
+    body = json.dumps({"model": "local", "name": "slow"}).encode()
+    request = (
+        b"POST /v1/assistants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    with connect(server) as sock:
+        for start in range(0, len(request), 16):
+            sock.sendall(request[start : start + 16])
+            time.sleep(0.05)
+        answer, _ = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert dropped(server) == 0
+
+
+@pytest.mark.settings(request_timeout_seconds=0.5, local_model_delay_ms=20)
+def test_the_deadline_does_not_touch_a_long_stream_or_a_kept_alive_connection(
+    server: LiveServer, client: openai.OpenAI
+) -> None:
+    """The deadline ends when the request is in: a stream three times longer than it runs to
+    its end, and a keep-alive connection idle between requests is not cut by it."""
+    assistant = client.beta.assistants.create(model="local")
+    started = time.monotonic()
+    with client.beta.threads.create_and_run_stream(
+        assistant_id=assistant.id,
+        thread={"messages": [{"role": "user", "content": " ".join(["w"] * 75)}]},
+    ) as stream:
+        names = [event.event for event in stream]
+    assert names[-1] == "thread.run.completed"
+    assert time.monotonic() - started > 1.5
+    time.sleep(0.8)  # idle on the kept-alive connection, past the request deadline
+    assert client.beta.assistants.retrieve(assistant.id).id == assistant.id
+    assert dropped(server) == 0
+
+
+@pytest.mark.settings(stream_ping_seconds=0.5, peer_timeout_seconds=2.0, local_model_delay_ms=20)
+def test_a_stream_whose_peer_vanished_ends_within_ping_plus_peer_timeout(
+    server: LiveServer, client: openai.OpenAI
+) -> None:
+    """Every packet of a live stream's connection is dropped (the client's host is gone: no
+    FIN, no RST). The kernel gives up on the unacknowledged data after the peer timeout and
+    the stream ends, instead of holding its task and socket for the kernel's ~15 minutes;
+    the run itself goes on."""
+    reason = can_drop_packets()
+    need(reason is None, reason or "")
+    assert server.app is not None
+    metrics = server.app.state.metrics
+    assistant = client.beta.assistants.create(model="local")
+    thread = client.beta.threads.create()
+    client.beta.threads.messages.create(thread.id, role="user", content=" ".join(["w"] * 1500))
+    body = json.dumps({"assistant_id": assistant.id, "stream": True}).encode()
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /v1/threads/%s/runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (thread.id.encode(), len(body), body)
+        )
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        assert metrics.active_streams._value.get() == 1
+        with vanished(sock.getsockname()[1]):
+            started = time.monotonic()
+            while metrics.active_streams._value.get() > 0 and time.monotonic() - started < 15:
+                time.sleep(0.1)
+            gone_after = time.monotonic() - started
+    assert metrics.active_streams._value.get() == 0, "the half-open stream is still open"
+    assert gone_after < 0.5 + 2.0 + 3.0, gone_after
+    assert metrics.stream_ends.labels("client_gone")._value.get() == 1
+    run = client.beta.threads.runs.list(thread_id=thread.id).data[0]
+    assert run.status == "in_progress"  # a vanished reader does not stop the run
+    client.beta.threads.runs.cancel(run.id, thread_id=thread.id)

@@ -9,10 +9,7 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,34 +18,10 @@ from typing import Any
 import aiohttp
 
 from gateway.engine.eventlog import EPOCH_GAP
+from tests.process import free_port, ready, start
 
 RUNS = 100
 WORDS = 300  # at 20 ms a token a run streams for about 6 s: all are mid-answer at the kill
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(database: Path, port: int) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "gateway", "serve", "--port", str(port)]
-    argv += ["--database", str(database), "--local-model-delay-ms", "20", "--log-level", "warning"]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-async def ready(http: aiohttp.ClientSession, port: int, seconds: float = 20) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        try:
-            async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
-                if response.status == 200:
-                    return time.monotonic() - started
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError("the gateway did not become ready")
 
 
 @dataclass

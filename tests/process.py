@@ -1,0 +1,49 @@
+"""A gateway in a process of its own, for tests that kill it, signal it or read its
+resources from outside: a free loopback port, start, and wait until ready."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(
+    database: Path, port: int, *flags: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`gateway serve` on `port` and `database`, the local model at 20 ms a token unless
+    `flags` say otherwise; `env` adds GATEWAY_* variables."""
+    argv = [sys.executable, "-m", "gateway", "serve", "--port", str(port)]
+    argv += ["--database", str(database), "--local-model-delay-ms", "20", "--log-level", "warning"]
+    return subprocess.Popen(
+        [*argv, *flags],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+
+
+async def ready(http: aiohttp.ClientSession, port: int, seconds: float = 20) -> float:
+    """Seconds until /readyz answers 200."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        try:
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                if response.status == 200:
+                    return time.monotonic() - started
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError("the gateway did not become ready")

@@ -72,6 +72,7 @@ def _fuzz(server: LiveServer) -> tuple[int, str]:
         capture_output=True,
         text=True,
         timeout=FUZZ_SECONDS + 120,
+        cwd=server.settings.database_path.parent,  # its cache goes beside the test's database
     )
     return result.returncode, result.stdout
 

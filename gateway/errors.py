@@ -84,6 +84,20 @@ class ServiceUnavailableError(GatewayError):
     error_type = "server_error"
 
 
+class StoreUnavailableError(ServiceUnavailableError):
+    """The database refused a write it may take later (locked by another process past the busy
+    timeout, disk full); nothing of the write was kept."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            "The database cannot take writes right now (busy, or out of space); nothing was "
+            "changed. Retry in a moment.",
+            code="store_unavailable",
+            retry_after=1,
+        )
+        self.detail = detail
+
+
 class UpstreamUnavailableError(GatewayError):
     """A model upstream could not be reached or did not answer in time (502)."""
 

@@ -20,6 +20,7 @@ import orjson
 
 from gateway import events
 from gateway.bus import EventBus
+from gateway.engine.durable import until_stored
 from gateway.events import Event
 from gateway.objects import now
 from gateway.store import LoggedEvent, RunStore, StoreTx
@@ -120,6 +121,13 @@ class EventLog:
             self._drop_if_stored(run_id, run)
 
     async def flush(self) -> None:
+        """Store what is pending; what cannot be stored stays pending for the next flush."""
+        try:
+            await self._store_pending()
+        except Exception:
+            log.exception("could not store %d run events", len(self._pending))
+
+    async def _store_pending(self) -> None:
         batch, self._pending = self._pending, []
         if not batch:
             return
@@ -130,10 +138,9 @@ class EventLog:
 
         try:
             await self.store.write(write)
-        except Exception:
-            log.exception("could not store %d run events", len(batch))
+        except BaseException:
             self._pending = batch + self._pending
-            return
+            raise
         for run_id, entry in batch:
             run = self._runs.get(run_id)
             if run is not None:
@@ -148,9 +155,15 @@ class EventLog:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            # Let the events of this moment gather, then commit them together.
+            # Let the events of this moment gather, then commit them together; while the
+            # database refuses writes, keep trying (the events wait in memory meanwhile).
             await asyncio.sleep(self.flush_seconds)
-            await self.flush()
+            try:
+                async for attempt in until_stored():
+                    with attempt:
+                        await self._store_pending()
+            except Exception:
+                log.exception("could not store %d run events", len(self._pending))
 
     async def _prune_loop(self) -> None:
         while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway import events
+from gateway.engine.durable import until_stored
 from gateway.engine.eventlog import EventLog
 from gateway.engine.handle import RunHandle
 from gateway.events import Event
@@ -47,7 +48,9 @@ class Lifecycle:
             for kind, obj in objs:
                 await tx.save(kind, obj)
 
-        await self.store.write(write)
+        async for attempt in until_stored():
+            with attempt:
+                await self.store.write(write)
 
     # --- runs -----------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from typing import Any, Final, TypeVar
 import aiosqlite
 import orjson
 
-from gateway.errors import ServiceUnavailableError
+from gateway.errors import StoreUnavailableError
 from gateway.objects import ACTIVE_RUN_STATUSES
 from gateway.store.base import (
     OWNED_KINDS,
@@ -82,15 +82,10 @@ async def _connect(path: Path, busy_ms: int) -> aiosqlite.Connection:
 _UNAVAILABLE = ("database is locked", "database is busy", "disk is full", "disk I/O error")
 
 
-def _unavailable(exc: Exception) -> ServiceUnavailableError | None:
+def _unavailable(exc: Exception) -> StoreUnavailableError | None:
     """The 503 a client should see for `exc`, if the database is only unavailable for now."""
     if isinstance(exc, sqlite3.OperationalError) and any(w in str(exc) for w in _UNAVAILABLE):
-        return ServiceUnavailableError(
-            "The database cannot take writes right now (busy, or out of space); nothing was "
-            "changed. Retry in a moment.",
-            code="store_unavailable",
-            retry_after=1,
-        )
+        return StoreUnavailableError(str(exc))
     return None
 
 

@@ -1,0 +1,31 @@
+"""Writes a run cannot go on without (its status, steps and messages, its event log) wait out
+a database that refuses writes for a while, locked by another process or out of disk space,
+instead of failing the run: the run pauses, its streams stay open on their pings, and once
+the cause goes it carries on. Requests that only create something are not retried here; they
+answer 503 store_unavailable at once, and their client retries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stamina
+
+from gateway.errors import StoreUnavailableError
+
+# Between attempts: 50 ms doubling to 2 s (stamina adds up to 0.1 s of jitter), with no limit
+# on attempts or time; a cancellation (shutdown, cancel, expiry) ends the wait.
+FIRST_WAIT = 0.05
+LONGEST_WAIT = 2.0
+
+
+def until_stored() -> Any:
+    """Attempts at a write that must land: `async for attempt in until_stored(): with
+    attempt: ...`. Only StoreUnavailableError is retried; any other error is raised."""
+    return stamina.retry_context(
+        on=StoreUnavailableError,
+        attempts=None,
+        timeout=None,
+        wait_initial=FIRST_WAIT,
+        wait_max=LONGEST_WAIT,
+        wait_jitter=0.1,
+    )

@@ -13,16 +13,19 @@ import re
 import socket
 import struct
 import threading
+import time
 import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.conftest import need
+from tests.keys import make_key
 from tests.server import LiveServer
 
 if TYPE_CHECKING:
@@ -311,6 +314,38 @@ def test_playground_shows_api_errors(server: LiveServer, page: Page) -> None:
     page.fill("#assistant-tools", '[{"type": "code_interpreter"}]')
     page.click("#create-assistant")
     expect(page.get_by_role("alert")).to_contain_text("unsupported_tool")
+
+
+def test_playground_with_api_keys(server: LiveServer, page: Page) -> None:
+    """Once the gateway has keys the playground says a key is missing; with one entered it
+    sees only that key's project and streams runs (the EventSource through a stream token)."""
+    from playwright.sync_api import expect
+
+    # Off this thread: Playwright's own event loop runs on it, and the CLI starts one.
+    with ThreadPoolExecutor(1) as other:
+        alpha, beta = other.map(make_key, [server.settings.database_path] * 2, ["alpha", "beta"])
+    time.sleep(1.2)  # the server rereads its keys every second
+    hidden = urllib.request.Request(
+        f"{server.base_url}/assistants",
+        data=json.dumps({"model": "local", "name": "beta's"}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {beta}"},
+    )
+    with urllib.request.urlopen(hidden, timeout=10):
+        pass
+
+    page.goto(f"{server.root_url}/playground")
+    expect(page.get_by_role("alert")).to_contain_text("missing_api_key")
+    page.fill("#api-key", alpha)
+    page.click("#use-key")
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    expect(page.locator("#assistant-select option")).to_have_text(["No assistants yet: create one"])
+    create_assistant_in_page(page)
+    page.fill("#message", "hello from alpha")
+    page.click("#send")
+    expect(page.get_by_test_id("assistant-text")).to_have_text("You said: hello from alpha")
+    expect(page.get_by_test_id("run-status")).to_have_text("completed")
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    assert alpha not in page.content()  # not echoed into the page
 
 
 @pytest.mark.settings(local_model_delay_ms=30)

@@ -16,6 +16,7 @@ const RUN_EVENTS = [
 const AT_REST = new Set(["requires_action", "completed", "incomplete", "failed", "cancelled", "expired"]);
 
 const $ = (id) => document.getElementById(id);
+const KEY_STORE = "gateway-api-key"; // sessionStorage: this tab only, gone when it closes
 
 const state = {
   threadId: null,
@@ -40,6 +41,8 @@ function el(tag, attrs = {}, ...children) {
 
 async function api(method, path, body) {
   const init = { method, headers: { Accept: "application/json" } };
+  const key = sessionStorage.getItem(KEY_STORE);
+  if (key) init.headers.Authorization = `Bearer ${key}`;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -369,6 +372,17 @@ async function submitToolOutputs() {
   await follow(state.lastId); // the continuation: everything after the requires_action segment
 }
 
+// The EventSource cannot send the key: the run's stream token (fetched with it) stands in.
+async function useKey() {
+  const key = $("api-key").value.trim();
+  if (key) sessionStorage.setItem(KEY_STORE, key);
+  else sessionStorage.removeItem(KEY_STORE);
+  $("api-key").value = "";
+  $("api-key").placeholder = key ? "key in use (enter another to replace it)" : "gwk_…";
+  clearError();
+  await loadAssistants();
+}
+
 // --- wiring ----------------------------------------------------------------------------
 
 $("refresh-assistants").addEventListener("click", guarded(() => loadAssistants($("assistant-select").value)));
@@ -377,4 +391,5 @@ $("composer").addEventListener("submit", guarded(send));
 $("tool-outputs-form").addEventListener("submit", guarded(submitToolOutputs));
 $("drop").addEventListener("click", guarded(drop));
 $("new-thread").addEventListener("click", guarded(newThread));
+$("key-form").addEventListener("submit", guarded(useKey));
 loadAssistants().catch(showError);

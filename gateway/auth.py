@@ -12,8 +12,6 @@ revoking every key locks the API rather than opening it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -21,6 +19,7 @@ import secrets
 
 from gateway.ids import new_id
 from gateway.objects import now
+from gateway.periodic import Periodic
 from gateway.store import ApiKey, RunStore
 
 log = logging.getLogger("gateway.auth")
@@ -53,20 +52,20 @@ def parse_key(key: str) -> tuple[str, str] | None:
 class KeyRing:
     def __init__(self, store: RunStore, *, refresh_seconds: float = 1.0) -> None:
         self.store = store
-        self.refresh_seconds = refresh_seconds
         self._keys: dict[str, ApiKey] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._refresher = Periodic(
+            "key-ring-refresh",
+            refresh_seconds,
+            self.refresh,
+            "could not read the API keys; keeping the ones read before",
+        )
 
     async def start(self) -> None:
         await self.refresh()
-        self._task = asyncio.create_task(self._refresh_loop(), name="key-ring-refresh")
+        self._refresher.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._refresher.stop()
 
     async def refresh(self) -> None:
         self._keys = {key.id: key for key in await self.store.api_keys()}
@@ -88,11 +87,3 @@ class KeyRing:
         if not hmac.compare_digest(hash_secret(secret), stored.hash):
             return None
         return stored
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh_seconds)
-            try:
-                await self.refresh()
-            except Exception:
-                log.exception("could not read the API keys; keeping the ones read before")

@@ -13,7 +13,6 @@ for `TTL_SECONDS` (24 h).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -25,6 +24,7 @@ from starlette.responses import Response
 
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.objects import now
+from gateway.periodic import Periodic
 from gateway.store import IdempotentRecord, RunStore, StoreTx
 
 log = logging.getLogger("gateway.idempotency")
@@ -46,17 +46,18 @@ class Idempotency:
         self.store = store
         self.replay_stream = replay_stream
         self._running: dict[tuple[str, str], asyncio.Future[None]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._pruner = Periodic(
+            "idempotency-prune",
+            PRUNE_SECONDS,
+            lambda: self.prune(now() - TTL_SECONDS),
+            "could not prune idempotency keys",
+        )
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._prune_loop(), name="idempotency-prune")
+        self._pruner.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._pruner.stop()
 
     async def handle(self, request: Request, handler: Handler) -> Response:
         key = request.headers.get(HEADER)
@@ -166,14 +167,6 @@ class Idempotency:
             await self.store.write(write)
         except Exception:
             log.exception("could not release an idempotency key")
-
-    async def _prune_loop(self) -> None:
-        while True:
-            await asyncio.sleep(PRUNE_SECONDS)
-            try:
-                await self.prune(now() - TTL_SECONDS)
-            except Exception:
-                log.exception("could not prune idempotency keys")
 
     async def prune(self, before: int) -> int:
         """Forget the keys claimed before `before`."""

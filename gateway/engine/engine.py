@@ -31,6 +31,7 @@ from gateway.errors import (
 from gateway.metrics import Metrics
 from gateway.models.base import ModelBackend, ModelBackendError
 from gateway.objects import ACTIVE_RUN_STATUSES, RunStatus, StepStatus, usage
+from gateway.periodic import Periodic
 from gateway.store import Kind, RunStore, StoreTx
 from gateway.types import Obj
 
@@ -67,7 +68,6 @@ class RunEngine:
         self.lc = Lifecycle(store, self.log, self.metrics)
         self.runner = Runner(store, self.lc, backend_for, self.metrics)
         self.run_expiry_seconds = run_expiry_seconds
-        self.expiry_check_seconds = expiry_check_seconds
         self.shutdown_grace_seconds = shutdown_grace_seconds
         self._handles: dict[str, RunHandle] = {}
         self._active_by_thread: dict[str, str] = {}
@@ -75,7 +75,9 @@ class RunEngine:
         self.max_active_runs_per_project = max_active_runs_per_project
         self._active_by_project: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._expiry_task: asyncio.Task[None] | None = None
+        self._expiry = Periodic(
+            "run-expiry", expiry_check_seconds, self._expire_due, "could not expire runs"
+        )
         self._stopping = False
 
     # --- lifecycle of the engine ----------------------------------------------------------
@@ -83,16 +85,13 @@ class RunEngine:
     async def start(self) -> None:
         await self.log.start()
         await self._recover()
-        self._expiry_task = asyncio.create_task(self._expiry_loop(), name="run-expiry")
+        self._expiry.start()
 
     async def stop(self) -> None:
         """End what is running (in-progress runs fail; queued and waiting runs stay for the
         next start) and refuse new runs. Calling it again is harmless."""
         self._stopping = True
-        if self._expiry_task is not None:
-            self._expiry_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._expiry_task
+        await self._expiry.stop()
         for handle in list(self._handles.values()):
             if handle.task is not None:
                 handle.stop_reason = handle.stop_reason or StopReason.SHUTDOWN
@@ -367,14 +366,12 @@ class RunEngine:
             )
         # On shutdown, queued and requires_action runs stay as they are: the next start resumes.
 
-    async def _expiry_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.expiry_check_seconds)
-            stamp = objects.now()
-            for handle in list(self._handles.values()):
-                expires_at = handle.run["expires_at"]
-                if expires_at is not None and expires_at <= stamp and handle.stop_reason is None:
-                    self._stop(handle, StopReason.EXPIRE)
+    async def _expire_due(self) -> None:
+        stamp = objects.now()
+        for handle in list(self._handles.values()):
+            expires_at = handle.run["expires_at"]
+            if expires_at is not None and expires_at <= stamp and handle.stop_reason is None:
+                self._stop(handle, StopReason.EXPIRE)
 
     # --- tasks and handles ----------------------------------------------------------------
 

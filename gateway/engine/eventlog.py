@@ -23,6 +23,7 @@ from gateway.bus import EventBus
 from gateway.engine.durable import until_stored
 from gateway.events import Event
 from gateway.objects import now
+from gateway.periodic import Periodic
 from gateway.store import LoggedEvent, RunStore, StoreTx
 
 log = logging.getLogger("gateway.eventlog")
@@ -65,26 +66,24 @@ class EventLog:
         self.bus = bus
         self.flush_seconds = flush_seconds
         self.retention_seconds = retention_seconds
-        self.prune_seconds = prune_seconds
         self.persist = persist
         self._runs: dict[str, _RunLog] = {}
         self._pending: list[tuple[str, LoggedEvent]] = []
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._pruner = Periodic("event-log-prune", prune_seconds, self.prune, "pruning failed")
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._flush_loop(), name="event-log-flush"),
-            asyncio.create_task(self._prune_loop(), name="event-log-prune"),
-        ]
+        self._flusher = asyncio.create_task(self._flush_loop(), name="event-log-flush")
+        self._pruner.start()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+                await flusher
+        await self._pruner.stop()
         await self.flush()
 
     # --- writing --------------------------------------------------------------------------
@@ -164,11 +163,6 @@ class EventLog:
                         await self._store_pending()
             except Exception:
                 log.exception("could not store %d run events", len(self._pending))
-
-    async def _prune_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.prune_seconds)
-            await self.prune()
 
     async def prune(self) -> int:
         cutoff = now() - int(self.retention_seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import errno
 import ipaddress
 import socket
@@ -14,6 +15,7 @@ from gateway import __version__
 from gateway.cli_keys import add_key_commands, run_key_command
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.settings import Settings, SettingsError, env_name, from_env, sqlite_path
+from gateway.store import StoreOpenError, is_postgres, open_store
 from gateway.store.migrations import MIGRATIONS
 
 DEFAULTS = Settings()
@@ -45,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         f"(env {env_name('insecure')})",
     )
     flag("port", int, "port to listen on")
-    flag("database", str, "SQLite file path or sqlite:/// URL")
+    flag("database", str, "SQLite file path, sqlite:/// URL, or postgresql:// URL")
     flag("log_level", str, "critical, error, warning, info or debug")
     flag("log_format", str, "text, or json: one JSON object per line")
     flag("config", str, "routing configuration file (TOML) naming model upstreams")
@@ -104,6 +106,8 @@ def _check_database(settings: Settings) -> int:
     (The server opens it again through aiosqlite inside the event loop, where a failure could
     only surface as uvicorn's startup traceback.)
     """
+    if is_postgres(settings.database):
+        return asyncio.run(_count_keys(settings.database))
     path = sqlite_path(settings.database).resolve()
     folder = path.parent
     if not folder.is_dir():
@@ -130,6 +134,18 @@ def _check_database(settings: Settings) -> int:
             f"knows ({len(MIGRATIONS)}): upgrade the gateway"
         )
     return int(keys)
+
+
+async def _count_keys(database: str) -> int:
+    """Reach the database and apply its migrations once, before serving."""
+    store = open_store(database)
+    try:
+        await store.open()
+        return len(await store.api_keys())
+    except StoreOpenError as exc:
+        raise SettingsError(str(exc)) from None
+    finally:
+        await store.close()
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -59,7 +59,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = open_store(settings.database, busy_ms=settings.database_busy_ms)
+        store = open_store(
+            settings.database,
+            busy_ms=settings.database_busy_ms,
+            pool_size=settings.database_pool_size,
+        )
         await store.open()
         bus = open_bus("memory://", subscriber_buffer=settings.subscriber_buffer)
         local = LocalModelBackend(delay_ms=settings.local_model_delay_ms)

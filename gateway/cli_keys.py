@@ -16,8 +16,7 @@ from typing import Any
 from gateway.auth import new_key
 from gateway.objects import now
 from gateway.settings import SettingsError, env_name, from_env
-from gateway.store import ApiKey, StoreTx
-from gateway.store.sqlite import SQLiteRunStore, StoreOpenError
+from gateway.store import ApiKey, RunStore, StoreOpenError, StoreTx, open_store
 
 PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -27,7 +26,7 @@ def add_key_commands(commands: Any) -> None:
     keys.add_argument(
         "--database",
         default=None,
-        help=f"SQLite file path or sqlite:/// URL (env {env_name('database')})",
+        help=f"SQLite file path, sqlite:/// or postgresql:// URL (env {env_name('database')})",
     )
     actions = keys.add_subparsers(dest="keys_command", required=True)
     create = actions.add_parser("create", help="make a key for a project and print it once")
@@ -40,7 +39,7 @@ def add_key_commands(commands: Any) -> None:
 def run_key_command(args: argparse.Namespace) -> int:
     try:
         settings = from_env(database=args.database)
-        store = SQLiteRunStore(settings.database_path)
+        store = open_store(settings.database)
         if args.keys_command == "create":
             if not PROJECT_NAME.fullmatch(args.project):
                 raise SettingsError(
@@ -56,7 +55,7 @@ def run_key_command(args: argparse.Namespace) -> int:
         return 2
 
 
-async def _create(store: SQLiteRunStore, project: str) -> int:
+async def _create(store: RunStore, project: str) -> int:
     key, stored = new_key(project)
 
     async def write(tx: StoreTx) -> None:
@@ -71,7 +70,7 @@ async def _create(store: SQLiteRunStore, project: str) -> int:
     return 0
 
 
-async def _list(store: SQLiteRunStore) -> int:
+async def _list(store: RunStore) -> int:
     keys: list[ApiKey] = await _with(store, store.api_keys)
     print(f"{'ID':<28} {'PROJECT':<24} {'MADE (UTC)':<20} REVOKED (UTC)")
     for key in keys:
@@ -80,7 +79,7 @@ async def _list(store: SQLiteRunStore) -> int:
     return 0
 
 
-async def _revoke(store: SQLiteRunStore, key_id: str) -> int:
+async def _revoke(store: RunStore, key_id: str) -> int:
     async def write(tx: StoreTx) -> bool:
         return await tx.revoke_key(key_id, now())
 
@@ -91,7 +90,7 @@ async def _revoke(store: SQLiteRunStore, key_id: str) -> int:
     return 0
 
 
-async def _with(store: SQLiteRunStore, work: Any) -> Any:
+async def _with(store: RunStore, work: Any) -> Any:
     await store.open()
     try:
         return await work()

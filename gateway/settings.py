@@ -20,7 +20,10 @@ class Settings:
     # open to anyone who reaches it).
     insecure: bool = False
     port: int = 8000
+    # A SQLite file (a path or sqlite:/// URL), or a postgresql:// URL for several workers.
     database: str = "./gateway.db"
+    # PostgreSQL only: the connections each gateway process keeps open (a fixed pool).
+    database_pool_size: int = 10
     log_level: str = "info"
     # "text", or "json": one JSON object per line with request id, project and run id.
     log_format: str = "text"
@@ -88,6 +91,11 @@ class Settings:
         return sqlite_path(self.database)
 
 
+def is_postgres(database: str) -> bool:
+    """The database is a PostgreSQL URL (else a SQLite file)."""
+    return database.startswith(("postgresql://", "postgres://"))
+
+
 def sqlite_path(database: str) -> Path:
     """Turn `./x.db`, `sqlite:///x.db` or `sqlite:////abs/x.db` into a path."""
     if "://" not in database:
@@ -95,7 +103,8 @@ def sqlite_path(database: str) -> Path:
     scheme, _, rest = database.partition("://")
     if scheme != "sqlite":
         raise SettingsError(
-            f"unsupported database URL scheme {scheme!r}: use a file path or sqlite:///PATH"
+            f"unsupported database URL scheme {scheme!r}: use a file path, sqlite:///PATH or "
+            "postgresql://USER@HOST/DATABASE"
         )
     if not rest.startswith("/") or rest == "/":
         raise SettingsError(
@@ -154,6 +163,7 @@ def validate(settings: Settings) -> None:
         raise SettingsError("subscriber buffer must be at least 1")
     for name in (
         "database_busy_ms",
+        "database_pool_size",
         "max_body_bytes",
         "max_message_chars",
         "max_instructions_chars",
@@ -170,4 +180,5 @@ def validate(settings: Settings) -> None:
         raise SettingsError(f"unknown log format {settings.log_format!r}: text or json")
     if settings.log_level.lower() not in {"critical", "error", "warning", "info", "debug", "trace"}:
         raise SettingsError(f"unknown log level {settings.log_level!r}")
-    sqlite_path(settings.database)
+    if not is_postgres(settings.database):
+        sqlite_path(settings.database)

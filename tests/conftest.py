@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from tests.server import LiveServer
+from tests.stores import Database, database, postgres_missing
 
 # The SDK marks every Assistants method deprecated; calling them is what these tests do.
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -28,11 +29,31 @@ def need(condition: bool, reason: str) -> None:
 
 
 @pytest.fixture
-def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
-    """A gateway on a fresh SQLite file; `@pytest.mark.settings(...)` overrides settings."""
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store backend of the test's database: sqlite, or GATEWAY_TEST_BACKEND (a test
+    marked `sqlite_only` works on the file itself). A module whose tests run once per backend
+    imports `every_backend` from tests.stores instead."""
+    if request.node.get_closest_marker("sqlite_only"):
+        return "sqlite"
+    return os.environ.get("GATEWAY_TEST_BACKEND", "sqlite")
+
+
+@pytest.fixture
+def db(backend: str, tmp_path: Path) -> Iterator[Database]:
+    """A database of the test's own: a SQLite file, or a PostgreSQL schema dropped afterwards."""
+    if backend == "postgresql":
+        missing = postgres_missing()
+        need(missing is None, missing or "")
+    with database(backend, tmp_path) as found:
+        yield found
+
+
+@pytest.fixture
+def server(db: Database, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """A gateway on a fresh database; `@pytest.mark.settings(...)` overrides settings."""
     marker = request.node.get_closest_marker("settings")
     overrides = dict(marker.kwargs) if marker else {}
-    live = LiveServer(tmp_path / "gateway.db", **overrides).start()  # type: ignore[arg-type]
+    live = LiveServer(db.url, **overrides).start()  # type: ignore[arg-type]
     yield live
     live.stop()
 

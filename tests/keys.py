@@ -9,7 +9,7 @@ from pathlib import Path
 from gateway.__main__ import main
 
 
-def make_key(database: Path, project: str) -> str:
+def make_key(database: Path | str, project: str) -> str:
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         assert main(["keys", "--database", str(database), "create", "--project", project]) == 0

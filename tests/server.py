@@ -23,7 +23,7 @@ class LiveServer:
 
     def __init__(
         self,
-        database: Path,
+        database: Path | str,
         backend_for: Callable[[str], ModelBackend] | None = None,
         config: GatewayConfig | None = None,
         **settings: object,

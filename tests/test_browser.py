@@ -323,7 +323,7 @@ def test_playground_with_api_keys(server: LiveServer, page: Page) -> None:
 
     # Off this thread: Playwright's own event loop runs on it, and the CLI starts one.
     with ThreadPoolExecutor(1) as other:
-        alpha, beta = other.map(make_key, [server.settings.database_path] * 2, ["alpha", "beta"])
+        alpha, beta = other.map(make_key, [server.settings.database] * 2, ["alpha", "beta"])
     time.sleep(1.2)  # the server rereads its keys every second
     hidden = urllib.request.Request(
         f"{server.base_url}/assistants",

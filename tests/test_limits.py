@@ -189,6 +189,7 @@ def test_a_full_gateway_answers_503_with_retry_after(
     assert int(answer[1]["retry-after"]) >= 1
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.settings(database_busy_ms=200)
 def test_a_locked_database_is_a_503_and_service_comes_back(
     server: LiveServer, client: openai.OpenAI

@@ -317,6 +317,7 @@ def test_resume_across_a_restart_continues_after_the_id(
     assert resumed[-3].data == run
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.settings(local_model_delay_ms=10)
 def test_resume_after_a_crash_reaches_the_recovery_in_a_new_epoch(
     server: LiveServer, client: openai.OpenAI, assistant_id: str, tmp_path: Path

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from tests.conftest import need
 from tests.schemas import SPEC, assert_conforms
 from tests.server import LiveServer
+from tests.stores import every_backend  # noqa: F401  (runs each test per store backend)
 
 WEATHER = {
     "type": "function",

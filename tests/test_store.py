@@ -1,21 +1,27 @@
-"""SQLiteRunStore against a real database file: schema, transactions, pagination, lifecycle."""
+"""The store contract, run once per backend (a SQLite file, a PostgreSQL schema): transactions,
+pagination, cascades, lifecycle; then what is SQLite's own (pragmas, migrations, group commit)."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from gateway import events, objects
+from gateway.errors import StoreUnavailableError
+from gateway.store import RunStore, StoreOpenError, open_store
 from gateway.store.base import CursorNotFoundError, Kind, LoggedEvent, PageQuery, StoreTx
 from gateway.store.migrations import MIGRATIONS
-from gateway.store.sqlite import SQLiteRunStore, StoreOpenError
+from gateway.store.sqlite import SQLiteRunStore
 from gateway.types import Obj
+from tests.stores import Database, every_backend  # noqa: F401  (runs each test per backend)
 
 
 @pytest.fixture
@@ -24,11 +30,23 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SQLiteRunStore]:
+async def store(db: Database) -> AsyncIterator[RunStore]:
+    opened = db.store()
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def sqlite_store(db_path: Path) -> AsyncIterator[SQLiteRunStore]:
     opened = SQLiteRunStore(db_path)
     await opened.open()
     yield opened
     await opened.close()
+
+
+# What each backend raises for a broken constraint (the gateway never relies on catching it).
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)
 
 
 def _pragma(path: Path, name: str) -> Any:
@@ -52,7 +70,7 @@ def _new_step(run: Obj) -> Obj:
     return objects.step(run, details)
 
 
-async def _insert(store: SQLiteRunStore, *items: tuple[Kind, Obj]) -> None:
+async def _insert(store: RunStore, *items: tuple[Kind, Obj]) -> None:
     async def fn(tx: StoreTx) -> None:
         for kind, obj in items:
             await tx.insert(kind, obj)
@@ -60,7 +78,7 @@ async def _insert(store: SQLiteRunStore, *items: tuple[Kind, Obj]) -> None:
     await store.write(fn)
 
 
-async def _seed(store: SQLiteRunStore) -> dict[Kind, Obj]:
+async def _seed(store: RunStore) -> dict[Kind, Obj]:
     """One object of every kind, parents first, inserted in one write."""
     assistant = _new_assistant()
     thread = objects.thread({})
@@ -78,12 +96,23 @@ async def _seed(store: SQLiteRunStore) -> dict[Kind, Obj]:
     return seeded
 
 
-async def _assistants(store: SQLiteRunStore, count: int) -> list[str]:
+async def _assistants(store: RunStore, count: int) -> list[str]:
     """Insert `count` assistants one write at a time and return their ids, oldest first."""
     made = [_new_assistant() for _ in range(count)]
     for assistant in made:
         await _insert(store, (Kind.ASSISTANT, assistant))
     return [a["id"] for a in made]
+
+
+async def _eventually(store: RunStore, kind: Kind, object_id: str) -> Obj | None:
+    """The object once a write still in flight has committed it (SQLite's single writer
+    commits in order; PostgreSQL's concurrent transactions need not): polled for up to 5 s."""
+    for _ in range(100):
+        found = await store.get(kind, object_id)
+        if found is not None:
+            return found
+        await asyncio.sleep(0.05)
+    return None
 
 
 def _cursor_query(param: str, cursor: str) -> PageQuery:
@@ -97,25 +126,25 @@ def _ids(items: list[Obj]) -> list[str]:
 # -- open / migrations ---------------------------------------------------------------------------
 
 
-async def test_open_applies_every_migration(store: SQLiteRunStore, db_path: Path) -> None:
+async def test_open_applies_every_migration(sqlite_store: SQLiteRunStore, db_path: Path) -> None:
     """A fresh file is migrated to the newest schema version."""
     assert _pragma(db_path, "user_version") == len(MIGRATIONS)
 
 
-async def test_open_sets_wal_journal_mode(store: SQLiteRunStore, db_path: Path) -> None:
+async def test_open_sets_wal_journal_mode(sqlite_store: SQLiteRunStore, db_path: Path) -> None:
     """The database file is left in WAL mode, which persists across connections."""
     assert _pragma(db_path, "journal_mode") == "wal"
 
 
-async def test_store_connections_enforce_foreign_keys(store: SQLiteRunStore) -> None:
+async def test_store_connections_enforce_foreign_keys(sqlite_store: SQLiteRunStore) -> None:
     """Both store connections run with foreign keys on, so an orphan message is refused."""
-    for conn in (store._writer, store._reader):
+    for conn in (sqlite_store._writer, sqlite_store._reader):
         assert conn is not None
         rows = list(await conn.execute_fetchall("PRAGMA foreign_keys"))
         assert rows[0][0] == 1
     orphan = objects.user_message("thread_missing", {"role": "user", "content": "hi"})
     with pytest.raises(sqlite3.IntegrityError):
-        await _insert(store, (Kind.MESSAGE, orphan))
+        await _insert(sqlite_store, (Kind.MESSAGE, orphan))
 
 
 async def test_reopen_keeps_schema_and_data(db_path: Path) -> None:
@@ -193,18 +222,18 @@ async def test_unopenable_path_raises_store_open_error(tmp_path: Path, where: st
 
 
 @pytest.mark.parametrize("kind", list(Kind))
-async def test_insert_then_get_roundtrips_every_kind(store: SQLiteRunStore, kind: Kind) -> None:
+async def test_insert_then_get_roundtrips_every_kind(store: RunStore, kind: Kind) -> None:
     """An inserted object comes back from get() exactly as it went in."""
     seeded = await _seed(store)
     assert await store.get(kind, seeded[kind]["id"]) == seeded[kind]
 
 
-async def test_get_unknown_id_returns_none(store: SQLiteRunStore) -> None:
+async def test_get_unknown_id_returns_none(store: RunStore) -> None:
     """get() of an id never stored is None, not an error."""
     assert await store.get(Kind.THREAD, "thread_missing") is None
 
 
-async def test_tx_reads_its_own_writes(store: SQLiteRunStore) -> None:
+async def test_tx_reads_its_own_writes(store: RunStore) -> None:
     """Inside a write, tx.get() sees an object the same transaction inserted."""
     assistant = _new_assistant()
 
@@ -215,15 +244,23 @@ async def test_tx_reads_its_own_writes(store: SQLiteRunStore) -> None:
     assert await store.write(fn) == assistant
 
 
-async def test_insert_of_existing_id_is_refused(store: SQLiteRunStore) -> None:
+async def test_an_orphan_message_is_refused(store: RunStore) -> None:
+    """Foreign keys hold: a message of a thread that does not exist is not stored."""
+    orphan = objects.user_message("thread_missing", {"role": "user", "content": "hi"})
+    with pytest.raises(INTEGRITY_ERRORS):
+        await _insert(store, (Kind.MESSAGE, orphan))
+    assert await store.get(Kind.MESSAGE, orphan["id"]) is None
+
+
+async def test_insert_of_existing_id_is_refused(store: RunStore) -> None:
     """insert() never overwrites: a second insert of the same id is an integrity error."""
     [assistant_id] = await _assistants(store, 1)
     again = {**_new_assistant(), "id": assistant_id}
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         await _insert(store, (Kind.ASSISTANT, again))
 
 
-async def test_save_upserts_without_deleting_children(store: SQLiteRunStore) -> None:
+async def test_save_upserts_without_deleting_children(store: RunStore) -> None:
     """Saving an existing thread updates it in place and keeps its messages, runs and steps."""
     seeded = await _seed(store)
     thread = {**seeded[Kind.THREAD], "metadata": {"k": "v"}}
@@ -237,7 +274,7 @@ async def test_save_upserts_without_deleting_children(store: SQLiteRunStore) -> 
         assert await store.get(kind, seeded[kind]["id"]) == seeded[kind]
 
 
-async def test_save_updates_lookup_columns(store: SQLiteRunStore) -> None:
+async def test_save_updates_lookup_columns(store: RunStore) -> None:
     """Saving a run with a new status moves it between runs_with_status() answers."""
     seeded = await _seed(store)
     done = {**seeded[Kind.RUN], "status": "completed"}
@@ -250,7 +287,7 @@ async def test_save_updates_lookup_columns(store: SQLiteRunStore) -> None:
     assert await store.runs_with_status(["completed"]) == [done]
 
 
-async def test_save_inserts_a_new_object(store: SQLiteRunStore) -> None:
+async def test_save_inserts_a_new_object(store: RunStore) -> None:
     """save() of an unknown id inserts it."""
     assistant = _new_assistant()
 
@@ -261,7 +298,7 @@ async def test_save_inserts_a_new_object(store: SQLiteRunStore) -> None:
     assert await store.get(Kind.ASSISTANT, assistant["id"]) == assistant
 
 
-async def test_raising_write_rolls_back_everything(store: SQLiteRunStore) -> None:
+async def test_raising_write_rolls_back_everything(store: RunStore) -> None:
     """A write fn that raises persists none of its changes and the store stays usable."""
     thread = objects.thread({})
     message = objects.user_message(thread["id"], {"role": "user", "content": "hi"})
@@ -280,7 +317,7 @@ async def test_raising_write_rolls_back_everything(store: SQLiteRunStore) -> Non
     assert await store.get(Kind.THREAD, thread["id"]) == thread
 
 
-async def test_delete_reports_whether_a_row_went(store: SQLiteRunStore) -> None:
+async def test_delete_reports_whether_a_row_went(store: RunStore) -> None:
     """tx.delete() is True for a stored id and False for an unknown one."""
     [assistant_id] = await _assistants(store, 1)
 
@@ -293,7 +330,7 @@ async def test_delete_reports_whether_a_row_went(store: SQLiteRunStore) -> None:
     assert await store.get(Kind.ASSISTANT, assistant_id) is None
 
 
-async def test_write_cancelled_while_running_still_commits(store: SQLiteRunStore) -> None:
+async def test_write_cancelled_while_running_still_commits(store: RunStore) -> None:
     """Cancelling the caller of a running write does not stop the write from committing."""
     thread = objects.thread({})
     message = objects.user_message(thread["id"], {"role": "user", "content": "hi"})
@@ -310,15 +347,11 @@ async def test_write_cancelled_while_running_still_commits(store: SQLiteRunStore
     with pytest.raises(asyncio.CancelledError):
         await caller
 
-    # The write lock orders this read-back after the cancelled write's commit.
-    async def read_back(tx: StoreTx) -> tuple[Obj | None, Obj | None]:
-        return await tx.get(Kind.THREAD, thread["id"]), await tx.get(Kind.MESSAGE, message["id"])
-
-    assert await store.write(read_back) == (thread, message)
-    assert await store.get(Kind.MESSAGE, message["id"]) == message
+    assert await _eventually(store, Kind.THREAD, thread["id"]) == thread
+    assert await _eventually(store, Kind.MESSAGE, message["id"]) == message
 
 
-async def test_write_cancelled_while_queued_still_commits(store: SQLiteRunStore) -> None:
+async def test_write_cancelled_while_queued_still_commits(store: RunStore) -> None:
     """A write whose caller is cancelled while it waits behind another write still commits."""
     gate = asyncio.Event()
     holding = asyncio.Event()
@@ -347,15 +380,12 @@ async def test_write_cancelled_while_queued_still_commits(store: SQLiteRunStore)
     gate.set()
     await holder
 
-    async def read_back(tx: StoreTx) -> Obj | None:
-        return await tx.get(Kind.ASSISTANT, assistant["id"])
-
-    assert await store.write(read_back) == assistant
+    assert await _eventually(store, Kind.ASSISTANT, assistant["id"]) == assistant
 
 
-async def test_close_waits_for_a_cancelled_write(db_path: Path) -> None:
+async def test_close_waits_for_a_cancelled_write(db: Database) -> None:
     """close() lets an in-flight write whose caller was cancelled commit before closing."""
-    store = SQLiteRunStore(db_path)
+    store = db.store()
     await store.open()
     assistant = _new_assistant()
     running = asyncio.Event()
@@ -371,7 +401,7 @@ async def test_close_waits_for_a_cancelled_write(db_path: Path) -> None:
         await caller
     await store.close()
 
-    reopened = SQLiteRunStore(db_path)
+    reopened = db.store()
     await reopened.open()
     try:
         assert await reopened.get(Kind.ASSISTANT, assistant["id"]) == assistant
@@ -382,7 +412,7 @@ async def test_close_waits_for_a_cancelled_write(db_path: Path) -> None:
 # -- list_page -----------------------------------------------------------------------------------
 
 
-async def test_list_page_defaults_to_newest_first(store: SQLiteRunStore) -> None:
+async def test_list_page_defaults_to_newest_first(store: RunStore) -> None:
     """Without an order, a page lists the newest object first."""
     made = await _assistants(store, 3)
     items, has_more = await store.list_page(Kind.ASSISTANT, PageQuery())
@@ -390,7 +420,7 @@ async def test_list_page_defaults_to_newest_first(store: SQLiteRunStore) -> None
     assert has_more is False
 
 
-async def test_list_page_asc_lists_oldest_first(store: SQLiteRunStore) -> None:
+async def test_list_page_asc_lists_oldest_first(store: RunStore) -> None:
     """order=asc lists in creation order."""
     made = await _assistants(store, 3)
     items, _ = await store.list_page(Kind.ASSISTANT, PageQuery(order="asc"))
@@ -399,7 +429,7 @@ async def test_list_page_asc_lists_oldest_first(store: SQLiteRunStore) -> None:
 
 @pytest.mark.parametrize(("limit", "expected_more"), [(1, True), (4, True), (5, False), (6, False)])
 async def test_list_page_limit_and_exact_has_more(
-    store: SQLiteRunStore, limit: int, expected_more: bool
+    store: RunStore, limit: int, expected_more: bool
 ) -> None:
     """A page holds at most `limit` items; has_more is True only if another item follows."""
     made = await _assistants(store, 5)
@@ -408,7 +438,7 @@ async def test_list_page_limit_and_exact_has_more(
     assert has_more is expected_more
 
 
-async def test_list_page_of_empty_collection(store: SQLiteRunStore) -> None:
+async def test_list_page_of_empty_collection(store: RunStore) -> None:
     """An empty collection lists no items and no more."""
     assert await store.list_page(Kind.ASSISTANT, PageQuery()) == ([], False)
 
@@ -437,7 +467,7 @@ CURSOR_CASES = [
     ("order", "after", "before", "limit", "expected", "expected_more"), CURSOR_CASES
 )
 async def test_list_page_cursors(
-    store: SQLiteRunStore,
+    store: RunStore,
     order: Any,
     after: int | None,
     before: int | None,
@@ -458,7 +488,7 @@ async def test_list_page_cursors(
     assert has_more is expected_more
 
 
-async def test_list_page_walks_every_item_once(store: SQLiteRunStore) -> None:
+async def test_list_page_walks_every_item_once(store: RunStore) -> None:
     """Following last_id with `after` visits every item exactly once, in order."""
     made = await _assistants(store, 7)
     seen: list[str] = []
@@ -473,7 +503,7 @@ async def test_list_page_walks_every_item_once(store: SQLiteRunStore) -> None:
 
 
 @pytest.mark.parametrize("param", ["after", "before"])
-async def test_unknown_cursor_raises(store: SQLiteRunStore, param: str) -> None:
+async def test_unknown_cursor_raises(store: RunStore, param: str) -> None:
     """A cursor naming no stored object raises CursorNotFoundError naming the parameter."""
     await _assistants(store, 2)
     query = _cursor_query(param, "asst_missing")
@@ -483,7 +513,7 @@ async def test_unknown_cursor_raises(store: SQLiteRunStore, param: str) -> None:
     assert caught.value.cursor == "asst_missing"
 
 
-async def _two_threads_of_messages(store: SQLiteRunStore) -> tuple[dict[str, list[str]], Obj]:
+async def _two_threads_of_messages(store: RunStore) -> tuple[dict[str, list[str]], Obj]:
     """Two threads with three messages each, interleaved; the last two of thread A tie to a run."""
     assistant = _new_assistant()
     thread_a, thread_b = objects.thread({}), objects.thread({})
@@ -504,7 +534,7 @@ async def _two_threads_of_messages(store: SQLiteRunStore) -> tuple[dict[str, lis
     return ids, run
 
 
-async def test_list_page_filters_messages_by_thread(store: SQLiteRunStore) -> None:
+async def test_list_page_filters_messages_by_thread(store: RunStore) -> None:
     """Filtering by thread_id lists only that thread's messages."""
     ids, _ = await _two_threads_of_messages(store)
     for thread_id, message_ids in ids.items():
@@ -515,7 +545,7 @@ async def test_list_page_filters_messages_by_thread(store: SQLiteRunStore) -> No
         assert has_more is False
 
 
-async def test_list_page_filters_messages_by_run(store: SQLiteRunStore) -> None:
+async def test_list_page_filters_messages_by_run(store: RunStore) -> None:
     """Filtering by thread_id and run_id lists only the run's messages."""
     ids, run = await _two_threads_of_messages(store)
     items, _ = await store.list_page(
@@ -524,7 +554,7 @@ async def test_list_page_filters_messages_by_run(store: SQLiteRunStore) -> None:
     assert _ids(items) == ids[run["thread_id"]][1:]
 
 
-async def test_list_page_cursor_within_filter(store: SQLiteRunStore) -> None:
+async def test_list_page_cursor_within_filter(store: RunStore) -> None:
     """A cursor inside the filtered collection pages within that collection only."""
     ids, run = await _two_threads_of_messages(store)
     thread_ids = ids[run["thread_id"]]
@@ -535,7 +565,7 @@ async def test_list_page_cursor_within_filter(store: SQLiteRunStore) -> None:
 
 
 @pytest.mark.parametrize("param", ["after", "before"])
-async def test_cursor_from_another_thread_is_unknown(store: SQLiteRunStore, param: str) -> None:
+async def test_cursor_from_another_thread_is_unknown(store: RunStore, param: str) -> None:
     """A message id from another thread is no cursor for this thread's messages."""
     ids, run = await _two_threads_of_messages(store)
     [other] = [t for t in ids if t != run["thread_id"]]
@@ -548,13 +578,13 @@ async def test_cursor_from_another_thread_is_unknown(store: SQLiteRunStore, para
 # -- list_all / runs_with_status -----------------------------------------------------------------
 
 
-async def test_list_all_is_oldest_first(store: SQLiteRunStore) -> None:
+async def test_list_all_is_oldest_first(store: RunStore) -> None:
     """list_all() returns every object in creation order."""
     made = await _assistants(store, 4)
     assert _ids(await store.list_all(Kind.ASSISTANT)) == made
 
 
-async def test_list_all_filters(store: SQLiteRunStore) -> None:
+async def test_list_all_filters(store: RunStore) -> None:
     """list_all() with filters returns only matching objects, oldest first."""
     ids, run = await _two_threads_of_messages(store)
     for thread_id, message_ids in ids.items():
@@ -564,7 +594,7 @@ async def test_list_all_filters(store: SQLiteRunStore) -> None:
     assert await store.list_all(Kind.MESSAGE, thread_id="thread_missing") == []
 
 
-async def test_runs_with_status(store: SQLiteRunStore) -> None:
+async def test_runs_with_status(store: RunStore) -> None:
     """runs_with_status() returns the runs in any of the given statuses, oldest first."""
     assistant = _new_assistant()
     thread = objects.thread({})
@@ -583,7 +613,7 @@ async def test_runs_with_status(store: SQLiteRunStore) -> None:
     assert await store.runs_with_status([]) == []
 
 
-async def test_tx_active_run(store: SQLiteRunStore) -> None:
+async def test_tx_active_run(store: RunStore) -> None:
     """tx.active_run() finds the thread's run in an active status and ignores finished ones."""
     seeded = await _seed(store)
     thread_id = seeded[Kind.THREAD]["id"]
@@ -603,7 +633,7 @@ async def test_tx_active_run(store: SQLiteRunStore) -> None:
 # -- cascade and durability ----------------------------------------------------------------------
 
 
-async def test_deleting_a_thread_cascades(store: SQLiteRunStore) -> None:
+async def test_deleting_a_thread_cascades(store: RunStore) -> None:
     """Deleting a thread deletes its messages, runs and run steps, and nothing else."""
     seeded = await _seed(store)
     other = await _seed(store)
@@ -620,14 +650,14 @@ async def test_deleting_a_thread_cascades(store: SQLiteRunStore) -> None:
         assert await store.get(kind, obj["id"]) == obj
 
 
-async def test_data_survives_close_and_reopen(db_path: Path) -> None:
-    """Everything written is there after close() and a fresh open() of the same file."""
-    first = SQLiteRunStore(db_path)
+async def test_data_survives_close_and_reopen(db: Database) -> None:
+    """Everything written is there after close() and a fresh open() of the same database."""
+    first = db.store()
     await first.open()
     seeded = await _seed(first)
     await first.close()
 
-    second = SQLiteRunStore(db_path)
+    second = db.store()
     await second.open()
     try:
         for kind, obj in seeded.items():
@@ -653,9 +683,9 @@ async def test_close_leaves_no_threads(db_path: Path) -> None:
     assert [thread for thread in started if thread.is_alive()] == []
 
 
-async def test_close_twice_is_harmless(db_path: Path) -> None:
+async def test_close_twice_is_harmless(db: Database) -> None:
     """A second close() is a no-op."""
-    store = SQLiteRunStore(db_path)
+    store = db.store()
     await store.open()
     await store.close()
     await store.close()
@@ -696,18 +726,18 @@ def test_migration_3_moves_row_per_event_logs_into_blocks(db_path: Path) -> None
 # --- group commit ---------------------------------------------------------------------------
 
 
-async def _traced(store: SQLiteRunStore) -> list[str]:
+async def _traced(sqlite_store: SQLiteRunStore) -> list[str]:
     """Statements the writer connection runs from now on (its trace callback)."""
     seen: list[str] = []
-    assert store._writer is not None
-    await store._writer.set_trace_callback(seen.append)
+    assert sqlite_store._writer is not None
+    await sqlite_store._writer.set_trace_callback(seen.append)
     return seen
 
 
-async def test_concurrent_writes_share_transactions(store: SQLiteRunStore) -> None:
+async def test_concurrent_writes_share_transactions(sqlite_store: SQLiteRunStore) -> None:
     """Fifty writes made at once are all committed, in far fewer than fifty transactions, and
     each caller gets its own result."""
-    traced = await _traced(store)
+    traced = await _traced(sqlite_store)
     assistants = [_new_assistant() for _ in range(50)]
 
     def writer(assistant: Obj) -> Callable[[StoreTx], Awaitable[str]]:
@@ -717,16 +747,16 @@ async def test_concurrent_writes_share_transactions(store: SQLiteRunStore) -> No
 
         return fn
 
-    results = await asyncio.gather(*(store.write(writer(a)) for a in assistants))
+    results = await asyncio.gather(*(sqlite_store.write(writer(a)) for a in assistants))
     assert results == [a["id"] for a in assistants]
     for assistant in assistants:
-        assert await store.get(Kind.ASSISTANT, assistant["id"]) == assistant
+        assert await sqlite_store.get(Kind.ASSISTANT, assistant["id"]) == assistant
     begins = [s for s in traced if s.startswith("BEGIN")]
     assert 1 <= len(begins) <= 5, begins
 
 
 async def test_a_failing_write_does_not_undo_the_others_in_its_group(
-    store: SQLiteRunStore,
+    store: RunStore,
 ) -> None:
     """In one group: a write that raises before sending anything, and one whose statement fails
     at commit (a duplicate id), each get their own error; the others are committed."""
@@ -754,14 +784,14 @@ async def test_a_failing_write_does_not_undo_the_others_in_its_group(
     )
     assert outcomes[0] is None and outcomes[2] is None and outcomes[4] is None
     assert isinstance(outcomes[1], LookupError)
-    assert isinstance(outcomes[3], sqlite3.IntegrityError)
+    assert isinstance(outcomes[3], INTEGRITY_ERRORS)
     for assistant in fine:
         assert await store.get(Kind.ASSISTANT, assistant["id"]) == assistant
     rows = await store.list_all(Kind.ASSISTANT)
     assert len(rows) == 4  # the one taken before, and the three fine ones
 
 
-async def test_a_write_that_fails_after_reading_is_undone_alone(store: SQLiteRunStore) -> None:
+async def test_a_write_that_fails_after_reading_is_undone_alone(store: RunStore) -> None:
     """A write that sent statements (a read flushes them) and then raised leaves nothing of its
     own behind, and the writes grouped with it still commit."""
     fine, lost = _new_assistant(), _new_assistant()
@@ -780,10 +810,10 @@ async def test_a_write_that_fails_after_reading_is_undone_alone(store: SQLiteRun
     assert await store.get(Kind.ASSISTANT, lost["id"]) is None
 
 
-async def test_a_lone_one_statement_write_is_sent_alone(store: SQLiteRunStore) -> None:
+async def test_a_lone_one_statement_write_is_sent_alone(sqlite_store: SQLiteRunStore) -> None:
     """A group that comes down to one statement sends it without BEGIN and COMMIT (it is
     atomic by itself); a write of two statements gets its transaction."""
-    traced = await _traced(store)
+    traced = await _traced(sqlite_store)
     one, two, three = _new_assistant(), _new_assistant(), _new_assistant()
 
     async def single(tx: StoreTx) -> None:
@@ -794,22 +824,22 @@ async def test_a_lone_one_statement_write_is_sent_alone(store: SQLiteRunStore) -
         await tx.save(Kind.THREAD, objects.thread({}))
         await tx.insert(Kind.ASSISTANT, three)
 
-    await store.write(single)
+    await sqlite_store.write(single)
     assert [s.split()[0] for s in traced] == ["INSERT"]
     traced.clear()
-    await store.write(double)
+    await sqlite_store.write(double)
     assert [s.split()[0] for s in traced] == ["BEGIN", "INSERT", "INSERT", "INSERT", "COMMIT"]
     for assistant in (one, two, three):
-        assert await store.get(Kind.ASSISTANT, assistant["id"]) == assistant
+        assert await sqlite_store.get(Kind.ASSISTANT, assistant["id"]) == assistant
 
 
 async def test_a_write_without_reads_is_one_trip_to_the_database_thread(
-    store: SQLiteRunStore,
+    sqlite_store: SQLiteRunStore,
 ) -> None:
     """BEGIN, the held statements and COMMIT of a write that reads nothing go to aiosqlite's
     thread together: one trip, however many statements."""
-    assert store._writer is not None
-    writer = store._writer
+    assert sqlite_store._writer is not None
+    writer = sqlite_store._writer
     trips = 0
     real = writer._execute
 
@@ -826,8 +856,46 @@ async def test_a_write_without_reads_is_one_trip_to_the_database_thread(
             await tx.save(Kind.THREAD, objects.thread({}))
             await tx.insert(Kind.ASSISTANT, _new_assistant())
 
-        await store.write(three)
+        await sqlite_store.write(three)
     finally:
         del writer._execute
     assert trips == 1
-    assert len(await store.list_all(Kind.ASSISTANT)) == 2
+    assert len(await sqlite_store.list_all(Kind.ASSISTANT)) == 2
+
+
+# --- PostgreSQL's own ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_postgres_lock_held_past_busy_timeout_is_unavailable(db: Database) -> None:
+    """Another session holds a table lock: the write is refused with StoreUnavailableError
+    after busy_ms, not a hang or a bare driver error, and succeeds once the lock goes."""
+    store = db.store(busy_ms=200)
+    await store.open()
+    holder = await asyncpg.connect(db.url)
+    try:
+        lock = holder.transaction()
+        await lock.start()
+        await holder.execute("LOCK TABLE assistants IN ACCESS EXCLUSIVE MODE")
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(StoreUnavailableError):
+            await _insert(store, (Kind.ASSISTANT, _new_assistant()))
+        assert asyncio.get_running_loop().time() - started < 3
+        await lock.rollback()
+        [made] = await _assistants(store, 1)
+        assert await store.get(Kind.ASSISTANT, made) is not None
+    finally:
+        await holder.close()
+        await store.close()
+
+
+async def test_postgres_unreachable_is_an_open_error() -> None:
+    """A server that does not answer fails open() with StoreOpenError, password not shown."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = open_store(f"postgresql://someone:secret@127.0.0.1:{port}/none")
+    with pytest.raises(StoreOpenError) as raised:
+        await store.open()
+    assert "secret" not in str(raised.value)
+    await store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway.settings import is_postgres
 from gateway.store.base import (
     OWNED_KINDS,
     ApiKey,
@@ -11,13 +12,19 @@ from gateway.store.base import (
     LoggedEvent,
     PageQuery,
     RunStore,
+    StoreOpenError,
     StoreTx,
 )
 
 
-def open_store(database: str, *, busy_ms: int = 5000) -> RunStore:
-    """The store named by `database` (a SQLite path or sqlite:/// URL); imported when chosen.
-    A write waits `busy_ms` for another process's lock before it is refused."""
+def open_store(database: str, *, busy_ms: int = 5000, pool_size: int = 10) -> RunStore:
+    """The store named by `database`: a postgresql:// URL, or a SQLite path or sqlite:/// URL;
+    its module is imported when chosen. A write waits `busy_ms` for a lock another process
+    holds before it is refused; a PostgreSQL store keeps `pool_size` connections."""
+    if is_postgres(database):
+        from gateway.store.postgres import PostgresRunStore
+
+        return PostgresRunStore(database, busy_ms=busy_ms, pool_size=pool_size)
     from gateway.settings import sqlite_path
     from gateway.store.sqlite import SQLiteRunStore
 
@@ -33,6 +40,8 @@ __all__ = [
     "LoggedEvent",
     "PageQuery",
     "RunStore",
+    "StoreOpenError",
     "StoreTx",
+    "is_postgres",
     "open_store",
 ]

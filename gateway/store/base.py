@@ -70,6 +70,10 @@ class IdempotentRecord:
     run_id: str | None = None
 
 
+class StoreOpenError(Exception):
+    """The database cannot be opened, reached or migrated at start."""
+
+
 class CursorNotFoundError(LookupError):
     """An `after`/`before` cursor names no object in the listed collection."""
 

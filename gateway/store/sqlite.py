@@ -38,6 +38,7 @@ from gateway.store.base import (
     Kind,
     LoggedEvent,
     PageQuery,
+    StoreOpenError,
 )
 from gateway.store.eventblocks import event_blocks, split_block
 from gateway.store.migrations import MIGRATIONS
@@ -62,10 +63,6 @@ _COLUMNS: Final[dict[Kind, tuple[str, ...]]] = {
 }
 _ACTIVE: Final = tuple(sorted(ACTIVE_RUN_STATUSES))
 _ACTIVE_SQL: Final = ",".join("?" * len(_ACTIVE))
-
-
-class StoreOpenError(Exception):
-    """The database file cannot be opened or migrated."""
 
 
 async def _connect(path: Path, busy_ms: int) -> aiosqlite.Connection:

@@ -1,0 +1,91 @@
+"""Versioned schema migrations for the PostgreSQL store; the table `gateway_schema` records
+which have been applied. The tables are those of the SQLite store after its own migrations
+(see migrations.py), in PostgreSQL's types: bodies and event frames as bytea, exactly the
+bytes the API sends.
+
+Append a new script to MIGRATIONS to change the schema; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: objects, the run event log in blocks, secrets, API keys and idempotency keys.
+    """
+    CREATE TABLE assistants (
+        seq     BIGSERIAL PRIMARY KEY,
+        id      TEXT NOT NULL UNIQUE,
+        project TEXT NOT NULL DEFAULT '',
+        body    BYTEA NOT NULL
+    );
+    CREATE INDEX assistants_by_project ON assistants(project, seq);
+    CREATE TABLE threads (
+        seq     BIGSERIAL PRIMARY KEY,
+        id      TEXT NOT NULL UNIQUE,
+        project TEXT NOT NULL DEFAULT '',
+        body    BYTEA NOT NULL
+    );
+    CREATE TABLE messages (
+        seq       BIGSERIAL PRIMARY KEY,
+        id        TEXT NOT NULL UNIQUE,
+        thread_id TEXT NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
+        run_id    TEXT,
+        body      BYTEA NOT NULL
+    );
+    CREATE INDEX messages_by_thread ON messages(thread_id, seq);
+    CREATE INDEX messages_by_run ON messages(run_id) WHERE run_id IS NOT NULL;
+    CREATE TABLE runs (
+        seq          BIGSERIAL PRIMARY KEY,
+        id           TEXT NOT NULL UNIQUE,
+        thread_id    TEXT NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
+        assistant_id TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        expires_at   BIGINT,
+        body         BYTEA NOT NULL
+    );
+    CREATE INDEX runs_by_thread ON runs(thread_id, seq);
+    CREATE INDEX runs_active ON runs(status, expires_at)
+        WHERE status IN ('queued', 'in_progress', 'requires_action', 'cancelling');
+    CREATE TABLE run_steps (
+        seq       BIGSERIAL PRIMARY KEY,
+        id        TEXT NOT NULL UNIQUE,
+        thread_id TEXT NOT NULL,
+        run_id    TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        body      BYTEA NOT NULL
+    );
+    CREATE INDEX run_steps_by_run ON run_steps(run_id, seq);
+    CREATE TABLE run_event_blocks (
+        run_id     TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        first_seq  BIGINT NOT NULL,
+        last_seq   BIGINT NOT NULL,
+        frames     BYTEA NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (run_id, first_seq)
+    );
+    CREATE INDEX run_event_blocks_by_age ON run_event_blocks(created_at);
+    CREATE TABLE gateway_secrets (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE api_keys (
+        id         TEXT PRIMARY KEY,
+        project    TEXT NOT NULL,
+        hash       BYTEA NOT NULL,
+        created_at BIGINT NOT NULL,
+        revoked_at BIGINT
+    );
+    CREATE TABLE idempotency_keys (
+        project     TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        fingerprint BYTEA NOT NULL,
+        status      INTEGER,
+        body        BYTEA,
+        thread_id   TEXT,
+        run_id      TEXT,
+        created_at  BIGINT NOT NULL,
+        PRIMARY KEY (project, key)
+    );
+    CREATE INDEX idempotency_keys_by_age ON idempotency_keys(created_at);
+    """,
+)

@@ -23,6 +23,12 @@ class Subscription(Protocol):
         """Every event as it comes, in lists of all that are waiting at once (never empty)."""
         ...
 
+    async def since(self, seq: int) -> list[Event]:
+        """The events numbered after `seq` published before the subscription began, as far as
+        the bus still holds them: how a stream on another worker bridges from the stored log
+        to the live events. A bus that holds none (memory) returns []."""
+        ...
+
 
 class EventBus(Protocol):
     async def publish(self, channel: str, event: Event) -> None:

@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     flag("port", int, "port to listen on")
     flag("database", str, "SQLite file path, sqlite:/// URL, or postgresql:// URL")
+    flag("bus", str, "event bus: memory://, or redis://HOST:PORT/DB for several processes")
     flag("log_level", str, "critical, error, warning, info or debug")
     flag("log_format", str, "text, or json: one JSON object per line")
     flag("config", str, "routing configuration file (TOML) naming model upstreams")

@@ -65,7 +65,7 @@ def create_app(
             pool_size=settings.database_pool_size,
         )
         await store.open()
-        bus = open_bus("memory://", subscriber_buffer=settings.subscriber_buffer)
+        bus = open_bus(settings.bus, subscriber_buffer=settings.subscriber_buffer)
         local = LocalModelBackend(delay_ms=settings.local_model_delay_ms)
         router = ModelRouter(routing, local, metrics)
         await router.open()
@@ -77,6 +77,7 @@ def create_app(
             expiry_check_seconds=settings.expiry_check_seconds,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
             event_retention_seconds=settings.event_retention_seconds,
+            event_flush_seconds=settings.event_flush_ms / 1000,
             event_prune_seconds=settings.event_prune_seconds,
             persist_events=settings.persist_events,
             max_active_runs=settings.max_active_runs,

@@ -24,6 +24,9 @@ class Settings:
     database: str = "./gateway.db"
     # PostgreSQL only: the connections each gateway process keeps open (a fixed pool).
     database_pool_size: int = 10
+    # The event bus: memory:// (one process), or redis://HOST:PORT/DB for several processes
+    # sharing a PostgreSQL database (`?prefix=` sets its keys' prefix).
+    bus: str = "memory://"
     log_level: str = "info"
     # "text", or "json": one JSON object per line with request id, project and run id.
     log_format: str = "text"
@@ -38,6 +41,9 @@ class Settings:
     # Write run events to the database (resume across restarts). Off keeps them in memory only,
     # while the run is active: for measuring what persistence costs.
     persist_events: bool = True
+    # How long the event log gathers a moment's events before writing them in one commit: a
+    # crash loses at most this much of the log (never a run's state), and fewer, larger writes.
+    event_flush_ms: float = 20.0
     # How long a run's logged events are kept after the run ends (for resuming streams).
     event_retention_seconds: float = 3600.0
     # How often logged events past their retention are deleted.
@@ -157,6 +163,8 @@ def validate(settings: Settings) -> None:
         raise SettingsError("stream ping interval must not be negative")
     if settings.request_timeout_seconds < 0 or settings.peer_timeout_seconds < 0:
         raise SettingsError("request and peer timeouts must not be negative")
+    if settings.event_flush_ms < 0:
+        raise SettingsError("the event flush interval must not be negative")
     if settings.poll_after_ms < 0:
         raise SettingsError("poll-after must not be negative")
     if settings.subscriber_buffer < 1:
@@ -182,3 +190,5 @@ def validate(settings: Settings) -> None:
         raise SettingsError(f"unknown log level {settings.log_level!r}")
     if not is_postgres(settings.database):
         sqlite_path(settings.database)
+    if settings.bus.partition("://")[0] not in ("memory", "redis", "rediss", "unix"):
+        raise SettingsError(f"unsupported bus URL {settings.bus!r}: use memory:// or redis://")

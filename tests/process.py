@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 def start(
-    database: Path, port: int, *flags: str, env: dict[str, str] | None = None
+    database: Path | str, port: int, *flags: str, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     """`gateway serve` on `port` and `database`, the local model at 20 ms a token unless
     `flags` say otherwise; `env` adds GATEWAY_* variables."""

@@ -23,6 +23,7 @@ from gateway.engine.eventlog import Replay, ReplayUnavailableError
 from gateway.errors import AuthenticationError, InvalidRequestError
 from gateway.events import Event
 from gateway.metrics import Metrics
+from gateway.objects import ACTIVE_RUN_STATUSES
 from gateway.sse import DONE_FRAME, EventStreamResponse, StreamEnd, encode, retry_frame
 from gateway.tokens import InvalidTokenError, StreamTokens
 from gateway.types import Obj
@@ -90,13 +91,18 @@ async def logged_stream(
 ) -> Response:
     """The run's events from its log after `after` (from its start for None), then live."""
     engine = engine_of(request)
-    await engine.get_run(thread_id, run_id)
+    run = await engine.get_run(thread_id, run_id)
     settings = settings_of(request)
     subscribed = bus_of(request).subscribe(run_id)
     subscription = await subscribed.__aenter__()
     leave = partial(subscribed.__aexit__, None, None, None)
     try:
-        replay = await engine.log.replay(run_id, after)
+        replay = await engine.log.replay(
+            run_id,
+            after,
+            active=run["status"] in ACTIVE_RUN_STATUSES,
+            since=subscription.since,
+        )
     except ReplayUnavailableError:
         await leave()
         run = await engine.get_run(thread_id, run_id)

@@ -49,6 +49,7 @@ class RunEngine:
         expiry_check_seconds: float = 1.0,
         shutdown_grace_seconds: float = 5.0,
         event_retention_seconds: float = 3600.0,
+        event_flush_seconds: float = 0.02,
         event_prune_seconds: float = 60.0,
         persist_events: bool = True,
         max_active_runs: int = 2000,
@@ -62,6 +63,7 @@ class RunEngine:
             store,
             bus,
             retention_seconds=event_retention_seconds,
+            flush_seconds=event_flush_seconds,
             prune_seconds=event_prune_seconds,
             persist=persist_events,
         )

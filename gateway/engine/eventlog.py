@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -178,10 +178,22 @@ class EventLog:
 
     # --- reading --------------------------------------------------------------------------
 
-    async def replay(self, run_id: str, after: int | None) -> Replay:
+    async def replay(
+        self,
+        run_id: str,
+        after: int | None,
+        *,
+        active: bool = False,
+        since: Callable[[int], Awaitable[list[Event]]] | None = None,
+    ) -> Replay:
         """The run's events after the event numbered `after` (all of them for None or 0);
         raises ReplayUnavailableError when `after` names no event a client can have seen or
-        the events after it are no longer kept."""
+        the events after it are no longer kept.
+
+        A run held here is live unless its log ends a segment. One that is not held here is
+        live only while it is `active` (its stored status) and its log has not ended the
+        segment: another process is running it. Its newest events may not be stored yet;
+        `since(seq)` (the bus subscription's) gives what followed event `seq`."""
         after = after or None
         run = self._runs.get(run_id)
         if run is not None:
@@ -189,8 +201,14 @@ class EventLog:
             at_rest = bool(run.events) and run.events[-1].name == events.STREAM_END
             return Replay(found, live=not at_rest)
         stored = await self.store.events_after(run_id, 0 if after is None else after - 1)
-        # A run not held here is over (or waits with nothing running): nothing live will come.
-        return Replay(_after(stored, after), live=False)
+        at_rest = bool(stored) and stored[-1].name == events.STREAM_END
+        if active and not at_rest and since is not None:
+            newest = stored[-1].seq if stored else max((after or 0) - 1, 0)
+            bridge = [LoggedEvent(e.seq or 0, e.name, e.frame) for e in await since(newest)]
+            stored = [*stored, *bridge]
+            at_rest = bool(stored) and stored[-1].name == events.STREAM_END
+        # Otherwise the run is over, or waits with nothing running: nothing live will come.
+        return Replay(_after(stored, after), live=active and not at_rest)
 
     def at_rest(self, run_id: str) -> bool:
         """Whether the run's log ends with the end of a segment."""

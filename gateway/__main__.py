@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         f"(env {env_name('insecure')})",
     )
     flag("port", int, "port to listen on")
+    flag("workers", int, "processes serving the port (needs postgresql:// and redis://)")
+    serve.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)  # a worker's socket
     flag("database", str, "SQLite file path, sqlite:/// URL, or postgresql:// URL")
     flag("bus", str, "event bus: memory://, or redis://HOST:PORT/DB for several processes")
     flag("log_level", str, "critical, error, warning, info or debug")
@@ -65,9 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "keys":
         return run_key_command(args)
     try:
-        settings = from_env(**{k: v for k, v in vars(args).items() if k != "command"})
+        flags = {k: v for k, v in vars(args).items() if k not in ("command", "fd")}
+        if args.fd is not None:
+            flags["workers"] = 1  # a worker of `--workers N`: serve the socket it was given
+        settings = from_env(**flags)
         config = load_config(settings.config) if settings.config else GatewayConfig()
-        sock = _bind(settings.host, settings.port)
+        sock = _bind(settings.host, settings.port) if args.fd is None else _inherited(args.fd)
         try:
             keys = _check_database(settings)
             _check_exposure(settings, keys)
@@ -77,7 +82,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, ConfigError) as exc:
         print(f"gateway: error: {exc}", file=sys.stderr)
         return 2
+    if settings.workers > 1:
+        return _supervise(settings, sock, list(argv if argv is not None else sys.argv[1:]))
     return _serve(settings, config, sock)
+
+
+def _inherited(fd: int) -> socket.socket:
+    return socket.socket(fileno=fd)
+
+
+def _supervise(settings: Settings, sock: socket.socket, argv: list[str]) -> int:
+    from gateway.engine.leases import default_owner
+    from gateway.logs import configure as configure_logging
+    from gateway.workers import Supervisor
+
+    configure_logging(settings.log_level, settings.log_format)
+    serve = argv[argv.index("serve") + 1 :]
+    child: list[str] = []
+    skip = False
+    for item in serve:  # the children's flags: these, without --workers
+        if skip:
+            skip = False
+            continue
+        if item == "--workers":
+            skip = True
+            continue
+        if not item.startswith("--workers="):
+            child.append(item)
+    owner = settings.worker_id or default_owner(sock.getsockname()[1])
+    supervisor = Supervisor(
+        child, sock, settings.workers, owner=owner, grace=settings.shutdown_grace_seconds
+    )
+    return supervisor.run()
 
 
 def _check_exposure(settings: Settings, keys: int) -> None:

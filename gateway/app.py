@@ -31,6 +31,7 @@ from gateway.auth import KeyRing
 from gateway.bus import open_bus
 from gateway.config import GatewayConfig, load_config
 from gateway.engine import RunEngine
+from gateway.engine.leases import default_owner
 from gateway.errors import GatewayError, envelope
 from gateway.logs import RequestContext
 from gateway.metrics import Metrics
@@ -83,6 +84,8 @@ def create_app(
             max_active_runs=settings.max_active_runs,
             max_active_runs_per_project=settings.max_active_runs_per_project,
             metrics=metrics,
+            owner=settings.worker_id or default_owner(settings.port),
+            lease_seconds=settings.lease_seconds,
         )
         secret = await store.write(
             lambda tx: tx.secret("stream_tokens", lambda: secrets.token_urlsafe(32))

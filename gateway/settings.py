@@ -27,6 +27,14 @@ class Settings:
     # The event bus: memory:// (one process), or redis://HOST:PORT/DB for several processes
     # sharing a PostgreSQL database (`?prefix=` sets its keys' prefix).
     bus: str = "memory://"
+    # Processes serving one port (`serve --workers N`); more than one needs a shared database
+    # (postgresql://) and bus (redis://).
+    workers: int = 1
+    # Several processes: how long a run's lease lasts. A run whose process stops renewing it
+    # (it died) is taken over by another process within about this long.
+    lease_seconds: float = 30.0
+    # This process's name in the shared database; "" = host:port, which a restart keeps.
+    worker_id: str = ""
     log_level: str = "info"
     # "text", or "json": one JSON object per line with request id, project and run id.
     log_format: str = "text"
@@ -163,6 +171,18 @@ def validate(settings: Settings) -> None:
         raise SettingsError("stream ping interval must not be negative")
     if settings.request_timeout_seconds < 0 or settings.peer_timeout_seconds < 0:
         raise SettingsError("request and peer timeouts must not be negative")
+    if settings.workers < 1:
+        raise SettingsError("workers must be at least 1")
+    if settings.workers > 1 and (
+        not is_postgres(settings.database) or settings.bus.startswith("memory")
+    ):
+        raise SettingsError(
+            f"--workers {settings.workers} needs a database and an event bus the workers "
+            "share: --database postgresql://... and --bus redis://... (SQLite and the memory "
+            "bus belong to one process)"
+        )
+    if settings.lease_seconds < 1:
+        raise SettingsError("the run lease must be at least 1 second")
     if settings.event_flush_ms < 0:
         raise SettingsError("the event flush interval must not be negative")
     if settings.poll_after_ms < 0:

@@ -34,6 +34,7 @@ from benchkit import plots, report
 from benchkit.cases_capacity import idle_streams, non_streamed
 from benchkit.cases_emit import emit_path, persistence
 from benchkit.cases_fanout import fan_out
+from benchkit.cases_scaleout import scale_out
 from benchkit.cases_upstream import burst, paced_streams
 from benchkit.plan import Context, Plan
 from benchkit.stats import Record
@@ -49,6 +50,7 @@ CASES: dict[str, Callable[[Context], Awaitable[Record]]] = {
     "persistence": persistence,
     "idle_streams": idle_streams,
     "non_streamed": non_streamed,
+    "scale_out": scale_out,
 }
 # Idle streams holds 1,000 client sockets here and 1,000 in the server (which inherits this).
 OPEN_FILES = 8192

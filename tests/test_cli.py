@@ -333,3 +333,19 @@ def test_tune_gc_freezes_start_up_objects_and_raises_thresholds() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+@pytest.mark.parametrize(
+    "shared",
+    [[], ["--bus", "redis://127.0.0.1:6379/0"]],
+    ids=["sqlite-and-memory", "sqlite-and-redis"],
+)
+def test_workers_without_a_shared_database_and_bus_are_refused(
+    launcher: list[str], tmp_path: Path, shared: list[str]
+) -> None:
+    """`--workers 2` on SQLite or the memory bus would split runs between processes that
+    cannot see each other's: one clear line instead."""
+    result = run_cli(
+        launcher, "serve", "--port", str(free_port()), "--workers", "2", *shared, cwd=tmp_path
+    )
+    assert_one_clear_line(result, "--workers 2", "postgresql://", "redis://")

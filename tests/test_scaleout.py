@@ -5,10 +5,13 @@ a restart of Redis mid-stream loses no event for a client that resumes."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -25,8 +28,8 @@ WORDS = 120  # at 20 ms a token, a run streams for about 2.5 s
 class Gateways:
     """Gateway processes on loopback ports, all on one database and one bus."""
 
-    def __init__(self, db: Database, bus: str) -> None:
-        self.db, self.bus = db, bus
+    def __init__(self, db: Database, bus: str, *, lease_seconds: float = 30) -> None:
+        self.db, self.bus, self.lease_seconds = db, bus, lease_seconds
         self.processes: list[subprocess.Popen[bytes]] = []
         self.ports: list[int] = []
 
@@ -37,7 +40,11 @@ class Gateways:
             port = free_port()
             # Events reach the database half a second late: a stream on another process
             # must take the newest ones from the bus (`since`), not from the stored log.
-            env = {"GATEWAY_BUS": self.bus, "GATEWAY_EVENT_FLUSH_MS": "500"}
+            env = {
+                "GATEWAY_BUS": self.bus,
+                "GATEWAY_EVENT_FLUSH_MS": "500",
+                "GATEWAY_LEASE_SECONDS": str(self.lease_seconds),
+            }
             self.processes.append(start(self.db.url, port, env=env))
             self.ports.append(port)
             await ready(http, port)
@@ -66,10 +73,10 @@ async def shared(tmp_path: Path) -> AsyncIterator[tuple[Database, str]]:
     await forget_prefix(prefix)
 
 
-async def new_thread(http: aiohttp.ClientSession, api: str) -> tuple[str, str]:
+async def new_thread(http: aiohttp.ClientSession, api: str, words: int = WORDS) -> tuple[str, str]:
     async with http.post(f"{api}/assistants", json={"model": "local"}) as response:
         assistant = (await response.json())["id"]
-    text = " ".join(f"w{i}" for i in range(WORDS))
+    text = " ".join(f"w{i}" for i in range(words))
     body = {"messages": [{"role": "user", "content": text}]}
     async with http.post(f"{api}/threads", json=body) as response:
         thread = (await response.json())["id"]
@@ -187,3 +194,190 @@ async def test_a_redis_restart_mid_stream_loses_nothing_for_a_resuming_client(
     assert origin.frames[-1][1] == "done"
     got = [f for f in followed.frames if f[1] != "error"] + resumed.frames
     assert got == origin.frames
+
+
+async def post(http: aiohttp.ClientSession, url: str, body: object) -> dict[str, Any]:
+    async with http.post(url, json=body) as response:
+        answer: dict[str, Any] = await response.json()
+        assert response.status == 200, answer
+        return answer
+
+
+async def test_cancel_on_another_gateway_stops_the_run_where_it_runs(
+    shared: tuple[Database, str],
+) -> None:
+    """A run executing on A is cancelled through B: A stops it (it sees the request at its
+    next lease renewal), the answer is the cancelled run, and both streams end cancelled."""
+    db, bus = shared
+    gateways = Gateways(db, bus)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            a, b = await gateways.start(http, 2)
+            assistant, thread = await new_thread(http, a, words=400)  # about 8 s
+            origin = Seen()
+
+            async def on_a() -> None:
+                body = {"assistant_id": assistant, "stream": True}
+                async with http.post(f"{a}/threads/{thread}/runs", json=body) as response:
+                    await read_frames(response, origin)
+
+            streaming = asyncio.create_task(on_a())
+            await until(lambda: origin.deltas() >= 5)
+            run = str(next(d for _, n, d in origin.frames if n == "thread.run.created")["id"])
+            following = asyncio.create_task(follow(http, b, thread, run))
+            cancelled = await post(http, f"{b}/threads/{thread}/runs/{run}/cancel", {})
+            await asyncio.wait_for(streaming, 20)
+            followed = await asyncio.wait_for(following, 20)
+    finally:
+        gateways.stop()
+
+    assert cancelled["status"] == "cancelled"
+    for seen in (origin, followed):
+        assert [n for _, n, _ in seen.frames][-2:] == ["thread.run.cancelled", "done"]
+    assert origin.deltas() < 400  # stopped, not finished
+
+
+async def test_tool_outputs_on_another_gateway_continue_the_run_there(
+    shared: tuple[Database, str],
+) -> None:
+    """A run waiting for tool outputs on A gets them through B: B takes the run over and
+    finishes it, exactly once; A lets go of it."""
+    db, bus = shared
+    gateways = Gateways(db, bus)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            a, b = await gateways.start(http, 2)
+            tool = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+            assistant = (await post(http, f"{a}/assistants", {"model": "local", "tools": [tool]}))[
+                "id"
+            ]
+            message = {"role": "user", "content": 'Weather in Paris? {"city": "Paris"}'}
+            made = await post(
+                http,
+                f"{a}/threads/runs",
+                {"assistant_id": assistant, "thread": {"messages": [message]}},
+            )
+            thread, run = made["thread_id"], made["id"]
+            waiting = await poll_until(http, a, thread, run, {"requires_action"})
+            call = waiting["required_action"]["submit_tool_outputs"]["tool_calls"][0]
+            outputs = {"tool_outputs": [{"tool_call_id": call["id"], "output": "21 C"}]}
+            body = {**outputs, "stream": True}
+            continued = Seen()
+            url = f"{b}/threads/{thread}/runs/{run}/submit_tool_outputs"
+            async with http.post(url, json=body) as response:
+                assert response.status == 200, await response.text()
+                await read_frames(response, continued)
+            done = await poll_until(http, a, thread, run, {"completed"})
+            again = await http.post(url, json=outputs)
+            again_status = again.status
+            async with http.get(f"{a}/threads/{thread}/messages") as response:
+                messages = (await response.json())["data"]
+    finally:
+        gateways.stop()
+
+    assert [n for _, n, _ in continued.frames][-2:] == ["thread.run.completed", "done"]
+    assert done["status"] == "completed"
+    assert again_status == 400  # the outputs were taken once
+    replies = [m for m in messages if m["role"] == "assistant"]
+    assert len(replies) == 1
+    assert replies[0]["content"][0]["text"]["value"] == "Tool results: get_weather returned 21 C."
+
+
+async def test_a_dead_gateways_run_ends_on_another_within_the_lease(
+    shared: tuple[Database, str],
+) -> None:
+    """kill -9 of the gateway executing a run: another takes the run over once its lease
+    passes (3 s here), ends it failed, and a stream following it there gets the end and
+    done."""
+    db, bus = shared
+    gateways = Gateways(db, bus, lease_seconds=3)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            a, b = await gateways.start(http, 2)
+            assistant, thread = await new_thread(http, a, words=600)  # about 12 s
+            made = await post(http, f"{a}/threads/{thread}/runs", {"assistant_id": assistant})
+            run = made["id"]
+            await poll_until(http, b, thread, run, {"in_progress"})
+            following = asyncio.create_task(follow(http, b, thread, run))
+            await asyncio.sleep(0.5)
+            gateways.processes[0].kill()
+            killed_at = asyncio.get_running_loop().time()
+            followed = await asyncio.wait_for(following, 20)
+            took = asyncio.get_running_loop().time() - killed_at
+            ended = await poll_until(http, b, thread, run, {"failed"})
+    finally:
+        gateways.stop()
+
+    assert ended["last_error"]["code"] == "server_error"
+    assert [n for _, n, _ in followed.frames][-2:] == ["thread.run.failed", "done"]
+    assert took < 3 + 1 + 3, took  # lease, a sweep, slack
+
+
+async def poll_until(
+    http: aiohttp.ClientSession, api: str, thread: str, run: str, statuses: set[str]
+) -> dict[str, Any]:
+    for _ in range(400):
+        async with http.get(f"{api}/threads/{thread}/runs/{run}") as response:
+            found: dict[str, Any] = await response.json()
+        if found["status"] in statuses:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run {run} never reached {statuses}: {found['status']}")
+
+
+def children_of(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+async def test_serve_with_workers_shares_the_port_and_restarts_a_dead_worker(
+    shared: tuple[Database, str],
+) -> None:
+    """`serve --workers 2`: both workers take runs on the one port; a worker killed mid-run is
+    started again under the same name, takes its run back at once (its lease is its own) and
+    ends it failed, and the server goes on; SIGTERM stops everything."""
+    db, bus = shared
+    port = free_port()
+    parent = start(db.url, port, "--workers", "2", env={"GATEWAY_BUS": bus})
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            await ready(http, port)
+            api = f"http://127.0.0.1:{port}/v1"
+            assistant, thread = await new_thread(http, api, words=1000)  # about 20 s
+            owners = set()
+            for _ in range(30):  # each on a new connection: the kernel spreads them
+                async with aiohttp.ClientSession() as fresh:
+                    made = await post(
+                        fresh,
+                        f"{api}/threads/runs",
+                        {"assistant_id": assistant, "thread": {"messages": []}},
+                    )
+                    owners.add(await owner_of(db, made["id"]))
+            long_run = await post(http, f"{api}/threads/{thread}/runs", {"assistant_id": assistant})
+            await poll_until(http, api, thread, long_run["id"], {"in_progress"})
+            holder = await owner_of(db, long_run["id"])
+            workers = children_of(parent.pid)
+            assert len(workers) == 2
+            victim = workers[int(holder.rsplit("/", 1)[1])]
+            os.kill(victim, signal.SIGKILL)
+            ended = await poll_until(http, api, thread, long_run["id"], {"failed"})
+            assert len(children_of(parent.pid)) == 2 and victim not in children_of(parent.pid)
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(20) == 0
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+
+    assert len(owners) == 2, owners
+    assert ended["last_error"]["code"] == "server_error"
+
+
+async def owner_of(db: Database, run_id: str) -> str:
+    import asyncpg
+
+    conn = await asyncpg.connect(db.url)
+    try:
+        owner: str = await conn.fetchval("SELECT owner FROM runs WHERE id=$1", run_id)
+    finally:
+        await conn.close()
+    return owner

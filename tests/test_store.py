@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from gateway import events, objects
-from gateway.errors import StoreUnavailableError
+from gateway.errors import ConflictError, StoreUnavailableError
 from gateway.store import RunStore, StoreOpenError, open_store
 from gateway.store.base import CursorNotFoundError, Kind, LoggedEvent, PageQuery, StoreTx
 from gateway.store.migrations import MIGRATIONS
@@ -597,13 +597,16 @@ async def test_list_all_filters(store: RunStore) -> None:
 async def test_runs_with_status(store: RunStore) -> None:
     """runs_with_status() returns the runs in any of the given statuses, oldest first."""
     assistant = _new_assistant()
-    thread = objects.thread({})
     statuses = ["queued", "in_progress", "completed", "requires_action", "failed"]
-    runs = [{**_new_run(thread, assistant), "status": status} for status in statuses]
+    threads = [objects.thread({}) for _ in statuses]  # one active run per thread at most
+    runs = [
+        {**_new_run(thread, assistant), "status": status}
+        for thread, status in zip(threads, statuses, strict=True)
+    ]
     await _insert(
         store,
         (Kind.ASSISTANT, assistant),
-        (Kind.THREAD, thread),
+        *((Kind.THREAD, thread) for thread in threads),
         *((Kind.RUN, run) for run in runs),
     )
     active = await store.runs_with_status(["requires_action", "queued", "in_progress"])
@@ -899,3 +902,87 @@ async def test_postgres_unreachable_is_an_open_error() -> None:
         await store.open()
     assert "secret" not in str(raised.value)
     await store.close()
+
+
+# --- run leases (both backends) -----------------------------------------------------------------
+
+
+async def _active_run(store: RunStore) -> Obj:
+    assistant, thread = _new_assistant(), objects.thread({})
+    run = _new_run(thread, assistant)
+    await _insert(store, (Kind.ASSISTANT, assistant), (Kind.THREAD, thread), (Kind.RUN, run))
+    return run
+
+
+async def test_a_thread_has_at_most_one_active_run(store: RunStore) -> None:
+    """The store itself refuses a second active run on a thread (processes cannot see each
+    other's runs in memory); a finished one does not count."""
+    run = await _active_run(store)
+    thread = await store.get(Kind.THREAD, run["thread_id"])
+    assert thread is not None
+    second = _new_run(thread, {"id": run["assistant_id"], **_new_assistant()})
+    with pytest.raises(ConflictError) as raised:
+        await _insert(store, (Kind.RUN, second))
+    assert raised.value.code == "thread_has_active_run"
+    await _insert(store, (Kind.RUN, {**second, "status": "completed"}))
+
+
+async def test_a_leased_run_is_claimed_only_when_its_lease_passed(store: RunStore) -> None:
+    run = await _active_run(store)
+
+    async def lease(tx: StoreTx) -> None:
+        await tx.lease_run(run["id"], "worker-a", 100.0)
+
+    await store.write(lease)
+
+    def claim(owner: str, now: float, force: bool = False) -> Awaitable[Obj | None]:
+        async def fn(tx: StoreTx) -> Obj | None:
+            return await tx.claim_run(run["id"], owner, now, now + 30, force=force)
+
+        return store.write(fn)
+
+    assert await claim("worker-b", now=99.0) is None  # A's lease holds
+    assert await claim("worker-a", now=99.0) == run  # a process may take back its own
+    assert await claim("worker-b", now=200.0) == run  # A's lease (now 129) passed
+    assert await claim("worker-c", now=201.0) is None  # B's holds until 230
+    assert await claim("worker-c", now=201.0, force=True) == run
+
+
+async def test_renewal_reports_stop_requests_and_only_active_runs(store: RunStore) -> None:
+    run = await _active_run(store)
+
+    async def setup(tx: StoreTx) -> bool:
+        await tx.lease_run(run["id"], "worker-a", 100.0)
+        return await tx.request_stop(run["id"], "cancel")
+
+    assert await store.write(setup) is True
+
+    async def renew(tx: StoreTx) -> list[tuple[str, str | None]]:
+        return await tx.renew_leases("worker-a", 200.0)
+
+    assert await store.write(renew) == [(run["id"], "cancel")]
+
+    async def finish(tx: StoreTx) -> bool:
+        await tx.save(Kind.RUN, {**run, "status": "cancelled"})
+        return await tx.request_stop(run["id"], "cancel")
+
+    assert await store.write(finish) is False  # not active any more
+    assert await store.write(renew) == []
+
+
+async def test_orphaned_runs(store: RunStore) -> None:
+    """PostgreSQL: active runs with no owner, the asker's own, or a passed lease. SQLite (one
+    process per file): every active run."""
+    free, own, live, lapsed = [await _active_run(store) for _ in range(4)]
+
+    async def lease(tx: StoreTx) -> None:
+        await tx.lease_run(own["id"], "me", 500.0)
+        await tx.lease_run(live["id"], "other", 500.0)
+        await tx.lease_run(lapsed["id"], "other", 50.0)
+
+    await store.write(lease)
+    found = _ids(await store.orphaned_runs("me", 100.0))
+    if store.shared:
+        assert found == _ids([free, own, lapsed])
+    else:
+        assert found == _ids([free, own, live, lapsed])

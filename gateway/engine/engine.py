@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from gateway import events, logs, objects
 from gateway.bus import EventBus
 from gateway.engine.eventlog import EventLog
 from gateway.engine.handle import RunHandle, StopReason
+from gateway.engine.leases import Leases, default_owner
 from gateway.engine.lifecycle import Lifecycle
 from gateway.engine.runner import Runner
 from gateway.errors import (
@@ -55,6 +57,8 @@ class RunEngine:
         max_active_runs: int = 2000,
         max_active_runs_per_project: int = 200,
         metrics: Metrics | None = None,
+        owner: str = "",
+        lease_seconds: float = 30.0,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -80,6 +84,14 @@ class RunEngine:
         self._expiry = Periodic(
             "run-expiry", expiry_check_seconds, self._expire_due, "could not expire runs"
         )
+        self.leases = Leases(
+            store,
+            owner=owner or default_owner(0),
+            seconds=lease_seconds,
+            held=lambda: set(self._handles),
+            on_renewed=self._renewed,
+            adopt=self._adopt,
+        )
         self._stopping = False
 
     # --- lifecycle of the engine ----------------------------------------------------------
@@ -88,12 +100,14 @@ class RunEngine:
         await self.log.start()
         await self._recover()
         self._expiry.start()
+        self.leases.start()
 
     async def stop(self) -> None:
         """End what is running (in-progress runs fail; queued and waiting runs stay for the
         next start) and refuse new runs. Calling it again is harmless."""
         self._stopping = True
         await self._expiry.stop()
+        await self.leases.stop()
         for handle in list(self._handles.values()):
             if handle.task is not None:
                 handle.stop_reason = handle.stop_reason or StopReason.SHUTDOWN
@@ -108,35 +122,58 @@ class RunEngine:
         await self.log.stop()
 
     async def _recover(self) -> None:
-        """Take over the runs a previous process left active, so that none stays active forever."""
-        for run in await self.store.runs_with_status(ACTIVE_RUN_STATUSES):
-            await self.log.attach(run["id"])
-            project = await self.store.project_of(Kind.THREAD, run["thread_id"])
-            handle = self._register(run, project or "")
-            steps = await self.store.list_all(Kind.STEP, run_id=run["id"])
-            handle.step = next((s for s in reversed(steps) if s["status"] == "in_progress"), None)
-            if handle.step is not None and handle.step["type"] == "message_creation":
-                message_id = handle.step["step_details"]["message_creation"]["message_id"]
-                handle.message = await self.store.get(Kind.MESSAGE, message_id)
-                # The text streamed before the crash, as far as the log kept it: the message
-                # ends with what a client resuming from the log has been sent.
-                handle.fragments = self.log.text_of(run["id"], message_id)
-            status = run["status"]
-            if status == RunStatus.QUEUED:
-                self._spawn(handle)
-            elif status == RunStatus.CANCELLING:
-                await self._guard(self.lc.end_cancelled(handle), handle)
-            elif status == RunStatus.IN_PROGRESS:
-                await self._guard(
-                    self.lc.end_failed(
-                        handle, "The run was interrupted by a restart of the gateway."
-                    ),
-                    handle,
-                )
-            elif not self.log.at_rest(run["id"]):
-                # Waiting in requires_action, but the crash lost the end of its segment: mark
-                # it, so that its streams end instead of waiting for events that never come.
-                await self.lc.close_stream(handle)
+        """Take over the runs a previous process left active, so that none stays active
+        forever. With a shared store, only those no live process holds (see leases.py)."""
+        force = not self.store.shared  # one process per SQLite file: every active run is ours
+        for run in await self.store.orphaned_runs(self.leases.owner, time.time()):
+            claimed = await self.leases.claim(run["id"], force=force)
+            if claimed is not None:
+                await self._adopt(claimed)
+
+    async def _adopt(self, run: Obj, *, orphan: bool = True) -> None:
+        """Hold an active run whose process is gone (`orphan`): an interrupted segment ends
+        failed, a cancelling run ends cancelled, a queued run starts, a waiting run waits on.
+        Not an orphan: a waiting run taken from a live process, whose log ends its segment
+        (even if that end is not stored yet)."""
+        await self.log.attach(run["id"])
+        project = await self.store.project_of(Kind.THREAD, run["thread_id"])
+        handle = self._register(run, project or "")
+        steps = await self.store.list_all(Kind.STEP, run_id=run["id"])
+        handle.step = next((s for s in reversed(steps) if s["status"] == "in_progress"), None)
+        if handle.step is not None and handle.step["type"] == "message_creation":
+            message_id = handle.step["step_details"]["message_creation"]["message_id"]
+            handle.message = await self.store.get(Kind.MESSAGE, message_id)
+            # The text streamed before the crash, as far as the log kept it: the message
+            # ends with what a client resuming from the log has been sent.
+            handle.fragments = self.log.text_of(run["id"], message_id)
+        status = run["status"]
+        if status == RunStatus.QUEUED:
+            self._spawn(handle)
+        elif status == RunStatus.CANCELLING:
+            await self._guard(self.lc.end_cancelled(handle), handle)
+            self._settle(handle)
+        elif status == RunStatus.IN_PROGRESS:
+            await self._guard(
+                self.lc.end_failed(handle, "The run was interrupted by a restart of the gateway."),
+                handle,
+            )
+            self._settle(handle)
+        elif orphan and not self.log.at_rest(run["id"]):
+            # Waiting in requires_action, but the crash lost the end of its segment: mark
+            # it, so that its streams end instead of waiting for events that never come.
+            await self.lc.close_stream(handle)
+
+    def _renewed(self, renewed: dict[str, str | None]) -> None:
+        """After a lease renewal: carry out stops asked elsewhere, and let go of waiting runs
+        that another process has taken over (tool outputs submitted there)."""
+        for handle in list(self._handles.values()):
+            if handle.id not in renewed:
+                waiting = handle.task is None and handle.run["status"] == RunStatus.REQUIRES_ACTION
+                if waiting and handle.stop_reason is None:
+                    log.info("run %s was taken over by another process", handle.id)
+                    self._forget(handle)
+            elif renewed[handle.id] == StopReason.CANCEL.value:
+                self._stop(handle, StopReason.CANCEL)
 
     # --- threads and messages -------------------------------------------------------------
 
@@ -170,6 +207,13 @@ class RunEngine:
         if await self.store.get(Kind.THREAD, thread_id) is None:
             raise not_found("thread", thread_id)
         run_id = self._active_by_thread.get(thread_id)
+        if run_id is None and self.store.shared:  # another process may hold one
+
+            async def active(tx: StoreTx) -> Obj | None:
+                return await tx.active_run(thread_id)
+
+            elsewhere = await self.store.write(active)
+            run_id = elsewhere["id"] if elsewhere is not None else None
         if run_id is not None:
             raise ConflictError(
                 f"Can't add messages to {thread_id} while a run {run_id} is active."
@@ -223,6 +267,7 @@ class RunEngine:
             for message in messages:
                 await tx.insert(Kind.MESSAGE, message)
             await tx.insert(Kind.RUN, run)
+            await tx.lease_run(run["id"], self.leases.owner, self.leases.until())
 
         await self._start_run(handle, write, [])
         return copy.deepcopy(run)
@@ -257,6 +302,7 @@ class RunEngine:
             for message in messages:
                 await tx.insert(Kind.MESSAGE, message)
             await tx.insert(Kind.RUN, run)
+            await tx.lease_run(run["id"], self.leases.owner, self.leases.until())
 
         await self._start_run(handle, write, [events.snapshot(events.THREAD_CREATED, thread)])
         return copy.deepcopy(run)
@@ -301,6 +347,15 @@ class RunEngine:
         self._check_open()
         run = await self.get_run(thread_id, run_id)
         handle = self._handles.get(run_id)
+        if handle is None and self.store.shared and run["status"] == RunStatus.REQUIRES_ACTION:
+            # Waiting on another process: nothing runs there, so this one takes it over (that
+            # one lets go at its next lease renewal) and continues it here.
+            claimed = await self.leases.claim(
+                run_id, force=True, status=RunStatus.REQUIRES_ACTION.value
+            )
+            if claimed is not None:
+                await self._adopt(claimed, orphan=False)
+                handle = self._handles.get(run_id)
         status = handle.run["status"] if handle is not None else run["status"]
         if handle is None or status != RunStatus.REQUIRES_ACTION or handle.stop_reason:
             raise ConflictError(
@@ -322,11 +377,32 @@ class RunEngine:
     async def cancel_run(self, thread_id: str, run_id: str) -> Obj:
         run = await self.get_run(thread_id, run_id)
         handle = self._handles.get(run_id)
+        if handle is None and self.store.shared and run["status"] in ACTIVE_RUN_STATUSES:
+            return await self._cancel_elsewhere(thread_id, run_id)
         if handle is None:
             raise ConflictError(f"Cannot cancel run with status '{run['status']}'.")
         if handle.stop_reason is None:
             await self._stop_and_wait(handle, StopReason.CANCEL)
         return await self.get_run(thread_id, run_id)
+
+    async def _cancel_elsewhere(self, thread_id: str, run_id: str) -> Obj:
+        """Cancel a run another process holds: ask its owner (it sees the request at its next
+        lease renewal) and wait, bounded, until the run is terminal."""
+
+        async def request(tx: StoreTx) -> bool:
+            return await tx.request_stop(run_id, StopReason.CANCEL.value)
+
+        if await self.store.write(request):
+            deadline = time.monotonic() + self.shutdown_grace_seconds + self.leases.beat
+            while time.monotonic() < deadline:
+                run = await self.get_run(thread_id, run_id)
+                if run["status"] not in ACTIVE_RUN_STATUSES:
+                    return run
+                await asyncio.sleep(0.05)
+        run = await self.get_run(thread_id, run_id)
+        if run["status"] not in ACTIVE_RUN_STATUSES and run["status"] != RunStatus.CANCELLED:
+            raise ConflictError(f"Cannot cancel run with status '{run['status']}'.")
+        return run
 
     # --- stopping runs --------------------------------------------------------------------
 

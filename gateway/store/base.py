@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Literal, NamedTuple, Protocol, TypeVar
 
+from gateway.errors import ConflictError
 from gateway.types import Obj
 
 
@@ -68,6 +69,15 @@ class IdempotentRecord:
     body: bytes | None = None
     thread_id: str | None = None
     run_id: str | None = None
+
+
+def active_run_conflict() -> ConflictError:
+    """What a store raises when a write would give a thread a second active run (which the
+    engine of one process prevents first; across processes only the database can)."""
+    return ConflictError(
+        "This thread already has an active run; wait for it to end or cancel it.",
+        code="thread_has_active_run",
+    )
 
 
 class StoreOpenError(Exception):
@@ -134,6 +144,36 @@ class StoreTx(Protocol):
         """Mark the key revoked; False when no unrevoked key has this id."""
         ...
 
+    # Run leases: which process executes or holds an active run, until when.
+
+    async def lease_run(self, run_id: str, owner: str, until: float) -> None:
+        """Give the run to `owner` until `until` (Unix seconds): done when a run is made."""
+        ...
+
+    async def claim_run(
+        self,
+        run_id: str,
+        owner: str,
+        now: float,
+        until: float,
+        *,
+        force: bool = False,
+        status: str | None = None,
+    ) -> Obj | None:
+        """Take the active run (in `status`, if given) for `owner`, if it has no owner, is
+        `owner`'s already, its lease has passed, or `force`; the run, or None when it is not
+        taken. A stop request stays: the new owner carries it out."""
+        ...
+
+    async def renew_leases(self, owner: str, until: float) -> list[tuple[str, str | None]]:
+        """Extend every active run `owner` still holds; each one's id and stop request."""
+        ...
+
+    async def request_stop(self, run_id: str, reason: str) -> bool:
+        """Ask the run's owner to stop it (its next lease renewal sees it); False when the
+        run is not active."""
+        ...
+
 
 T = TypeVar("T")
 
@@ -174,3 +214,12 @@ class RunStore(Protocol):
         ...
 
     async def runs_with_status(self, statuses: Iterable[str]) -> list[Obj]: ...
+
+    # Whether several processes may share this store (and so run leases matter).
+    shared: bool
+
+    async def orphaned_runs(self, owner: str, now: float) -> list[Obj]:
+        """Active runs no live process holds: with no owner, owned by `owner` (a process that
+        restarted), or whose lease has passed. A store that only one process can use returns
+        every active run."""
+        ...

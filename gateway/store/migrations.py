@@ -123,4 +123,16 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ) WITHOUT ROWID;
     CREATE INDEX idempotency_keys_by_age ON idempotency_keys(created_at);
     """,
+    # 6: run leases. The process executing or holding a run (`owner`) renews `lease_until`
+    # (Unix seconds) while it lives; another process may take over a run whose lease has
+    # passed. `stop_requested` asks the owner to stop the run (a cancel made elsewhere).
+    # At most one active run per thread, as the PostgreSQL store has it (the engine already
+    # kept to it, so no existing file breaks it).
+    """
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+    ALTER TABLE runs ADD COLUMN lease_until REAL;
+    ALTER TABLE runs ADD COLUMN stop_requested TEXT;
+    CREATE UNIQUE INDEX runs_one_active_per_thread ON runs(thread_id)
+        WHERE status IN ('queued', 'in_progress', 'requires_action', 'cancelling');
+    """,
 )

@@ -88,4 +88,13 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX idempotency_keys_by_age ON idempotency_keys(created_at);
     """,
+    # 2: run leases (see the SQLite store's migration 6), and at most one active run per
+    # thread, which several processes cannot keep by themselves.
+    """
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+    ALTER TABLE runs ADD COLUMN lease_until DOUBLE PRECISION;
+    ALTER TABLE runs ADD COLUMN stop_requested TEXT;
+    CREATE UNIQUE INDEX runs_one_active_per_thread ON runs(thread_id)
+        WHERE status IN ('queued', 'in_progress', 'requires_action', 'cancelling');
+    """,
 )

@@ -32,6 +32,7 @@ from gateway.store.base import (
     LoggedEvent,
     PageQuery,
     StoreOpenError,
+    active_run_conflict,
 )
 from gateway.store.eventblocks import event_blocks, split_block
 from gateway.store.pg_migrations import MIGRATIONS
@@ -241,6 +242,54 @@ class _PostgresTx:
         )
         return _count(status) > 0
 
+    async def lease_run(self, run_id: str, owner: str, until: float) -> None:
+        await self._conn.execute(
+            "UPDATE runs SET owner=$1, lease_until=$2 WHERE id=$3", owner, until, run_id
+        )
+
+    async def claim_run(
+        self,
+        run_id: str,
+        owner: str,
+        now: float,
+        until: float,
+        *,
+        force: bool = False,
+        status: str | None = None,
+    ) -> Obj | None:
+        rows = await self._conn.fetch(
+            "UPDATE runs SET owner=$1, lease_until=$2"
+            " WHERE id=$3 AND status = ANY($4::text[]) AND ($7::text IS NULL OR status=$7)"
+            " AND ($5 OR owner IS NULL OR owner=$1 OR lease_until < $6) RETURNING body",
+            owner,
+            until,
+            run_id,
+            _ACTIVE,
+            force,
+            now,
+            status,
+        )
+        return _decode_first(rows)
+
+    async def renew_leases(self, owner: str, until: float) -> list[tuple[str, str | None]]:
+        rows = await self._conn.fetch(
+            "UPDATE runs SET lease_until=$1 WHERE owner=$2 AND status = ANY($3::text[])"
+            " RETURNING id, stop_requested",
+            until,
+            owner,
+            _ACTIVE,
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    async def request_stop(self, run_id: str, reason: str) -> bool:
+        status = await self._conn.execute(
+            "UPDATE runs SET stop_requested=$1 WHERE id=$2 AND status = ANY($3::text[])",
+            reason,
+            run_id,
+            _ACTIVE,
+        )
+        return _count(status) > 0
+
     async def active_run(self, thread_id: str) -> Obj | None:
         rows = await self._conn.fetch(
             "SELECT body FROM runs WHERE thread_id=$1 AND status = ANY($2::text[]) LIMIT 1",
@@ -251,6 +300,8 @@ class _PostgresTx:
 
 
 class PostgresRunStore:
+    shared = True  # any number of processes
+
     def __init__(self, dsn: str, *, busy_ms: int = 5000, pool_size: int = 10) -> None:
         self.dsn = dsn
         # How long a statement waits for a lock before it is refused (503), as for SQLite.
@@ -321,6 +372,10 @@ class PostgresRunStore:
         try:
             async with self._p.acquire() as conn, conn.transaction():
                 return await fn(_PostgresTx(conn))
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "runs_one_active_per_thread":
+                raise active_run_conflict() from exc
+            raise
         except Exception as exc:
             unavailable = _unavailable(exc)
             if unavailable is None:
@@ -416,6 +471,16 @@ class PostgresRunStore:
             after,
         )
         return [e for (frames,) in rows for e in split_block(frames) if e.seq > after]
+
+    async def orphaned_runs(self, owner: str, now: float) -> list[Obj]:
+        rows = await self._fetch(
+            "SELECT body FROM runs WHERE status = ANY($1::text[])"
+            " AND (owner IS NULL OR owner=$2 OR lease_until < $3) ORDER BY seq",
+            _ACTIVE,
+            owner,
+            now,
+        )
+        return [orjson.loads(row[0]) for row in rows]
 
     async def runs_with_status(self, statuses: Iterable[str]) -> list[Obj]:
         rows = await self._fetch(

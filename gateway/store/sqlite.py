@@ -39,6 +39,7 @@ from gateway.store.base import (
     LoggedEvent,
     PageQuery,
     StoreOpenError,
+    active_run_conflict,
 )
 from gateway.store.eventblocks import event_blocks, split_block
 from gateway.store.migrations import MIGRATIONS
@@ -282,6 +283,47 @@ class _SQLiteTx:
         )
         return cursor.rowcount > 0
 
+    async def lease_run(self, run_id: str, owner: str, until: float) -> None:
+        self.held.append(
+            ("UPDATE runs SET owner=?, lease_until=? WHERE id=?", (owner, until, run_id))
+        )
+
+    async def claim_run(
+        self,
+        run_id: str,
+        owner: str,
+        now: float,
+        until: float,
+        *,
+        force: bool = False,
+        status: str | None = None,
+    ) -> Obj | None:
+        await self.flush()
+        rows = await self._conn.execute_fetchall(
+            "UPDATE runs SET owner=?, lease_until=?"
+            f" WHERE id=? AND status IN ({_ACTIVE_SQL}) AND (? IS NULL OR status=?)"
+            " AND (? OR owner IS NULL OR owner=? OR lease_until < ?) RETURNING body",
+            (owner, until, run_id, *_ACTIVE, status, status, force, owner, now),
+        )
+        return _decode_first(rows)
+
+    async def renew_leases(self, owner: str, until: float) -> list[tuple[str, str | None]]:
+        await self.flush()
+        rows = await self._conn.execute_fetchall(
+            f"UPDATE runs SET lease_until=? WHERE owner=? AND status IN ({_ACTIVE_SQL})"
+            " RETURNING id, stop_requested",
+            (until, owner, *_ACTIVE),
+        )
+        return [(str(i), r) for i, r in rows]
+
+    async def request_stop(self, run_id: str, reason: str) -> bool:
+        await self.flush()
+        cursor = await self._conn.execute(
+            f"UPDATE runs SET stop_requested=? WHERE id=? AND status IN ({_ACTIVE_SQL})",
+            (reason, run_id, *_ACTIVE),
+        )
+        return cursor.rowcount > 0
+
     async def active_run(self, thread_id: str) -> Obj | None:
         await self.flush()
         rows = await self._conn.execute_fetchall(
@@ -322,6 +364,8 @@ def _settle(future: asyncio.Future[Any], value: Any, error: Exception | None) ->
 
 
 class SQLiteRunStore:
+    shared = False  # one process per file
+
     def __init__(self, path: Path, *, busy_ms: int = 5000) -> None:
         self.path = path
         # How long a write waits for another process's lock before it is refused (503).
@@ -400,7 +444,8 @@ class SQLiteRunStore:
                 for _, future in batch:
                     _settle(future, None, unavailable)
             elif len(batch) == 1:
-                _settle(batch[0][1], None, exc)
+                conflict = "UNIQUE constraint failed: runs.thread_id" in str(exc)
+                _settle(batch[0][1], None, active_run_conflict() if conflict else exc)
             else:  # one of them failed after sending statements: each alone, in order
                 for item in batch:
                     await self._commit([item])
@@ -512,6 +557,10 @@ class SQLiteRunStore:
             (run_id, after),
         )
         return [e for (frames,) in rows for e in split_block(frames) if e.seq > after]
+
+    async def orphaned_runs(self, owner: str, now: float) -> list[Obj]:
+        # One process uses a SQLite file: at its start, every active run is a previous one's.
+        return await self.runs_with_status(ACTIVE_RUN_STATUSES)
 
     async def runs_with_status(self, statuses: Iterable[str]) -> list[Obj]:
         wanted = tuple(statuses)

@@ -192,11 +192,16 @@ class Fleet:
         upstream: Server | None = None,
         delay_ms: float = 0.0,
         persist_events: bool = True,
+        database: str | None = None,
+        bus: str | None = None,
     ) -> Server:
-        """`gateway serve` with a fresh database; models `fake-*` go to `upstream` if given."""
+        """`gateway serve` with a fresh SQLite database, or on `database` and `bus` (URLs)
+        shared with others; models `fake-*` go to `upstream` if given."""
         folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.workdir))
         argv = [PYTHON, "-m", "gateway", "serve", "--host", "127.0.0.1"]
-        argv += ["--database", str(folder / "gateway.db"), "--log-level", "warning"]
+        argv += ["--database", database or str(folder / "gateway.db"), "--log-level", "warning"]
+        if bus is not None:
+            argv += ["--bus", bus]
         argv += ["--local-model-delay-ms", str(delay_ms)]
         if upstream is not None:
             config = folder / "gateway.toml"

@@ -1,0 +1,100 @@
+"""Run leases, for several processes on one shared store (PostgreSQL).
+
+Every active run has an owner: the process that executes it or holds it waiting. The owner
+renews its runs' leases every `beat` seconds; a run whose lease has passed belongs to nobody,
+and any process adopts it (its sweeper looks every `beat` seconds) the way a restarted process
+adopts what it left: an interrupted segment ends `failed`, a queued run starts, a run waiting
+for tool outputs waits on. So a run of a process that died is terminal, or waiting again, on
+another process within about `seconds` plus `beat`.
+
+The renewal also carries requests from other processes: a stop asked for a run (a cancel made
+elsewhere), and the loss of a run another process took over (tool outputs submitted there).
+A store that one process uses alone (SQLite) needs none of this: the timers do not run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+
+from gateway.periodic import Periodic
+from gateway.store import RunStore, StoreTx
+from gateway.types import Obj
+
+log = logging.getLogger("gateway.leases")
+
+
+def default_owner(port: int) -> str:
+    """A process's name in the store: host and port stay the same when it restarts, so that it
+    takes its own runs back at once instead of waiting out their leases."""
+    return f"{socket.gethostname()}:{port or os.getpid()}"
+
+
+class Leases:
+    def __init__(
+        self,
+        store: RunStore,
+        *,
+        owner: str,
+        seconds: float,
+        held: Callable[[], set[str]],
+        on_renewed: Callable[[dict[str, str | None]], None],
+        adopt: Callable[[Obj], Awaitable[None]],
+    ) -> None:
+        self.store = store
+        self.owner = owner
+        self.seconds = seconds
+        self.beat = min(1.0, seconds / 3)
+        self._held = held
+        self._on_renewed = on_renewed
+        self._adopt = adopt
+        self._renewer = Periodic("run-leases", self.beat, self.renew, "could not renew leases")
+        self._sweeper = Periodic("run-orphans", self.beat, self.sweep, "could not adopt runs")
+
+    @property
+    def active(self) -> bool:
+        return self.store.shared
+
+    def until(self) -> float:
+        return time.time() + self.seconds
+
+    def start(self) -> None:
+        if self.active:
+            self._renewer.start()
+            self._sweeper.start()
+
+    async def stop(self) -> None:
+        await self._renewer.stop()
+        await self._sweeper.stop()
+
+    async def renew(self) -> None:
+        until = self.until()
+
+        async def write(tx: StoreTx) -> list[tuple[str, str | None]]:
+            return await tx.renew_leases(self.owner, until)
+
+        self._on_renewed(dict(await self.store.write(write)))
+
+    async def claim(
+        self, run_id: str, *, force: bool = False, status: str | None = None
+    ) -> Obj | None:
+        now, until = time.time(), self.until()
+
+        async def write(tx: StoreTx) -> Obj | None:
+            return await tx.claim_run(run_id, self.owner, now, until, force=force, status=status)
+
+        return await self.store.write(write)
+
+    async def sweep(self) -> None:
+        """Adopt the active runs nobody holds (their process died, or none was ever set)."""
+        held = self._held()
+        for run in await self.store.orphaned_runs(self.owner, time.time()):
+            if run["id"] in held:
+                continue
+            claimed = await self.claim(run["id"])
+            if claimed is not None:
+                log.warning("took over run %s, whose process stopped renewing it", run["id"])
+                await self._adopt(claimed)

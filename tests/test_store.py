@@ -982,7 +982,9 @@ async def test_orphaned_runs(store: RunStore) -> None:
 
     await store.write(lease)
     found = _ids(await store.orphaned_runs("me", 100.0))
+    not_own = _ids(await store.orphaned_runs("me", 100.0, own=False))
     if store.shared:
         assert found == _ids([free, own, lapsed])
+        assert not_own == _ids([free, lapsed])
     else:
-        assert found == _ids([free, own, live, lapsed])
+        assert found == not_own == _ids([free, own, live, lapsed])

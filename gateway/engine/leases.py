@@ -89,10 +89,11 @@ class Leases:
         return await self.store.write(write)
 
     async def sweep(self) -> None:
-        """Adopt the active runs nobody holds (their process died, or none was ever set)."""
-        held = self._held()
-        for run in await self.store.orphaned_runs(self.owner, time.time()):
-            if run["id"] in held:
+        """Adopt the active runs nobody holds (their process died, or none was ever set).
+        This process's own are never taken here: it holds them, or they are being made (a
+        run is held before its row commits, and its lease is set with it)."""
+        for run in await self.store.orphaned_runs(self.owner, time.time(), own=False):
+            if run["id"] in self._held():
                 continue
             claimed = await self.claim(run["id"])
             if claimed is not None:

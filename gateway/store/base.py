@@ -218,8 +218,8 @@ class RunStore(Protocol):
     # Whether several processes may share this store (and so run leases matter).
     shared: bool
 
-    async def orphaned_runs(self, owner: str, now: float) -> list[Obj]:
-        """Active runs no live process holds: with no owner, owned by `owner` (a process that
-        restarted), or whose lease has passed. A store that only one process can use returns
-        every active run."""
+    async def orphaned_runs(self, owner: str, now: float, *, own: bool = True) -> list[Obj]:
+        """Active runs no live process holds: with no owner, whose lease has passed, or (with
+        `own`, when a process starts again) owned by `owner`. A store that only one process
+        can use returns every active run."""
         ...

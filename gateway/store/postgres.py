@@ -472,13 +472,15 @@ class PostgresRunStore:
         )
         return [e for (frames,) in rows for e in split_block(frames) if e.seq > after]
 
-    async def orphaned_runs(self, owner: str, now: float) -> list[Obj]:
+    async def orphaned_runs(self, owner: str, now: float, *, own: bool = True) -> list[Obj]:
         rows = await self._fetch(
             "SELECT body FROM runs WHERE status = ANY($1::text[])"
-            " AND (owner IS NULL OR owner=$2 OR lease_until < $3) ORDER BY seq",
+            " AND (owner IS NULL OR ($4 AND owner=$2) OR (owner<>$2 AND lease_until < $3))"
+            " ORDER BY seq",
             _ACTIVE,
             owner,
             now,
+            own,
         )
         return [orjson.loads(row[0]) for row in rows]
 

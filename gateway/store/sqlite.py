@@ -558,7 +558,7 @@ class SQLiteRunStore:
         )
         return [e for (frames,) in rows for e in split_block(frames) if e.seq > after]
 
-    async def orphaned_runs(self, owner: str, now: float) -> list[Obj]:
+    async def orphaned_runs(self, owner: str, now: float, *, own: bool = True) -> list[Obj]:
         # One process uses a SQLite file: at its start, every active run is a previous one's.
         return await self.runs_with_status(ACTIVE_RUN_STATUSES)
 

@@ -1,0 +1,51 @@
+"""The lease sweep against a real PostgreSQL store: it adopts runs whose process is gone, and
+never a run of its own process (held, or being made: a run is held before its row commits)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway import objects
+from gateway.engine.leases import Leases
+from gateway.store import Kind, RunStore, StoreTx
+from gateway.types import Obj
+from tests.stores import Database
+
+
+async def _run_leased_to(store: RunStore, owner: str, until: float) -> Obj:
+    assistant = objects.assistant({"model": "local"})
+    thread = objects.thread({})
+    run = objects.run(thread_id=thread["id"], assistant=assistant, fields={}, expiry_seconds=600)
+
+    async def write(tx: StoreTx) -> None:
+        await tx.insert(Kind.ASSISTANT, assistant)
+        await tx.insert(Kind.THREAD, thread)
+        await tx.insert(Kind.RUN, run)
+        await tx.lease_run(run["id"], owner, until)
+
+    await store.write(write)
+    return run
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_the_sweep_adopts_lapsed_runs_and_never_its_own(db: Database) -> None:
+    store = db.store()
+    await store.open()
+    adopted: list[str] = []
+
+    async def adopt(run: Obj) -> None:
+        adopted.append(run["id"])
+
+    leases = Leases(store, owner="me", seconds=30, held=set, on_renewed=lambda _: None, adopt=adopt)
+    try:
+        mine = await _run_leased_to(store, "me", until=leases.until())
+        lapsed = await _run_leased_to(store, "gone", until=1.0)
+        alive = await _run_leased_to(store, "other", until=leases.until())
+        await leases.sweep()
+        assert adopted == [lapsed["id"]]
+        assert mine["id"] not in adopted and alive["id"] not in adopted
+        adopted.clear()
+        await leases.sweep()  # now this process's own
+        assert adopted == []
+    finally:
+        await store.close()

@@ -206,13 +206,14 @@ async def post(http: aiohttp.ClientSession, url: str, body: object) -> dict[str,
 async def test_cancel_on_another_gateway_stops_the_run_where_it_runs(
     shared: tuple[Database, str],
 ) -> None:
-    """A run executing on A is cancelled through B: A stops it (it sees the request at its
-    next lease renewal), the answer is the cancelled run, and both streams end cancelled."""
+    """A run made and executing on A, followed from B, is cancelled through C: A stops it (it
+    sees the request at its next lease renewal), C answers with the cancelled run, and both
+    streams end cancelled."""
     db, bus = shared
     gateways = Gateways(db, bus)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
-            a, b = await gateways.start(http, 2)
+            a, b, c = await gateways.start(http, 3)
             assistant, thread = await new_thread(http, a, words=400)  # about 8 s
             origin = Seen()
 
@@ -225,7 +226,7 @@ async def test_cancel_on_another_gateway_stops_the_run_where_it_runs(
             await until(lambda: origin.deltas() >= 5)
             run = str(next(d for _, n, d in origin.frames if n == "thread.run.created")["id"])
             following = asyncio.create_task(follow(http, b, thread, run))
-            cancelled = await post(http, f"{b}/threads/{thread}/runs/{run}/cancel", {})
+            cancelled = await post(http, f"{c}/threads/{thread}/runs/{run}/cancel", {})
             await asyncio.wait_for(streaming, 20)
             followed = await asyncio.wait_for(following, 20)
     finally:

@@ -423,3 +423,42 @@ async def test_under_load_no_process_takes_over_its_own_runs(
 
 
 TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete"}
+
+
+async def test_a_threads_active_run_on_one_gateway_binds_the_others(
+    shared: tuple[Database, str],
+) -> None:
+    """While A runs a thread's run, B refuses a message and a second run on that thread (400),
+    and deleting the thread through B cancels the run on A first (its stream ends cancelled)."""
+    db, bus = shared
+    gateways = Gateways(db, bus)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            a, b = await gateways.start(http, 2)
+            assistant, thread = await new_thread(http, a, words=400)
+            origin = Seen()
+
+            async def on_a() -> None:
+                body = {"assistant_id": assistant, "stream": True}
+                async with http.post(f"{a}/threads/{thread}/runs", json=body) as response:
+                    await read_frames(response, origin)
+
+            streaming = asyncio.create_task(on_a())
+            await until(lambda: origin.deltas() >= 3)
+            message = {"role": "user", "content": "more"}
+            async with http.post(f"{b}/threads/{thread}/messages", json=message) as response:
+                message_status = response.status
+            async with http.post(
+                f"{b}/threads/{thread}/runs", json={"assistant_id": assistant}
+            ) as response:
+                second_run = (response.status, await response.json())
+            async with http.delete(f"{b}/threads/{thread}") as response:
+                deleted = (response.status, await response.json())
+            await asyncio.wait_for(streaming, 20)
+    finally:
+        gateways.stop()
+
+    assert message_status == 400
+    assert second_run[0] == 400 and "active run" in second_run[1]["error"]["message"]
+    assert deleted == (200, {"id": thread, "object": "thread.deleted", "deleted": True})
+    assert [n for _, n, _ in origin.frames][-2:] == ["thread.run.cancelled", "done"]

@@ -195,6 +195,8 @@ class RunEngine:
         run_id = self._active_by_thread.get(thread_id)
         if run_id is not None:
             await self._stop_and_wait(self._handles[run_id], StopReason.CANCEL)
+        elif (elsewhere := await self._active_elsewhere(thread_id)) is not None:
+            await self._cancel_elsewhere(thread_id, elsewhere["id"])  # then deleted with it
 
         async def write(tx: StoreTx) -> bool:
             return await tx.delete(Kind.THREAD, thread_id)
@@ -207,13 +209,8 @@ class RunEngine:
         if await self.store.get(Kind.THREAD, thread_id) is None:
             raise not_found("thread", thread_id)
         run_id = self._active_by_thread.get(thread_id)
-        if run_id is None and self.store.shared:  # another process may hold one
-
-            async def active(tx: StoreTx) -> Obj | None:
-                return await tx.active_run(thread_id)
-
-            elsewhere = await self.store.write(active)
-            run_id = elsewhere["id"] if elsewhere is not None else None
+        if run_id is None and (elsewhere := await self._active_elsewhere(thread_id)):
+            run_id = elsewhere["id"]
         if run_id is not None:
             raise ConflictError(
                 f"Can't add messages to {thread_id} while a run {run_id} is active."
@@ -384,6 +381,16 @@ class RunEngine:
         if handle.stop_reason is None:
             await self._stop_and_wait(handle, StopReason.CANCEL)
         return await self.get_run(thread_id, run_id)
+
+    async def _active_elsewhere(self, thread_id: str) -> Obj | None:
+        """The thread's active run when another process may hold it (a shared store)."""
+        if not self.store.shared:
+            return None
+
+        async def active(tx: StoreTx) -> Obj | None:
+            return await tx.active_run(thread_id)
+
+        return await self.store.write(active)
 
     async def _cancel_elsewhere(self, thread_id: str, run_id: str) -> Obj:
         """Cancel a run another process holds: ask its owner (it sees the request at its next

@@ -462,3 +462,38 @@ async def test_a_threads_active_run_on_one_gateway_binds_the_others(
     assert second_run[0] == 400 and "active run" in second_run[1]["error"]["message"]
     assert deleted == (200, {"id": thread, "object": "thread.deleted", "deleted": True})
     assert [n for _, n, _ in origin.frames][-2:] == ["thread.run.cancelled", "done"]
+
+
+async def test_metadata_modified_elsewhere_survives_the_runs_own_saves(
+    shared: tuple[Database, str],
+) -> None:
+    """Metadata set through B on a run that A is executing is still there when A ends the run
+    (A's saves keep the stored metadata), and the completed event carries it."""
+    db, bus = shared
+    gateways = Gateways(db, bus)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            a, b = await gateways.start(http, 2)
+            assistant, thread = await new_thread(http, a, words=100)
+            origin = Seen()
+
+            async def on_a() -> None:
+                body = {"assistant_id": assistant, "stream": True}
+                async with http.post(f"{a}/threads/{thread}/runs", json=body) as response:
+                    await read_frames(response, origin)
+
+            streaming = asyncio.create_task(on_a())
+            await until(lambda: origin.deltas() >= 3)
+            run = str(next(d for _, n, d in origin.frames if n == "thread.run.created")["id"])
+            modified = await post(
+                http, f"{b}/threads/{thread}/runs/{run}", {"metadata": {"tag": "from-b"}}
+            )
+            await asyncio.wait_for(streaming, 20)
+            done = await poll_until(http, a, thread, run, {"completed"})
+    finally:
+        gateways.stop()
+
+    assert modified["metadata"] == {"tag": "from-b"}
+    assert done["metadata"] == {"tag": "from-b"}
+    completed = next(d for _, n, d in origin.frames if n == "thread.run.completed")
+    assert completed["metadata"] == {"tag": "from-b"}

@@ -330,13 +330,24 @@ class RunEngine:
         return run
 
     async def modify_run(self, thread_id: str, run_id: str, metadata: dict[str, str] | None) -> Obj:
-        run = await self.get_run(thread_id, run_id)
+        await self.get_run(thread_id, run_id)
         handle = self._handles.get(run_id)
         if handle is not None:
-            run = handle.run
-        run["metadata"] = metadata or {}
-        await self.lc.save((Kind.RUN, run))
-        return copy.deepcopy(run)
+            handle.run["metadata"] = metadata or {}
+            await self.lc.save((Kind.RUN, handle.run), own_metadata=True)
+            return copy.deepcopy(handle.run)
+
+        # Held by no one, or by another process: change the stored run's metadata only (that
+        # process keeps it at its next save of the run, see Lifecycle.save).
+        async def write(tx: StoreTx) -> Obj:
+            stored = await tx.get(Kind.RUN, run_id)
+            if stored is None:
+                raise not_found("run", run_id)
+            stored["metadata"] = metadata or {}
+            await tx.save(Kind.RUN, stored)
+            return stored
+
+        return await self.store.write(write)
 
     async def submit_tool_outputs(
         self, thread_id: str, run_id: str, tool_outputs: list[dict[str, str]]

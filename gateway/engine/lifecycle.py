@@ -43,9 +43,20 @@ class Lifecycle:
         """Tell the run's streams that this segment is over (requires_action or terminal)."""
         await self.log.publish(handle.id, events.STREAM_END_EVENT)
 
-    async def save(self, *objs: tuple[Kind, Obj]) -> None:
+    async def save(self, *objs: tuple[Kind, Obj], own_metadata: bool = False) -> None:
+        """Save the objects in one transaction, retrying while the database refuses writes.
+
+        On a shared store a run's metadata may have been modified by another process while
+        this one holds the run; unless `own_metadata` (the save of such a modification), a
+        run's saved body keeps the stored metadata, which the run in memory takes too."""
+        merge = self.store.shared and not own_metadata
+
         async def write(tx: StoreTx) -> None:
             for kind, obj in objs:
+                if merge and kind is Kind.RUN:
+                    stored = await tx.get(Kind.RUN, obj["id"])
+                    if stored is not None:
+                        obj["metadata"] = stored["metadata"]
                 await tx.save(kind, obj)
 
         async for attempt in until_stored():
@@ -130,22 +141,27 @@ class Lifecycle:
         publish their events, then `trailer`, then the end of the stream."""
         run = handle.run
         changed: list[tuple[Kind, Obj]] = []
-        announced: list[Event] = []
         if handle.message is not None:
             self.close_message(handle.message, content, message_reason)
             changed.append((Kind.MESSAGE, handle.message))
-            announced.append(events.message_status(handle.message))
         if handle.step is not None:
             self.set_step_status(handle.step, step_status, **(step_fields or {}))
             changed.append((Kind.STEP, handle.step))
-            announced.append(events.step_status(handle.step))
         self.set_run_status(run, run_status)
         self._final_usage(handle)
         changed.append((Kind.RUN, run))
-        announced.append(events.run_status(run))
         handle.message = handle.step = None
         handle.fragments = []
         await self.save(*changed)
+        # Encoded after the save, which may have brought the run metadata set elsewhere.
+        announced = [
+            events.run_status(obj)
+            if kind is Kind.RUN
+            else events.message_status(obj)
+            if kind is Kind.MESSAGE
+            else events.step_status(obj)
+            for kind, obj in changed
+        ]
         await self.publish(handle, *announced, *trailer)
         await self.close_stream(handle)
 

@@ -497,3 +497,49 @@ async def test_metadata_modified_elsewhere_survives_the_runs_own_saves(
     assert done["metadata"] == {"tag": "from-b"}
     completed = next(d for _, n, d in origin.frames if n == "thread.run.completed")
     assert completed["metadata"] == {"tag": "from-b"}
+
+
+async def test_a_process_that_lost_its_runs_lease_writes_nothing_more(
+    shared: tuple[Database, str],
+) -> None:
+    """A's lease on a run it is executing passes (as if A had stalled past it): B adopts the
+    run and ends it failed. A, still running it, is refused at its next save (the lease is
+    checked and locked in every save) and lets go: the run stays failed, never completed, and
+    A's own client gets B's end."""
+    db, bus = shared
+    gateways = Gateways(db, bus)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            a, _ = await gateways.start(http, 2)
+            assistant, thread = await new_thread(http, a, words=200)  # about 4 s
+            origin = Seen()
+
+            async def on_a() -> None:
+                body = {"assistant_id": assistant, "stream": True}
+                async with http.post(f"{a}/threads/{thread}/runs", json=body) as response:
+                    await read_frames(response, origin)
+
+            streaming = asyncio.create_task(on_a())
+            await until(lambda: origin.deltas() >= 20)
+            run = str(next(d for _, n, d in origin.frames if n == "thread.run.created")["id"])
+            await lapse_lease(db, run)
+            await asyncio.wait_for(streaming, 20)
+            await asyncio.sleep(5)  # past the time A would have completed the run
+            final = await poll_until(http, a, thread, run, TERMINAL)
+    finally:
+        gateways.stop()
+
+    assert final["status"] == "failed", final["status"]
+    names = [n for _, n, _ in origin.frames]
+    assert "thread.run.completed" not in names
+    assert names[-2:] == ["thread.run.failed", "done"]
+
+
+async def lapse_lease(db: Database, run_id: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(db.url)
+    try:
+        await conn.execute("UPDATE runs SET owner='stalled', lease_until=0 WHERE id=$1", run_id)
+    finally:
+        await conn.close()

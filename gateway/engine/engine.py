@@ -20,7 +20,7 @@ from gateway import events, logs, objects
 from gateway.bus import EventBus
 from gateway.engine.eventlog import EventLog
 from gateway.engine.handle import RunHandle, StopReason
-from gateway.engine.leases import Leases, default_owner
+from gateway.engine.leases import LeaseLostError, Leases, default_owner
 from gateway.engine.lifecycle import Lifecycle
 from gateway.engine.runner import Runner
 from gateway.errors import (
@@ -71,7 +71,8 @@ class RunEngine:
             prune_seconds=event_prune_seconds,
             persist=persist_events,
         )
-        self.lc = Lifecycle(store, self.log, self.metrics)
+        owner = owner or default_owner(0)
+        self.lc = Lifecycle(store, self.log, self.metrics, owner)
         self.runner = Runner(store, self.lc, backend_for, self.metrics)
         self.run_expiry_seconds = run_expiry_seconds
         self.shutdown_grace_seconds = shutdown_grace_seconds
@@ -86,7 +87,7 @@ class RunEngine:
         )
         self.leases = Leases(
             store,
-            owner=owner or default_owner(0),
+            owner=owner,
             seconds=lease_seconds,
             held=lambda: set(self._handles),
             on_renewed=self._renewed,
@@ -334,7 +335,7 @@ class RunEngine:
         handle = self._handles.get(run_id)
         if handle is not None:
             handle.run["metadata"] = metadata or {}
-            await self.lc.save((Kind.RUN, handle.run), own_metadata=True)
+            await self.lc.save(handle, (Kind.RUN, handle.run), own_metadata=True)
             return copy.deepcopy(handle.run)
 
         # Held by no one, or by another process: change the stored run's metadata only (that
@@ -377,7 +378,7 @@ class RunEngine:
         self.lc.set_step_status(step, StepStatus.COMPLETED, usage=usage(*handle.step_usage))
         self.lc.set_run_status(handle.run, RunStatus.QUEUED)
         handle.step = None
-        await self.lc.save((Kind.STEP, step), (Kind.RUN, handle.run))
+        await self.lc.save(handle, (Kind.STEP, step), (Kind.RUN, handle.run))
         await self.lc.publish(handle, events.step_status(step), events.run_status(handle.run))
         self._spawn(handle)
         return copy.deepcopy(handle.run)
@@ -536,6 +537,9 @@ class RunEngine:
                 current.uncancel()
             handle.stop_reason = handle.stop_reason or StopReason.SHUTDOWN
             interrupted = True
+        except LeaseLostError:
+            self._let_go(handle)
+            return
         except ModelBackendError as exc:
             await self._guard(self.lc.end_failed(handle, exc.message, exc.code), handle)
         except Exception:
@@ -555,8 +559,16 @@ class RunEngine:
         """Await a run's closing work; a failure there is logged, never raised into the task."""
         try:
             await work
+        except LeaseLostError:
+            self._let_go(handle)
         except Exception:
             log.exception("could not close run %s", handle.id)
+
+    def _let_go(self, handle: RunHandle) -> None:
+        """Another process holds the run now: stop holding it here, writing nothing more."""
+        log.warning("run %s was taken over by another process; letting it go", handle.id)
+        handle.task = None
+        self._forget(handle)
 
     # --- checks ---------------------------------------------------------------------------
 

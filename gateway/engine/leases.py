@@ -20,11 +20,23 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
+from gateway.errors import ConflictError
 from gateway.periodic import Periodic
 from gateway.store import RunStore, StoreTx
 from gateway.types import Obj
 
 log = logging.getLogger("gateway.leases")
+
+
+class LeaseLostError(ConflictError):
+    """Another process holds this run now (it took it over): this one must not write it."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"Run {run_id} is now handled by another gateway process; retry the request.",
+            code="run_moved",
+        )
+        self.run_id = run_id
 
 
 def default_owner(port: int) -> str:

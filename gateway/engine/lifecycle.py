@@ -13,6 +13,7 @@ from gateway import events
 from gateway.engine.durable import until_stored
 from gateway.engine.eventlog import EventLog
 from gateway.engine.handle import RunHandle
+from gateway.engine.leases import LeaseLostError
 from gateway.events import Event
 from gateway.metrics import Metrics
 from gateway.objects import (
@@ -30,10 +31,11 @@ from gateway.types import Obj
 
 
 class Lifecycle:
-    def __init__(self, store: RunStore, log: EventLog, metrics: Metrics) -> None:
+    def __init__(self, store: RunStore, log: EventLog, metrics: Metrics, owner: str) -> None:
         self.store = store
         self.log = log
         self.metrics = metrics
+        self.owner = owner  # this process's name on its runs' leases
 
     async def publish(self, handle: RunHandle, *evs: Event) -> None:
         for event in evs:
@@ -43,20 +45,27 @@ class Lifecycle:
         """Tell the run's streams that this segment is over (requires_action or terminal)."""
         await self.log.publish(handle.id, events.STREAM_END_EVENT)
 
-    async def save(self, *objs: tuple[Kind, Obj], own_metadata: bool = False) -> None:
-        """Save the objects in one transaction, retrying while the database refuses writes.
+    async def save(
+        self, handle: RunHandle, *objs: tuple[Kind, Obj], own_metadata: bool = False
+    ) -> None:
+        """Save objects of `handle`'s run in one transaction, retrying while the database
+        refuses writes.
 
-        On a shared store a run's metadata may have been modified by another process while
-        this one holds the run; unless `own_metadata` (the save of such a modification), a
-        run's saved body keeps the stored metadata, which the run in memory takes too."""
-        merge = self.store.shared and not own_metadata
+        On a shared store the transaction first checks, and locks, that this process still
+        holds the run's lease: a process that lost it (another took the run over after this
+        one stalled past its lease, or took its waiting run for tool outputs) gets
+        LeaseLostError and writes nothing. The run's metadata may have been modified by
+        another process meanwhile; unless `own_metadata` (the save of such a modification),
+        the saved run keeps the stored metadata, which the run in memory takes too."""
+        shared = self.store.shared
 
         async def write(tx: StoreTx) -> None:
+            stored = await tx.hold_run(handle.id, self.owner) if shared else None
+            if shared and stored is None:
+                raise LeaseLostError(handle.id)
             for kind, obj in objs:
-                if merge and kind is Kind.RUN:
-                    stored = await tx.get(Kind.RUN, obj["id"])
-                    if stored is not None:
-                        obj["metadata"] = stored["metadata"]
+                if stored is not None and kind is Kind.RUN and not own_metadata:
+                    obj["metadata"] = stored["metadata"]
                 await tx.save(kind, obj)
 
         async for attempt in until_stored():
@@ -91,7 +100,7 @@ class Lifecycle:
 
     async def run_status(self, handle: RunHandle, status: RunStatus) -> None:
         self.set_run_status(handle.run, status)
-        await self.save((Kind.RUN, handle.run))
+        await self.save(handle, (Kind.RUN, handle.run))
         await self.publish(handle, events.run_status(handle.run))
 
     def _final_usage(self, handle: RunHandle) -> None:
@@ -152,7 +161,7 @@ class Lifecycle:
         changed.append((Kind.RUN, run))
         handle.message = handle.step = None
         handle.fragments = []
-        await self.save(*changed)
+        await self.save(handle, *changed)
         # Encoded after the save, which may have brought the run metadata set elsewhere.
         announced = [
             events.run_status(obj)

@@ -118,7 +118,7 @@ class Runner:
             {"type": "message_creation", "message_creation": {"message_id": message["id"]}},
         )
         handle.step, handle.message, handle.fragments = step, message, []
-        await self.lc.save((Kind.STEP, step), (Kind.MESSAGE, message))
+        await self.lc.save(handle, (Kind.STEP, step), (Kind.MESSAGE, message))
         await self.lc.publish(
             handle,
             events.snapshot(events.STEP_CREATED, step),
@@ -149,14 +149,14 @@ class Runner:
             self.lc.close_message(handle.message, content, None)
             assert handle.step is not None
             self.lc.set_step_status(handle.step, StepStatus.COMPLETED, usage=usage(0, 0))
-            await self.lc.save((Kind.MESSAGE, handle.message), (Kind.STEP, handle.step))
+            await self.lc.save(handle, (Kind.MESSAGE, handle.message), (Kind.STEP, handle.step))
             await self.lc.publish(
                 handle, events.message_status(handle.message), events.step_status(handle.step)
             )
             handle.message, handle.fragments = None, []
         step = objects.step(handle.run, {"type": "tool_calls", "tool_calls": []})
         handle.step = step
-        await self.lc.save((Kind.STEP, step))
+        await self.lc.save(handle, (Kind.STEP, step))
         await self.lc.publish(
             handle,
             events.snapshot(events.STEP_CREATED, step),
@@ -236,6 +236,6 @@ class Runner:
                 ]
             },
         }
-        await self.lc.save((Kind.STEP, handle.step), (Kind.RUN, run))
+        await self.lc.save(handle, (Kind.STEP, handle.step), (Kind.RUN, run))
         await self.lc.publish(handle, events.run_status(run))
         await self.lc.close_stream(handle)

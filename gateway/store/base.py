@@ -169,6 +169,11 @@ class StoreTx(Protocol):
         """Extend every active run `owner` still holds; each one's id and stop request."""
         ...
 
+    async def hold_run(self, run_id: str, owner: str) -> Obj | None:
+        """The stored run if `owner` holds its lease, locked until the transaction ends (so no
+        claim can come between this and the writes that follow); None if it does not."""
+        ...
+
     async def request_stop(self, run_id: str, reason: str) -> bool:
         """Ask the run's owner to stop it (its next lease renewal sees it); False when the
         run is not active."""

@@ -281,6 +281,12 @@ class _PostgresTx:
         )
         return [(row[0], row[1]) for row in rows]
 
+    async def hold_run(self, run_id: str, owner: str) -> Obj | None:
+        rows = await self._conn.fetch(
+            "SELECT body FROM runs WHERE id=$1 AND owner=$2 FOR UPDATE", run_id, owner
+        )
+        return _decode_first(rows)
+
     async def request_stop(self, run_id: str, reason: str) -> bool:
         status = await self._conn.execute(
             "UPDATE runs SET stop_requested=$1 WHERE id=$2 AND status = ANY($3::text[])",

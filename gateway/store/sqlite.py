@@ -316,6 +316,14 @@ class _SQLiteTx:
         )
         return [(str(i), r) for i, r in rows]
 
+    async def hold_run(self, run_id: str, owner: str) -> Obj | None:
+        # The one writer connection already keeps every other write out of this transaction.
+        await self.flush()
+        rows = await self._conn.execute_fetchall(
+            "SELECT body FROM runs WHERE id=? AND owner=?", (run_id, owner)
+        )
+        return _decode_first(rows)
+
     async def request_stop(self, run_id: str, reason: str) -> bool:
         await self.flush()
         cursor = await self._conn.execute(

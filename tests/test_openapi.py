@@ -15,6 +15,7 @@ import pytest
 from gateway import api
 from gateway.api.openapi import OPERATIONS
 from tests.server import LiveServer
+from tests.stores import every_backend  # noqa: F401  (fuzzed on each store backend)
 
 FUZZ_SECONDS = 40
 

@@ -244,6 +244,18 @@ async def test_tx_reads_its_own_writes(store: RunStore) -> None:
     assert await store.write(fn) == assistant
 
 
+async def test_ids_no_object_can_have_find_nothing(store: RunStore) -> None:
+    """An id with a NUL byte or other text no id holds (from a URL) is simply not found, as a
+    get, a list filter and a cursor: PostgreSQL cannot even hold such text."""
+    await _seed(store)
+    odd = "asst_\x00\u0080x"
+    assert await store.get(Kind.ASSISTANT, odd) is None
+    assert await store.get(Kind.THREAD, odd, project="p") is None
+    assert await store.list_all(Kind.MESSAGE, thread_id=odd) == []
+    with pytest.raises(CursorNotFoundError):
+        await store.list_page(Kind.ASSISTANT, PageQuery(after=odd))
+
+
 async def test_an_orphan_message_is_refused(store: RunStore) -> None:
     """Foreign keys hold: a message of a thread that does not exist is not stored."""
     orphan = objects.user_message("thread_missing", {"role": "user", "content": "hi"})

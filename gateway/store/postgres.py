@@ -392,6 +392,10 @@ class PostgresRunStore:
     async def _fetch(self, sql: str, *params: Any) -> list[asyncpg.Record]:
         try:
             rows: list[asyncpg.Record] = await self._p.fetch(sql, *params)
+        except asyncpg.CharacterNotInRepertoireError:
+            # Text PostgreSQL cannot hold (a NUL byte, say, in an id from a URL) names nothing
+            # stored: every id and column the gateway writes is its own or validated.
+            return []
         except Exception as exc:
             unavailable = _unavailable(exc)
             if unavailable is None:

@@ -83,6 +83,7 @@ def create_app(
             persist_events=settings.persist_events,
             max_active_runs=settings.max_active_runs,
             max_active_runs_per_project=settings.max_active_runs_per_project,
+            max_active_runs_per_key=settings.max_active_runs_per_key,
             metrics=metrics,
             owner=settings.worker_id or default_owner(settings.port),
             lease_seconds=settings.lease_seconds,

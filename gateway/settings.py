@@ -95,8 +95,10 @@ class Settings:
     # Keyless (open) requests are not limited.
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 200
-    # Active runs one project may have at once (429 beyond), and the whole gateway (503).
+    # Active runs one project may have at once (429 beyond), one API key (429), and the whole
+    # gateway (503). Counted per process.
     max_active_runs_per_project: int = 200
+    max_active_runs_per_key: int = 200
     max_active_runs: int = 2000
 
     @property
@@ -198,6 +200,7 @@ def validate(settings: Settings) -> None:
         "max_tools",
         "max_tool_outputs",
         "max_active_runs_per_project",
+        "max_active_runs_per_key",
         "max_active_runs",
     ):
         if getattr(settings, name) < 1:

@@ -174,6 +174,43 @@ def test_a_project_at_its_active_run_limit_gets_429(keyed: tuple[LiveServer, str
     start(one)
 
 
+def test_a_key_at_its_active_run_limit_gets_429_while_its_projects_other_key_runs(
+    tmp_path: Path,
+) -> None:
+    """Two keys of one project, one active run each at most: the first key's second run is a
+    429, the other key still starts one, and the first key may start again once its run ends."""
+    database = tmp_path / "keys.db"
+    first_key, second_key = make_key(database, "team"), make_key(database, "team")
+    server = LiveServer(database, max_active_runs_per_key=1, local_model_delay_ms=5000).start()
+    try:
+        sdk = {
+            k: openai.OpenAI(base_url=server.base_url, api_key=k, max_retries=0)
+            for k in (first_key, second_key)
+        }
+        assistant = sdk[first_key].beta.assistants.create(model="local")
+        thread = {"messages": [{"role": "user", "content": "a b"}]}
+
+        def start(key: str) -> Any:
+            return sdk[key].beta.threads.create_and_run(
+                assistant_id=assistant.id,
+                thread=thread,  # type: ignore[arg-type]
+            )
+
+        first = start(first_key)
+        with pytest.raises(openai.RateLimitError) as refused:
+            start(first_key)
+        assert refused.value.code == "too_many_active_runs"
+        assert "API key" in refused.value.message
+        start(second_key)
+        sdk[first_key].beta.threads.runs.cancel(first.id, thread_id=first.thread_id)
+        sdk[first_key].beta.threads.runs.poll(
+            first.id, thread_id=first.thread_id, poll_interval_ms=20
+        )
+        start(first_key)
+    finally:
+        server.stop()
+
+
 @pytest.mark.settings(max_active_runs=1, local_model_delay_ms=5000)
 def test_a_full_gateway_answers_503_with_retry_after(
     server: LiveServer, client: openai.OpenAI

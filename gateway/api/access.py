@@ -56,6 +56,7 @@ async def admit(request: Request, *, token_allowed: bool = False) -> None:
     """Authenticate the request and check that its path stays inside its project; sets the
     request's project (None when a stream token stands in for the key)."""
     keys = cast(KeyRing, request.app.state.keys)
+    request.state.key_id = ""
     if keys.open:
         request.state.project = ""
         return
@@ -76,6 +77,7 @@ async def admit(request: Request, *, token_allowed: bool = False) -> None:
             "Incorrect API key provided, or the key was revoked.", code="invalid_api_key"
         )
     cast(RateLimiter, request.app.state.rate_limiter).take(stored.id)
+    request.state.key_id = stored.id
     project = stored.project
     request.state.project = project
     logs.project.set(project)
@@ -84,6 +86,11 @@ async def admit(request: Request, *, token_allowed: bool = False) -> None:
         object_id = request.path_params.get(param)
         if object_id is not None and await owners.project_of(kind, object_id) != project:
             raise not_found(label, object_id)
+
+
+def key_of(request: Request) -> str:
+    """The id of the request's API key ("" while the server is open)."""
+    return cast(str, getattr(request.state, "key_id", ""))
 
 
 def project_of(request: Request) -> str:

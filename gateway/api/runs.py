@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import ids
-from gateway.api.access import project_of
+from gateway.api.access import key_of, project_of
 from gateway.api.context import engine_of, settings_of, store_of
 from gateway.api.http import JSONResponse, page_query, read_body, refuse_unserved_tools
 from gateway.api.lists import list_response
@@ -56,29 +56,33 @@ async def create_run(request: Request) -> Response:
     fields = await read_body(request, CreateRunRequest)
     refuse_unserved_tools(fields)
     engine, thread_id = engine_of(request), request.path_params["thread_id"]
-    project = project_of(request)
+    project, key = project_of(request), key_of(request)
     if fields.get("stream"):
         run_id = ids.run_id()
         return await stream_run(
             request,
             run_id,
-            lambda: engine.create_run(thread_id, fields, run_id=run_id, project=project),
+            lambda: engine.create_run(thread_id, fields, run_id=run_id, project=project, key=key),
         )
-    return run_response(request, await engine.create_run(thread_id, fields, project=project))
+    return run_response(
+        request, await engine.create_run(thread_id, fields, project=project, key=key)
+    )
 
 
 async def create_thread_and_run(request: Request) -> Response:
     fields = await read_body(request, CreateThreadAndRunRequest)
     refuse_unserved_tools(fields)
-    engine, project = engine_of(request), project_of(request)
+    engine, project, key = engine_of(request), project_of(request), key_of(request)
     if fields.get("stream"):
         run_id = ids.run_id()
         return await stream_run(
             request,
             run_id,
-            lambda: engine.create_thread_and_run(fields, run_id=run_id, project=project),
+            lambda: engine.create_thread_and_run(fields, run_id=run_id, project=project, key=key),
         )
-    return run_response(request, await engine.create_thread_and_run(fields, project=project))
+    return run_response(
+        request, await engine.create_thread_and_run(fields, project=project, key=key)
+    )
 
 
 async def list_runs(request: Request) -> Response:

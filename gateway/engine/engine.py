@@ -56,6 +56,7 @@ class RunEngine:
         persist_events: bool = True,
         max_active_runs: int = 2000,
         max_active_runs_per_project: int = 200,
+        max_active_runs_per_key: int = 200,
         metrics: Metrics | None = None,
         owner: str = "",
         lease_seconds: float = 30.0,
@@ -80,7 +81,9 @@ class RunEngine:
         self._active_by_thread: dict[str, str] = {}
         self.max_active_runs = max_active_runs
         self.max_active_runs_per_project = max_active_runs_per_project
+        self.max_active_runs_per_key = max_active_runs_per_key
         self._active_by_project: dict[str, int] = {}
+        self._active_by_key: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._expiry = Periodic(
             "run-expiry", expiry_check_seconds, self._expire_due, "could not expire runs"
@@ -233,6 +236,7 @@ class RunEngine:
         *,
         run_id: str | None = None,
         project: str | None = None,
+        key: str = "",
     ) -> Obj:
         """Create a queued run and start it. A caller that wants the run's events from the first
         one subscribes to `run_id` (an id from `gateway.ids.run_id()`) before calling. With a
@@ -258,8 +262,8 @@ class RunEngine:
         messages = [
             objects.user_message(thread_id, m) for m in fields.get("additional_messages") or []
         ]
-        self._check_capacity(project or "")
-        handle = self._register(run, project or "")
+        self._check_capacity(project or "", key)
+        handle = self._register(run, project or "", key)
 
         async def write(tx: StoreTx) -> None:
             for message in messages:
@@ -271,7 +275,12 @@ class RunEngine:
         return copy.deepcopy(run)
 
     async def create_thread_and_run(
-        self, fields: dict[str, Any], *, run_id: str | None = None, project: str = ""
+        self,
+        fields: dict[str, Any],
+        *,
+        run_id: str | None = None,
+        project: str = "",
+        key: str = "",
     ) -> Obj:
         """Create a thread in `project` and a run on it; the assistant must be in `project`."""
         self._check_open()
@@ -292,8 +301,8 @@ class RunEngine:
             expiry_seconds=self.run_expiry_seconds,
             run_id=run_id,
         )
-        self._check_capacity(project)
-        handle = self._register(run, project)
+        self._check_capacity(project, key)
+        handle = self._register(run, project, key)
 
         async def write(tx: StoreTx) -> None:
             await tx.insert(Kind.THREAD, thread, project=project)
@@ -472,8 +481,8 @@ class RunEngine:
 
     # --- tasks and handles ----------------------------------------------------------------
 
-    def _check_capacity(self, project: str) -> None:
-        """Room for one more active run, in the gateway and in `project`."""
+    def _check_capacity(self, project: str, key: str = "") -> None:
+        """Room for one more active run, in the gateway, in `project` and for `key`."""
         if len(self._handles) >= self.max_active_runs:
             raise ServiceUnavailableError(
                 f"The gateway is at its limit of {self.max_active_runs} active runs; retry in a "
@@ -488,24 +497,31 @@ class RunEngine:
                 code="too_many_active_runs",
                 retry_after=1,
             )
+        if key and self._active_by_key.get(key, 0) >= self.max_active_runs_per_key:
+            raise RateLimitError(
+                f"This API key has {self.max_active_runs_per_key} active runs, its limit; "
+                "retry when one has ended.",
+                code="too_many_active_runs",
+                retry_after=1,
+            )
 
-    def _register(self, run: Obj, project: str = "") -> RunHandle:
-        handle = RunHandle(run=run, project=project)
+    def _register(self, run: Obj, project: str = "", key: str = "") -> RunHandle:
+        handle = RunHandle(run=run, project=project, key=key)
         self._handles[run["id"]] = handle
         self.metrics.active_runs.inc()
         self._active_by_thread[run["thread_id"]] = run["id"]
-        self._active_by_project[project] = self._active_by_project.get(project, 0) + 1
+        _count(self._active_by_project, project, 1)
+        if key:
+            _count(self._active_by_key, key, 1)
         return handle
 
     def _forget(self, handle: RunHandle) -> None:
         self.log.release(handle.id)
         if self._handles.pop(handle.id, None) is not None:
             self.metrics.active_runs.dec()
-            left = self._active_by_project.get(handle.project, 0) - 1
-            if left > 0:
-                self._active_by_project[handle.project] = left
-            else:
-                self._active_by_project.pop(handle.project, None)
+            _count(self._active_by_project, handle.project, -1)
+            if handle.key:
+                _count(self._active_by_key, handle.key, -1)
         if self._active_by_thread.get(handle.thread_id) == handle.id:
             del self._active_by_thread[handle.thread_id]
         handle.done.set()
@@ -592,6 +608,15 @@ class RunEngine:
         run_id = self._active_by_thread.get(thread_id)
         if run_id is not None:
             raise ConflictError(f"Thread {thread_id} already has an active run {run_id}.")
+
+
+def _count(counts: dict[str, int], name: str, change: int) -> None:
+    """Add `change` to `counts[name]`, dropping the entry at zero."""
+    left = counts.get(name, 0) + change
+    if left > 0:
+        counts[name] = left
+    else:
+        counts.pop(name, None)
 
 
 def _match_outputs(step: Obj, tool_outputs: list[dict[str, str]]) -> dict[str, str]:

@@ -20,6 +20,8 @@ class RunHandle:
     run: Obj
     # The project of the run's thread ("" while the server is open).
     project: str = ""
+    # The API key that made the run ("" while open, or for a run adopted from another process).
+    key: str = ""
     # The task generating the run's next segment; None while queued-and-not-spawned or waiting.
     task: asyncio.Task[None] | None = None
     started: bool = False

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, TypeVar
 
 import asyncpg
@@ -36,6 +36,7 @@ from gateway.store.base import (
 )
 from gateway.store.eventblocks import event_blocks, split_block
 from gateway.store.pg_migrations import MIGRATIONS
+from gateway.store.rows import TABLES, decode_first, insert_sql, row_values, upsert_sql
 from gateway.types import Obj
 
 log = logging.getLogger("gateway.store")
@@ -44,21 +45,6 @@ T = TypeVar("T")
 # A connection of its own or one lent by the pool: the same calls.
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
-_TABLES: Final = {
-    Kind.ASSISTANT: "assistants",
-    Kind.THREAD: "threads",
-    Kind.MESSAGE: "messages",
-    Kind.RUN: "runs",
-    Kind.STEP: "run_steps",
-}
-# Columns copied out of the object so rows can be found without decoding bodies.
-_COLUMNS: Final[dict[Kind, tuple[str, ...]]] = {
-    Kind.ASSISTANT: (),
-    Kind.THREAD: (),
-    Kind.MESSAGE: ("thread_id", "run_id"),
-    Kind.RUN: ("thread_id", "assistant_id", "status", "expires_at"),
-    Kind.STEP: ("thread_id", "run_id"),
-}
 _ACTIVE: Final = sorted(ACTIVE_RUN_STATUSES)
 # Taken while migrating, so that workers starting together migrate once, one after another.
 _MIGRATION_LOCK: Final = 0x6761_7465  # "gate"
@@ -83,31 +69,8 @@ def _unavailable(exc: BaseException) -> StoreUnavailableError | None:
     return None
 
 
-def _row_values(kind: Kind, obj: Obj) -> list[Any]:
-    return [*(obj.get(c) for c in _COLUMNS[kind]), orjson.dumps(obj)]
-
-
-def _insert_sql(kind: Kind) -> str:
-    columns = ["id", *_COLUMNS[kind], "body"]
-    if kind in OWNED_KINDS:
-        columns.append("project")
-    marks = ",".join(f"${i}" for i in range(1, len(columns) + 1))
-    return f"INSERT INTO {_TABLES[kind]} ({','.join(columns)}) VALUES ({marks})"
-
-
-def _upsert_sql(kind: Kind) -> str:
-    # Never sets `project`: an object stays in the project it was added to.
-    columns = ["id", *_COLUMNS[kind], "body"]
-    marks = ",".join(f"${i}" for i in range(1, len(columns) + 1))
-    sets = ",".join(f"{c}=excluded.{c}" for c in columns[1:])
-    return (
-        f"INSERT INTO {_TABLES[kind]} ({','.join(columns)}) VALUES ({marks})"
-        f" ON CONFLICT (id) DO UPDATE SET {sets}"
-    )
-
-
-_INSERT: Final = {kind: _insert_sql(kind) for kind in Kind}
-_UPSERT: Final = {kind: _upsert_sql(kind) for kind in Kind}
+_INSERT: Final = {kind: insert_sql(kind, lambda i: f"${i}") for kind in Kind}
+_UPSERT: Final = {kind: upsert_sql(kind, lambda i: f"${i}") for kind in Kind}
 _APPEND_BLOCK: Final = (
     "INSERT INTO run_event_blocks (run_id, first_seq, last_seq, frames, created_at)"
     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
@@ -119,13 +82,6 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-def _decode_first(rows: Sequence[asyncpg.Record]) -> Obj | None:
-    if not rows:
-        return None
-    obj: Obj = orjson.loads(rows[0][0])
-    return obj
-
-
 class _PostgresTx:
     """One write transaction on one connection: statements go out as they come."""
 
@@ -133,20 +89,20 @@ class _PostgresTx:
         self._conn = conn
 
     async def get(self, kind: Kind, object_id: str) -> Obj | None:
-        rows = await self._conn.fetch(f"SELECT body FROM {_TABLES[kind]} WHERE id=$1", object_id)
-        return _decode_first(rows)
+        rows = await self._conn.fetch(f"SELECT body FROM {TABLES[kind]} WHERE id=$1", object_id)
+        return decode_first(rows)
 
     async def insert(self, kind: Kind, obj: Obj, *, project: str = "") -> None:
-        values = [obj["id"], *_row_values(kind, obj)]
+        values = [obj["id"], *row_values(kind, obj)]
         if kind in OWNED_KINDS:
             values.append(project)
         await self._conn.execute(_INSERT[kind], *values)
 
     async def save(self, kind: Kind, obj: Obj) -> None:
-        await self._conn.execute(_UPSERT[kind], obj["id"], *_row_values(kind, obj))
+        await self._conn.execute(_UPSERT[kind], obj["id"], *row_values(kind, obj))
 
     async def delete(self, kind: Kind, object_id: str) -> bool:
-        status = await self._conn.execute(f"DELETE FROM {_TABLES[kind]} WHERE id=$1", object_id)
+        status = await self._conn.execute(f"DELETE FROM {TABLES[kind]} WHERE id=$1", object_id)
         return _count(status) > 0
 
     async def append_events(self, rows: Iterable[tuple[str, LoggedEvent, int]]) -> None:
@@ -269,7 +225,7 @@ class _PostgresTx:
             now,
             status,
         )
-        return _decode_first(rows)
+        return decode_first(rows)
 
     async def renew_leases(self, owner: str, until: float) -> list[tuple[str, str | None]]:
         rows = await self._conn.fetch(
@@ -285,7 +241,7 @@ class _PostgresTx:
         rows = await self._conn.fetch(
             "SELECT body FROM runs WHERE id=$1 AND owner=$2 FOR UPDATE", run_id, owner
         )
-        return _decode_first(rows)
+        return decode_first(rows)
 
     async def request_stop(self, run_id: str, reason: str) -> bool:
         status = await self._conn.execute(
@@ -302,7 +258,7 @@ class _PostgresTx:
             thread_id,
             _ACTIVE,
         )
-        return _decode_first(rows)
+        return decode_first(rows)
 
 
 class PostgresRunStore:
@@ -405,17 +361,17 @@ class PostgresRunStore:
 
     async def get(self, kind: Kind, object_id: str, *, project: str | None = None) -> Obj | None:
         if project is None:
-            rows = await self._fetch(f"SELECT body FROM {_TABLES[kind]} WHERE id=$1", object_id)
-            return _decode_first(rows)
+            rows = await self._fetch(f"SELECT body FROM {TABLES[kind]} WHERE id=$1", object_id)
+            return decode_first(rows)
         assert kind in OWNED_KINDS, kind
         rows = await self._fetch(
-            f"SELECT body FROM {_TABLES[kind]} WHERE id=$1 AND project=$2", object_id, project
+            f"SELECT body FROM {TABLES[kind]} WHERE id=$1 AND project=$2", object_id, project
         )
-        return _decode_first(rows)
+        return decode_first(rows)
 
     async def project_of(self, kind: Kind, object_id: str) -> str | None:
         assert kind in OWNED_KINDS, kind
-        rows = await self._fetch(f"SELECT project FROM {_TABLES[kind]} WHERE id=$1", object_id)
+        rows = await self._fetch(f"SELECT project FROM {TABLES[kind]} WHERE id=$1", object_id)
         return str(rows[0][0]) if rows else None
 
     async def api_keys(self) -> list[ApiKey]:
@@ -427,7 +383,7 @@ class PostgresRunStore:
     async def list_page(
         self, kind: Kind, query: PageQuery, **filters: str
     ) -> tuple[list[Obj], bool]:
-        table = _TABLES[kind]
+        table = TABLES[kind]
         params: list[Any] = list(filters.values())
         where = [f"{column}=${i}" for i, column in enumerate(filters, start=1)]
         forward = query.order == "asc"
@@ -469,7 +425,7 @@ class PostgresRunStore:
     async def list_all(self, kind: Kind, **filters: str) -> list[Obj]:
         where = " AND ".join(f"{c}=${i}" for i, c in enumerate(filters, start=1)) or "TRUE"
         rows = await self._fetch(
-            f"SELECT body FROM {_TABLES[kind]} WHERE {where} ORDER BY seq", *filters.values()
+            f"SELECT body FROM {TABLES[kind]} WHERE {where} ORDER BY seq", *filters.values()
         )
         return [orjson.loads(row[0]) for row in rows]
 

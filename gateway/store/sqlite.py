@@ -43,25 +43,11 @@ from gateway.store.base import (
 )
 from gateway.store.eventblocks import event_blocks, split_block
 from gateway.store.migrations import MIGRATIONS
+from gateway.store.rows import TABLES, decode_first, insert_sql, row_values, upsert_sql
 from gateway.types import Obj
 
 log = logging.getLogger("gateway.store")
 
-_TABLES: Final = {
-    Kind.ASSISTANT: "assistants",
-    Kind.THREAD: "threads",
-    Kind.MESSAGE: "messages",
-    Kind.RUN: "runs",
-    Kind.STEP: "run_steps",
-}
-# Columns copied out of the object so rows can be found without decoding bodies.
-_COLUMNS: Final[dict[Kind, tuple[str, ...]]] = {
-    Kind.ASSISTANT: (),
-    Kind.THREAD: (),
-    Kind.MESSAGE: ("thread_id", "run_id"),
-    Kind.RUN: ("thread_id", "assistant_id", "status", "expires_at"),
-    Kind.STEP: ("thread_id", "run_id"),
-}
 _ACTIVE: Final = tuple(sorted(ACTIVE_RUN_STATUSES))
 _ACTIVE_SQL: Final = ",".join("?" * len(_ACTIVE))
 
@@ -87,25 +73,8 @@ def _unavailable(exc: Exception) -> StoreUnavailableError | None:
     return None
 
 
-def _row_values(kind: Kind, obj: Obj) -> tuple[Any, ...]:
-    return (*(obj.get(c) for c in _COLUMNS[kind]), orjson.dumps(obj))
-
-
-def _insert_sql(kind: Kind, *, project: bool = False) -> str:
-    columns = ("id", *_COLUMNS[kind], "body", *(("project",) if project else ()))
-    marks = ",".join("?" * len(columns))
-    return f"INSERT INTO {_TABLES[kind]} ({','.join(columns)}) VALUES ({marks})"
-
-
-def _upsert_sql(kind: Kind) -> str:
-    # An upsert, not INSERT OR REPLACE: REPLACE deletes the row and cascades to its children.
-    # It never sets `project`: an object stays in the project it was added to.
-    sets = ",".join(f"{c}=excluded.{c}" for c in (*_COLUMNS[kind], "body"))
-    return f"{_insert_sql(kind)} ON CONFLICT(id) DO UPDATE SET {sets}"
-
-
-_INSERT: Final = {kind: _insert_sql(kind, project=kind in OWNED_KINDS) for kind in Kind}
-_UPSERT: Final = {kind: _upsert_sql(kind) for kind in Kind}
+_INSERT: Final = {kind: insert_sql(kind, lambda _: "?") for kind in Kind}
+_UPSERT: Final = {kind: upsert_sql(kind, lambda _: "?") for kind in Kind}
 _APPEND_BLOCK: Final = (
     "INSERT OR IGNORE INTO run_event_blocks (run_id, first_seq, last_seq, frames, created_at)"
     " VALUES (?, ?, ?, ?, ?)"
@@ -180,15 +149,15 @@ class _SQLiteTx:
         return await _get(self._conn, kind, object_id)
 
     async def insert(self, kind: Kind, obj: Obj, *, project: str = "") -> None:
-        values = (obj["id"], *_row_values(kind, obj))
+        values = (obj["id"], *row_values(kind, obj))
         self.held.append((_INSERT[kind], (*values, project) if kind in OWNED_KINDS else values))
 
     async def save(self, kind: Kind, obj: Obj) -> None:
-        self.held.append((_UPSERT[kind], (obj["id"], *_row_values(kind, obj))))
+        self.held.append((_UPSERT[kind], (obj["id"], *row_values(kind, obj))))
 
     async def delete(self, kind: Kind, object_id: str) -> bool:
         await self.flush()
-        cursor = await self._conn.execute(f"DELETE FROM {_TABLES[kind]} WHERE id=?", (object_id,))
+        cursor = await self._conn.execute(f"DELETE FROM {TABLES[kind]} WHERE id=?", (object_id,))
         return cursor.rowcount > 0
 
     async def append_events(self, rows: Iterable[tuple[str, LoggedEvent, int]]) -> None:
@@ -305,7 +274,7 @@ class _SQLiteTx:
             " AND (? OR owner IS NULL OR owner=? OR lease_until < ?) RETURNING body",
             (owner, until, run_id, *_ACTIVE, status, status, force, owner, now),
         )
-        return _decode_first(rows)
+        return decode_first(rows)
 
     async def renew_leases(self, owner: str, until: float) -> list[tuple[str, str | None]]:
         await self.flush()
@@ -322,7 +291,7 @@ class _SQLiteTx:
         rows = await self._conn.execute_fetchall(
             "SELECT body FROM runs WHERE id=? AND owner=?", (run_id, owner)
         )
-        return _decode_first(rows)
+        return decode_first(rows)
 
     async def request_stop(self, run_id: str, reason: str) -> bool:
         await self.flush()
@@ -338,19 +307,12 @@ class _SQLiteTx:
             f"SELECT body FROM runs WHERE thread_id=? AND status IN ({_ACTIVE_SQL}) LIMIT 1",
             (thread_id, *_ACTIVE),
         )
-        return _decode_first(rows)
+        return decode_first(rows)
 
 
 async def _get(conn: aiosqlite.Connection, kind: Kind, object_id: str) -> Obj | None:
-    rows = await conn.execute_fetchall(f"SELECT body FROM {_TABLES[kind]} WHERE id=?", (object_id,))
-    return _decode_first(rows)
-
-
-def _decode_first(rows: Iterable[Any]) -> Obj | None:
-    for row in rows:
-        decoded: Obj = orjson.loads(row[0])
-        return decoded
-    return None
+    rows = await conn.execute_fetchall(f"SELECT body FROM {TABLES[kind]} WHERE id=?", (object_id,))
+    return decode_first(rows)
 
 
 # The most writes one group commit takes, so that no transaction grows without bound.
@@ -494,15 +456,15 @@ class SQLiteRunStore:
             return await _get(self._r, kind, object_id)
         assert kind in OWNED_KINDS, kind
         rows = await self._r.execute_fetchall(
-            f"SELECT body FROM {_TABLES[kind]} WHERE id=? AND project=?", (object_id, project)
+            f"SELECT body FROM {TABLES[kind]} WHERE id=? AND project=?", (object_id, project)
         )
-        return _decode_first(rows)
+        return decode_first(rows)
 
     async def project_of(self, kind: Kind, object_id: str) -> str | None:
         assert kind in OWNED_KINDS, kind
         rows = list(
             await self._r.execute_fetchall(
-                f"SELECT project FROM {_TABLES[kind]} WHERE id=?", (object_id,)
+                f"SELECT project FROM {TABLES[kind]} WHERE id=?", (object_id,)
             )
         )
         return str(rows[0][0]) if rows else None
@@ -516,7 +478,7 @@ class SQLiteRunStore:
     async def list_page(
         self, kind: Kind, query: PageQuery, **filters: str
     ) -> tuple[list[Obj], bool]:
-        table = _TABLES[kind]
+        table = TABLES[kind]
         where = [f"{column}=?" for column in filters]
         params: list[Any] = list(filters.values())
         forward = query.order == "asc"
@@ -555,7 +517,7 @@ class SQLiteRunStore:
     async def list_all(self, kind: Kind, **filters: str) -> list[Obj]:
         where = " AND ".join(f"{column}=?" for column in filters) or "1"
         rows = await self._r.execute_fetchall(
-            f"SELECT body FROM {_TABLES[kind]} WHERE {where} ORDER BY seq", tuple(filters.values())
+            f"SELECT body FROM {TABLES[kind]} WHERE {where} ORDER BY seq", tuple(filters.values())
         )
         return [orjson.loads(row[0]) for row in rows]
 

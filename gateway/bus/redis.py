@@ -34,12 +34,13 @@ from gateway.bus.subscriber import Subscriber
 from gateway.engine.eventlog import EPOCH_GAP
 from gateway.errors import ServiceUnavailableError
 from gateway.events import Event
+from gateway.retrying import forever
 
 log = logging.getLogger("gateway.bus")
 
 BLOCK_MS = 5_000  # one XREAD waits at most this long (the socket timeout is longer)
 READ_COUNT = 1_000  # entries per channel per read
-RETRY_FIRST, RETRY_MOST = 0.05, 2.0  # seconds between attempts while Redis is unreachable
+_REDIS_DOWN = (RedisError, OSError)  # retried with backoff until Redis answers again
 
 
 # Stream entries as redis-py returns them without decoding: (id, {field: value}).
@@ -96,6 +97,7 @@ class RedisEventBus:
         self._wake_key = f"{self.prefix}wake:{uuid.uuid4().hex}"
         self._wake_position = b"0-0"
         self._outbox: list[tuple[str, Event]] = []
+        self._sending: list[tuple[str, Event]] = []  # the batch out of the outbox, being sent
         self._outbox_ready = asyncio.Event()
         self._drained = asyncio.Event()  # set while the outbox is empty
         self._drained.set()
@@ -128,21 +130,17 @@ class RedisEventBus:
         self._outbox_ready.set()
 
     async def _send_loop(self) -> None:
-        wait = RETRY_FIRST
         while True:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
             while self._outbox:
-                batch = self._outbox[:1000]
-                try:
-                    await self._send(batch)
-                except (RedisError, OSError) as exc:
-                    log.warning("Redis bus: could not publish (%s); retrying", exc)
-                    await asyncio.sleep(wait)
-                    wait = min(wait * 2, RETRY_MOST)
-                    continue
-                wait = RETRY_FIRST
-                del self._outbox[: len(batch)]
+                # Out of the outbox while it is sent (and resent while Redis is unreachable):
+                # what the outbox drops when it is full is then never part of a batch.
+                self._sending, self._outbox = self._outbox[:1000], self._outbox[1000:]
+                async for attempt in forever(_REDIS_DOWN):
+                    with attempt:
+                        await self._send(self._sending)
+                self._sending = []
             self._drained.set()
 
     async def _send(self, batch: Sequence[tuple[str, Event]]) -> None:
@@ -182,7 +180,7 @@ class RedisEventBus:
         if channel not in self._positions:
             self._joining[channel] = joining = asyncio.get_running_loop().create_future()
             try:
-                if any(queued == channel for queued, _ in self._outbox):
+                if any(queued == channel for queued, _ in (*self._sending, *self._outbox)):
                     # What this process published before the join is not for this
                     # subscriber: let it reach Redis first, so the top read below is after it.
                     with contextlib.suppress(TimeoutError):
@@ -235,23 +233,21 @@ class RedisEventBus:
         await self._redis.expire(self._wake_key, 3600)
 
     async def _read_loop(self) -> None:
-        wait = RETRY_FIRST
         while True:
-            streams: dict[Any, Any] = {self._key(c): p for c, p in self._positions.items()}
-            streams[self._wake_key] = self._wake_position
-            try:
-                answer = cast(
-                    list[tuple[bytes, Entries]] | None,
-                    await self._reader_redis.xread(streams, count=READ_COUNT, block=BLOCK_MS),
-                )
-            except (RedisError, OSError) as exc:
-                log.warning("Redis bus: read failed (%s); retrying", exc)
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, RETRY_MOST)
-                continue
-            wait = RETRY_FIRST
+            async for attempt in forever(_REDIS_DOWN):
+                with attempt:
+                    answer = await self._read()
             for key, entries in answer or ():
                 self._deliver(key.decode(), entries)
+
+    async def _read(self) -> list[tuple[bytes, Entries]] | None:
+        """One blocking read of every followed channel, from where each has got to."""
+        streams: dict[Any, Any] = {self._key(c): p for c, p in self._positions.items()}
+        streams[self._wake_key] = self._wake_position
+        return cast(
+            list[tuple[bytes, Entries]] | None,
+            await self._reader_redis.xread(streams, count=READ_COUNT, block=BLOCK_MS),
+        )
 
     def _deliver(self, key: str, entries: Entries) -> None:
         if key == self._wake_key:
@@ -283,7 +279,7 @@ class RedisEventBus:
     async def close(self) -> None:
         """Send what the outbox holds (bounded wait), end every subscription, disconnect."""
         self._closed = True
-        if self._outbox and self._tasks:
+        if (self._outbox or self._sending) and self._tasks:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), 5)
         for task in self._tasks:

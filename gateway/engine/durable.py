@@ -8,24 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import stamina
-
 from gateway.errors import StoreUnavailableError
-
-# Between attempts: 50 ms doubling to 2 s (stamina adds up to 0.1 s of jitter), with no limit
-# on attempts or time; a cancellation (shutdown, cancel, expiry) ends the wait.
-FIRST_WAIT = 0.05
-LONGEST_WAIT = 2.0
+from gateway.retrying import forever
 
 
 def until_stored() -> Any:
     """Attempts at a write that must land: `async for attempt in until_stored(): with
     attempt: ...`. Only StoreUnavailableError is retried; any other error is raised."""
-    return stamina.retry_context(
-        on=StoreUnavailableError,
-        attempts=None,
-        timeout=None,
-        wait_initial=FIRST_WAIT,
-        wait_max=LONGEST_WAIT,
-        wait_jitter=0.1,
-    )
+    return forever(StoreUnavailableError)

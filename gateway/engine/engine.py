@@ -269,7 +269,8 @@ class RunEngine:
             for message in messages:
                 await tx.insert(Kind.MESSAGE, message)
             await tx.insert(Kind.RUN, run)
-            await tx.lease_run(run["id"], self.leases.owner, self.leases.until())
+            if self.leases.active:  # a SQLite file has one process: no lease to keep
+                await tx.lease_run(run["id"], self.leases.owner, self.leases.until())
 
         await self._start_run(handle, write, [])
         return copy.deepcopy(run)
@@ -309,7 +310,8 @@ class RunEngine:
             for message in messages:
                 await tx.insert(Kind.MESSAGE, message)
             await tx.insert(Kind.RUN, run)
-            await tx.lease_run(run["id"], self.leases.owner, self.leases.until())
+            if self.leases.active:  # a SQLite file has one process: no lease to keep
+                await tx.lease_run(run["id"], self.leases.owner, self.leases.until())
 
         await self._start_run(handle, write, [events.snapshot(events.THREAD_CREATED, thread)])
         return copy.deepcopy(run)

@@ -47,3 +47,10 @@ async def ready(http: aiohttp.ClientSession, port: int, seconds: float = 20) -> 
             pass
         await asyncio.sleep(0.05)
     raise AssertionError("the gateway did not become ready")
+
+
+async def new_assistant(http: aiohttp.ClientSession, api: str) -> str:
+    """An assistant on the built-in model, made through `api` (a base URL ending in /v1)."""
+    async with http.post(f"{api}/assistants", json={"model": "local"}) as response:
+        assert response.status == 200, await response.text()
+        return str((await response.json())["id"])

@@ -55,8 +55,8 @@ async def make_bus(request: pytest.FixtureRequest) -> AsyncIterator[Callable[...
         await forget_prefix(prefix)
 
 
-async def _take(subscription: Subscription, count: int) -> list[Event]:
-    """The next `count` events of `subscription`, failing fast instead of hanging."""
+async def _take(subscription: Subscription, count: int, seconds: float = 1) -> list[Event]:
+    """The next `count` events of `subscription`, within `seconds` instead of hanging."""
 
     async def collect() -> list[Event]:
         taken: list[Event] = []
@@ -66,7 +66,7 @@ async def _take(subscription: Subscription, count: int) -> list[Event]:
                 break
         return taken
 
-    return await asyncio.wait_for(collect(), 1)
+    return await asyncio.wait_for(collect(), seconds)
 
 
 def count(bus: EventBus, channel: str) -> int:
@@ -258,7 +258,7 @@ async def test_redis_restart_loses_nothing_the_publisher_held(tmp_path: Path) ->
                 await publisher.publish(CHANNEL, _event(n))
             await asyncio.sleep(0.3)  # both buses meet the closed port and retry
             server.start()
-            got = await asyncio.wait_for(_take_slowly(subscription, 5), 15)
+            got = await _take(subscription, 5, seconds=15)
             assert got == [_event(n) for n in range(3, 8)]
     finally:
         await publisher.close()
@@ -283,12 +283,3 @@ async def test_redis_lost_entries_drop_the_subscriber_to_resume_from_the_log(
     finally:
         await publisher.close()
         await reader.close()
-
-
-async def _take_slowly(subscription: Subscription, count: int) -> list[Event]:
-    taken: list[Event] = []
-    async for event in subscription:
-        taken.append(event)
-        if len(taken) == count:
-            break
-    return taken

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.process import free_port, ready, start
+from tests.process import free_port, new_assistant, ready, start
 
 ROUND = 240  # connections per round, 40 of each kind
 ROUNDS = 3  # after one warm-up round
@@ -140,8 +140,7 @@ async def test_churn_leaves_tasks_files_and_memory_at_baseline(tmp_path: Path) -
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
             await ready(http, port)
             api = f"http://127.0.0.1:{port}/v1"
-            async with http.post(f"{api}/assistants", json={"model": "local"}) as response:
-                assistant = (await response.json())["id"]
+            assistant = await new_assistant(http, api)
             message = {"role": "user", "content": "done soon"}
             body = {"assistant_id": assistant, "thread": {"messages": [message]}}
             async with http.post(f"{api}/threads/runs", json=body) as response:

@@ -16,7 +16,7 @@ import aiohttp
 
 from gateway.engine.eventlog import EPOCH_GAP
 from tests.aio_sse import Seen, read_frames
-from tests.process import free_port, ready, start
+from tests.process import free_port, new_assistant, ready, start
 
 RUNS = 100
 WORDS = 300  # at 20 ms a token a run streams for about 6 s: all are mid-answer at the kill
@@ -54,8 +54,7 @@ async def test_kill_9_under_load_then_restart(tmp_path: Path) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
             await ready(http, port)
             api = f"http://127.0.0.1:{port}/v1"
-            async with http.post(f"{api}/assistants", json={"model": "local"}) as response:
-                assistant = (await response.json())["id"]
+            assistant = await new_assistant(http, api)
             text = " ".join(f"w{i}" for i in range(WORDS))
             threads = []
             for _ in range(RUNS):
@@ -157,8 +156,7 @@ async def test_sigterm_under_load_ends_every_stream_and_run_within_the_grace(
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
             await ready(http, port)
             api = f"http://127.0.0.1:{port}/v1"
-            async with http.post(f"{api}/assistants", json={"model": "local"}) as response:
-                assistant = (await response.json())["id"]
+            assistant = await new_assistant(http, api)
             body = {
                 "assistant_id": assistant,
                 "stream": True,

@@ -18,7 +18,7 @@ import pytest
 
 from tests.aio_sse import Seen, read_frames
 from tests.conftest import need
-from tests.process import free_port, ready, start
+from tests.process import free_port, new_assistant, ready, start
 from tests.redis_server import REDIS_URL, PrivateRedis, forget_prefix, redis_missing
 from tests.stores import Database, database, postgres_missing
 
@@ -74,8 +74,7 @@ async def shared(tmp_path: Path) -> AsyncIterator[tuple[Database, str]]:
 
 
 async def new_thread(http: aiohttp.ClientSession, api: str, words: int = WORDS) -> tuple[str, str]:
-    async with http.post(f"{api}/assistants", json={"model": "local"}) as response:
-        assistant = (await response.json())["id"]
+    assistant = await new_assistant(http, api)
     text = " ".join(f"w{i}" for i in range(words))
     body = {"messages": [{"role": "user", "content": text}]}
     async with http.post(f"{api}/threads", json=body) as response:
@@ -83,19 +82,36 @@ async def new_thread(http: aiohttp.ClientSession, api: str, words: int = WORDS) 
     return assistant, thread
 
 
-async def stream_run(http: aiohttp.ClientSession, api: str, assistant: str, thread: str) -> Seen:
+def start_streaming(
+    http: aiohttp.ClientSession, api: str, assistant: str, thread: str
+) -> tuple[asyncio.Task[None], Seen]:
+    """A streamed run made on `api`, read in a task: the task, and what it has seen so far."""
     seen = Seen()
-    body = {"assistant_id": assistant, "stream": True}
-    async with http.post(f"{api}/threads/{thread}/runs", json=body) as response:
-        assert response.status == 200
-        await read_frames(response, seen)
-    return seen
+
+    async def read() -> None:
+        body = {"assistant_id": assistant, "stream": True}
+        async with http.post(f"{api}/threads/{thread}/runs", json=body) as response:
+            assert response.status == 200, await response.text()
+            await read_frames(response, seen)
+
+    return asyncio.create_task(read()), seen
+
+
+def run_of(seen: Seen) -> str:
+    """The id of the run a stream is about, from its thread.run.created event."""
+    return str(next(d for _, n, d in seen.frames if n == "thread.run.created")["id"])
 
 
 async def follow(
-    http: aiohttp.ClientSession, api: str, thread: str, run: str, after: int | None = None
+    http: aiohttp.ClientSession,
+    api: str,
+    thread: str,
+    run: str,
+    after: int | None = None,
+    into: Seen | None = None,
 ) -> Seen:
-    seen = Seen()
+    """The run's event stream read from `api`, after event `after`, into `into` if given."""
+    seen = into if into is not None else Seen()
     headers = {"Last-Event-ID": str(after)} if after else {}
     async with http.get(f"{api}/threads/{thread}/runs/{run}/events", headers=headers) as response:
         assert response.status == 200, await response.text()
@@ -121,18 +137,11 @@ async def test_a_run_on_one_gateway_streams_whole_from_another(
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
             a, b = await gateways.start(http, 2)
             assistant, thread = await new_thread(http, a)
-            origin = Seen()
-
-            async def on_a() -> None:
-                body = {"assistant_id": assistant, "stream": True}
-                async with http.post(f"{a}/threads/{thread}/runs", json=body) as response:
-                    await read_frames(response, origin)
-
-            streaming = asyncio.create_task(on_a())
+            streaming, origin = start_streaming(http, a, assistant, thread)
             # The run is made by A; wait for its first event, then follow it from B twice:
             # from the start, and from the event A's client has just seen.
             await until(lambda: len(origin.frames) >= 5)
-            run = str(next(d for _, n, d in origin.frames if n == "thread.run.created")["id"])
+            run = run_of(origin)
             midway = origin.frames[-1][0]
             from_start, from_midway = await asyncio.gather(
                 follow(http, b, thread, run), follow(http, b, thread, run, after=midway)
@@ -141,7 +150,8 @@ async def test_a_run_on_one_gateway_streams_whole_from_another(
     finally:
         gateways.stop()
 
-    assert origin.frames[-1][1] == "done" and origin.deltas() >= WORDS
+    # The local model answers "You said: " and the words: two deltas more than the words.
+    assert origin.frames[-1][1] == "done" and origin.deltas() == WORDS + 2
     assert from_start.frames == origin.frames
     assert midway is not None
     assert from_midway.frames == [f for f in origin.frames if f[0] is None or f[0] > midway]
@@ -159,24 +169,11 @@ async def test_a_redis_restart_mid_stream_loses_nothing_for_a_resuming_client(
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
                 a, b = await gateways.start(http, 2)
                 assistant, thread = await new_thread(http, a)
-                origin = Seen()
-
-                async def on_a() -> None:
-                    body = {"assistant_id": assistant, "stream": True}
-                    async with http.post(f"{a}/threads/{thread}/runs", json=body) as response:
-                        await read_frames(response, origin)
-
-                streaming = asyncio.create_task(on_a())
+                streaming, origin = start_streaming(http, a, assistant, thread)
                 await until(lambda: len(origin.frames) >= 5)
-                run = str(next(d for _, n, d in origin.frames if n == "thread.run.created")["id"])
+                run = run_of(origin)
                 followed = Seen()
-
-                async def on_b() -> None:
-                    url = f"{b}/threads/{thread}/runs/{run}/events"
-                    async with http.get(url) as response:
-                        await read_frames(response, followed)
-
-                following = asyncio.create_task(on_b())
+                following = asyncio.create_task(follow(http, b, thread, run, into=followed))
                 await until(lambda: followed.deltas() >= 20)
                 redis_server.stop()  # every key is gone
                 await asyncio.sleep(0.5)
@@ -215,16 +212,9 @@ async def test_cancel_on_another_gateway_stops_the_run_where_it_runs(
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
             a, b, c = await gateways.start(http, 3)
             assistant, thread = await new_thread(http, a, words=400)  # about 8 s
-            origin = Seen()
-
-            async def on_a() -> None:
-                body = {"assistant_id": assistant, "stream": True}
-                async with http.post(f"{a}/threads/{thread}/runs", json=body) as response:
-                    await read_frames(response, origin)
-
-            streaming = asyncio.create_task(on_a())
+            streaming, origin = start_streaming(http, a, assistant, thread)
             await until(lambda: origin.deltas() >= 5)
-            run = str(next(d for _, n, d in origin.frames if n == "thread.run.created")["id"])
+            run = run_of(origin)
             following = asyncio.create_task(follow(http, b, thread, run))
             cancelled = await post(http, f"{c}/threads/{thread}/runs/{run}/cancel", {})
             await asyncio.wait_for(streaming, 20)
@@ -396,8 +386,7 @@ async def test_under_load_no_process_takes_over_its_own_runs(
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
             [api] = await gateways.start(http, 1)
-            async with http.post(f"{api}/assistants", json={"model": "local"}) as response:
-                assistant = (await response.json())["id"]
+            assistant = await new_assistant(http, api)
             ended: list[str] = []
             body = {
                 "assistant_id": assistant,
@@ -436,14 +425,7 @@ async def test_a_threads_active_run_on_one_gateway_binds_the_others(
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
             a, b = await gateways.start(http, 2)
             assistant, thread = await new_thread(http, a, words=400)
-            origin = Seen()
-
-            async def on_a() -> None:
-                body = {"assistant_id": assistant, "stream": True}
-                async with http.post(f"{a}/threads/{thread}/runs", json=body) as response:
-                    await read_frames(response, origin)
-
-            streaming = asyncio.create_task(on_a())
+            streaming, origin = start_streaming(http, a, assistant, thread)
             await until(lambda: origin.deltas() >= 3)
             message = {"role": "user", "content": "more"}
             async with http.post(f"{b}/threads/{thread}/messages", json=message) as response:
@@ -475,16 +457,9 @@ async def test_metadata_modified_elsewhere_survives_the_runs_own_saves(
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
             a, b = await gateways.start(http, 2)
             assistant, thread = await new_thread(http, a, words=100)
-            origin = Seen()
-
-            async def on_a() -> None:
-                body = {"assistant_id": assistant, "stream": True}
-                async with http.post(f"{a}/threads/{thread}/runs", json=body) as response:
-                    await read_frames(response, origin)
-
-            streaming = asyncio.create_task(on_a())
+            streaming, origin = start_streaming(http, a, assistant, thread)
             await until(lambda: origin.deltas() >= 3)
-            run = str(next(d for _, n, d in origin.frames if n == "thread.run.created")["id"])
+            run = run_of(origin)
             modified = await post(
                 http, f"{b}/threads/{thread}/runs/{run}", {"metadata": {"tag": "from-b"}}
             )
@@ -512,16 +487,9 @@ async def test_a_process_that_lost_its_runs_lease_writes_nothing_more(
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
             a, _ = await gateways.start(http, 2)
             assistant, thread = await new_thread(http, a, words=200)  # about 4 s
-            origin = Seen()
-
-            async def on_a() -> None:
-                body = {"assistant_id": assistant, "stream": True}
-                async with http.post(f"{a}/threads/{thread}/runs", json=body) as response:
-                    await read_frames(response, origin)
-
-            streaming = asyncio.create_task(on_a())
+            streaming, origin = start_streaming(http, a, assistant, thread)
             await until(lambda: origin.deltas() >= 20)
-            run = str(next(d for _, n, d in origin.frames if n == "thread.run.created")["id"])
+            run = run_of(origin)
             await lapse_lease(db, run)
             await asyncio.wait_for(streaming, 20)
             await asyncio.sleep(5)  # past the time A would have completed the run

@@ -72,13 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             flags["workers"] = 1  # a worker of `--workers N`: serve the socket it was given
         settings = from_env(**flags)
         config = load_config(settings.config) if settings.config else GatewayConfig()
-        sock = _bind(settings.host, settings.port) if args.fd is None else _inherited(args.fd)
-        try:
-            keys = _check_database(settings)
-            _check_exposure(settings, keys)
-        except SettingsError:
-            sock.close()
-            raise
+        if args.fd is not None:  # a worker: its supervisor checked the database and exposure
+            sock = _inherited(args.fd)
+        else:
+            sock = _bind(settings.host, settings.port)
+            try:
+                keys = _check_database(settings)
+                _check_exposure(settings, keys)
+            except SettingsError:
+                sock.close()
+                raise
     except (SettingsError, ConfigError) as exc:
         print(f"gateway: error: {exc}", file=sys.stderr)
         return 2

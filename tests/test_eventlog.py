@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -195,3 +196,163 @@ async def test_event_blocks_round_trip_frames_and_markers(store: SQLiteRunStore)
     assert await store.events_after(run["id"], 3) == [later]
     rows = await store._r.execute_fetchall("SELECT count(*) FROM run_event_blocks")
     assert list(rows) == [(2,)]  # one row per commit, not one per event
+
+
+async def test_a_seal_stores_the_ending_with_every_event_before_it(
+    store: SQLiteRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change that ends a segment commits with the run's unflushed events, the events that
+    announce it and the marker; none of those reaches the bus before that commit."""
+    bus = MemoryEventBus()
+    log = EventLog(store, bus, flush_seconds=3600)  # no flush on its own during the test
+    await log.start()
+    run = await a_run(store)
+    seen_at_publish: list[tuple[str, int]] = []  # event, events stored when it was published
+    real_publish = bus.publish
+
+    async def publish(channel: str, event: Event) -> None:
+        seen_at_publish.append((event.name, len(await store.events_after(channel, 0))))
+        await real_publish(channel, event)
+
+    try:
+        for i in range(3):
+            await log.publish(run["id"], delta(i))
+        monkeypatch.setattr(bus, "publish", publish)
+        run["status"] = "completed"
+
+        async def save(tx: StoreTx) -> None:
+            await tx.save(Kind.RUN, run)
+
+        await log.seal(run["id"], save, lambda: [events.run_status(run)])
+    finally:
+        await log.stop()
+    stored = await store.events_after(run["id"], 0)
+    names = [e.name for e in stored]
+    assert names == [events.MESSAGE_DELTA] * 3 + [events.RUN_COMPLETED, events.STREAM_END]
+    assert [e.seq for e in stored] == [1, 2, 3, 4, 5]
+    assert seen_at_publish == [(events.RUN_COMPLETED, 5), (events.STREAM_END, 5)]
+    assert (await store.get(Kind.RUN, run["id"]) or {})["status"] == "completed"
+
+
+async def test_a_seal_waits_for_a_flush_holding_the_runs_events(
+    store: SQLiteRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a flush is writing some of the run's events, the seal commits after it, so the
+    stored log never has the ending without what came before."""
+    log = EventLog(store, MemoryEventBus())
+    run = await a_run(store)
+    await log.publish(run["id"], delta(0))
+    real_write = store.write
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def slow_first(fn: Any) -> Any:
+        if not order:
+            order.append("flush")
+            await release.wait()
+        else:
+            order.append("seal")
+        return await real_write(fn)
+
+    monkeypatch.setattr(store, "write", slow_first)
+    flushing = asyncio.create_task(log.flush())
+    await asyncio.sleep(0)
+    sealing = asyncio.create_task(log.seal(run["id"], _nothing, list))
+    await asyncio.sleep(0.05)
+    assert order == ["flush"] and not sealing.done()
+    release.set()
+    await asyncio.gather(flushing, sealing)
+    assert order == ["flush", "seal"]
+    assert [e.seq for e in await store.events_after(run["id"], 0)] == [1, 2]
+
+
+async def test_a_cancelled_caller_still_gets_its_seal_published(
+    store: SQLiteRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller cancelled while its seal is being written waits for it to finish: the ending is
+    stored and published (streams get it), then the caller sees its cancellation."""
+    bus = MemoryEventBus()
+    log = EventLog(store, bus)
+    run = await a_run(store)
+    real_write = store.write
+    writing = asyncio.Event()
+
+    async def slow(fn: Any) -> Any:
+        writing.set()
+        await asyncio.sleep(0.1)
+        return await real_write(fn)
+
+    monkeypatch.setattr(store, "write", slow)
+    async with bus.subscribe(run["id"]) as sub:
+        sealing = asyncio.create_task(log.seal(run["id"], _nothing, lambda: [delta(0)]))
+        await writing.wait()
+        sealing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sealing
+        got = await anext(sub.batches())
+    assert [e.name for e in got] == [events.MESSAGE_DELTA, events.STREAM_END]
+    assert len(await store.events_after(run["id"], 0)) == 2
+
+
+async def _nothing(tx: StoreTx) -> None:
+    return None
+
+
+def _elsewhere(held: list[Event]) -> Any:
+    """A bus subscription's `since` that holds `held`."""
+
+    async def since(seq: int) -> list[Event]:
+        return [e for e in held if (e.seq or 0) > seq]
+
+    return since
+
+
+async def test_a_run_running_elsewhere_with_nothing_readable_yet_is_all_live(
+    store: SQLiteRunStore,
+) -> None:
+    """Nothing stored and nothing on the bus yet: from its start, everything comes live."""
+    log = EventLog(store, MemoryEventBus())
+    run = await a_run(store)
+    replay = await log.replay(run["id"], None, active=True, since=_elsewhere([]))
+    assert list(replay.events) == [] and replay.live
+
+
+async def test_a_position_not_readable_yet_is_waited_for_then_unavailable(
+    store: SQLiteRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A position beyond what can be read elsewhere is waited for (its event is on its way),
+    and is called unavailable only after CATCH_UP_SECONDS."""
+    monkeypatch.setattr("gateway.engine.eventlog.CATCH_UP_SECONDS", 0.3)
+    log = EventLog(store, MemoryEventBus())
+    run = await a_run(store)
+    held = [delta(i).numbered(i + 1) for i in range(2)]
+    since = _elsewhere(held)
+
+    async def arrives() -> None:
+        await asyncio.sleep(0.1)
+        held.append(delta(2).numbered(3))
+        held.append(delta(3).numbered(4))
+
+    arriving = asyncio.create_task(arrives())
+    replay = await log.replay(run["id"], 3, active=True, since=since)
+    await arriving
+    assert [e.seq for e in replay.events] == [4] and replay.live
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ReplayUnavailableError):
+        await log.replay(run["id"], 9, active=True, since=since)
+    assert asyncio.get_running_loop().time() - started >= 0.3
+
+
+async def test_a_gap_between_the_stored_log_and_the_bus_is_unavailable(
+    store: SQLiteRunStore,
+) -> None:
+    """Stored up to 2, the bus holding only 5 on: events 3 and 4 are nowhere, which is said."""
+    log = EventLog(store, MemoryEventBus())
+    run = await a_run(store)
+    for i in range(2):
+        await log.publish(run["id"], delta(i))
+    log.release(run["id"])
+    await log.flush()
+    since = _elsewhere([delta(i).numbered(i + 1) for i in range(4, 6)])
+    with pytest.raises(ReplayUnavailableError):
+        await log.replay(run["id"], None, active=True, since=since)

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import pytest
@@ -20,6 +21,7 @@ from tests.aio_sse import Seen, read_frames
 from tests.conftest import need
 from tests.process import free_port, new_assistant, ready, start
 from tests.redis_server import REDIS_URL, PrivateRedis, forget_prefix, redis_missing
+from tests.slow_link import SlowLink
 from tests.stores import Database, database, postgres_missing
 
 WORDS = 120  # at 20 ms a token, a run streams for about 2.5 s
@@ -33,15 +35,18 @@ class Gateways:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.ports: list[int] = []
 
-    async def start(self, http: aiohttp.ClientSession, count: int) -> list[str]:
-        """Start `count` more; their API base URLs."""
+    async def start(
+        self, http: aiohttp.ClientSession, count: int, *, bus: str | None = None
+    ) -> list[str]:
+        """Start `count` more (on `bus` instead of the shared URL, if given: the same Redis
+        through a slow link, say); their API base URLs."""
         added = []
         for _ in range(count):
             port = free_port()
             # Events reach the database half a second late: a stream on another process
             # must take the newest ones from the bus (`since`), not from the stored log.
             env = {
-                "GATEWAY_BUS": self.bus,
+                "GATEWAY_BUS": bus or self.bus,
                 "GATEWAY_EVENT_FLUSH_MS": "500",
                 "GATEWAY_LEASE_SECONDS": str(self.lease_seconds),
             }
@@ -155,6 +160,88 @@ async def test_a_run_on_one_gateway_streams_whole_from_another(
     assert from_start.frames == origin.frames
     assert midway is not None
     assert from_midway.frames == [f for f in origin.frames if f[0] is None or f[0] > midway]
+
+
+async def test_a_run_that_reads_ended_elsewhere_streams_to_its_end_at_once(
+    shared: tuple[Database, str],
+) -> None:
+    """Polled on B until it reads completed (or requires_action), a run made on A streams from
+    B at once with its whole end: the status is never visible before the events that lead to
+    it can be read from any process. Events reach the database half a second late here, so a
+    status saved ahead of them would be seen long before they are."""
+    db, bus = shared
+    gateways = Gateways(db, bus)
+    streams: list[tuple[str, Seen]] = []
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            a, b = await gateways.start(http, 2)
+            tool = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+            made = await post(http, f"{a}/assistants", {"model": "local", "tools": [tool]})
+            words = " ".join(f"w{i}" for i in range(10))
+            for content, ending in [(words, "completed")] * 4 + [
+                ("Weather in Paris?", "requires_action")
+            ]:
+                body = {
+                    "assistant_id": made["id"],
+                    "thread": {"messages": [{"role": "user", "content": content}]},
+                }
+                run = await post(http, f"{a}/threads/runs", body)
+                await poll_until(http, b, run["thread_id"], run["id"], {ending}, pause=0.005)
+                streams.append((ending, await follow(http, b, run["thread_id"], run["id"])))
+    finally:
+        gateways.stop()
+
+    for ending, seen in streams:
+        names = [n for _, n, _ in seen.frames]
+        assert names[0] == "thread.created", names
+        if ending == "completed":
+            assert seen.deltas() == 12  # "You said:" and ten words
+            assert names[-4:] == [
+                "thread.message.completed",
+                "thread.run.step.completed",
+                "thread.run.completed",
+                "done",
+            ], names
+        else:
+            assert names[-2:] == ["thread.run.requires_action", "done"], names
+
+
+async def test_a_new_runs_stream_elsewhere_waits_for_events_not_yet_on_the_bus(
+    shared: tuple[Database, str],
+) -> None:
+    """A run made on A, whose link to Redis is slow (a third of a second), streamed from B at
+    once: nothing of the run is stored or on the bus yet, and B streams it whole from its
+    first event instead of answering replay_unavailable ("not yet there" is not "no longer
+    kept")."""
+    db, bus = shared
+    gateways = Gateways(db, bus)
+    parts = urlsplit(bus)
+    streams: list[Seen] = []
+    try:
+        async with (
+            SlowLink((parts.hostname or "", parts.port or 6379), 0.3) as link,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http,
+        ):
+            slow_bus = urlunsplit(parts._replace(netloc=f"127.0.0.1:{link.port}"))
+            [a] = await gateways.start(http, 1, bus=slow_bus)
+            [b] = await gateways.start(http, 1)
+            assistant = await new_assistant(http, a)
+            for _ in range(4):
+                body = {
+                    "assistant_id": assistant,
+                    "thread": {"messages": [{"role": "user", "content": "one two three"}]},
+                }
+                run = await post(http, f"{a}/threads/runs", body)
+                streams.append(await follow(http, b, run["thread_id"], run["id"]))
+    finally:
+        gateways.stop()
+
+    for seen in streams:
+        names = [n for _, n, _ in seen.frames]
+        assert "error" not in names, seen.frames
+        assert names[:3] == ["thread.created", "thread.run.created", "thread.run.queued"], names
+        assert names[-2:] == ["thread.run.completed", "done"], names
+        assert [i for i, _, _ in seen.frames[:-1]] == list(range(1, len(names))), seen.frames
 
 
 async def test_a_redis_restart_mid_stream_loses_nothing_for_a_resuming_client(
@@ -305,14 +392,20 @@ async def test_a_dead_gateways_run_ends_on_another_within_the_lease(
 
 
 async def poll_until(
-    http: aiohttp.ClientSession, api: str, thread: str, run: str, statuses: set[str]
+    http: aiohttp.ClientSession,
+    api: str,
+    thread: str,
+    run: str,
+    statuses: set[str],
+    *,
+    pause: float = 0.05,
 ) -> dict[str, Any]:
-    for _ in range(400):
+    for _ in range(int(20 / pause)):
         async with http.get(f"{api}/threads/{thread}/runs/{run}") as response:
             found: dict[str, Any] = await response.json()
         if found["status"] in statuses:
             return found
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(pause)
     raise AssertionError(f"run {run} never reached {statuses}: {found['status']}")
 
 

@@ -24,9 +24,10 @@ class Subscription(Protocol):
         ...
 
     async def since(self, seq: int) -> list[Event]:
-        """The events numbered after `seq` published before the subscription began, as far as
-        the bus still holds them: how a stream on another worker bridges from the stored log
-        to the live events. A bus that holds none (memory) returns []."""
+        """The events numbered after `seq` that the bus holds now, every one published before
+        the subscription began among them as far as the bus still keeps them: how a stream on
+        another worker bridges from the stored log to the live events. A bus that holds none
+        (memory) returns []."""
         ...
 
 

@@ -31,7 +31,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.bus.subscriber import Subscriber
-from gateway.engine.eventlog import EPOCH_GAP
+from gateway.engine.eventlog import follows
 from gateway.errors import ServiceUnavailableError
 from gateway.events import Event
 from gateway.retrying import forever
@@ -58,12 +58,6 @@ def _unavailable(exc: BaseException) -> ServiceUnavailableError:
         code="bus_unavailable",
         retry_after=1,
     )
-
-
-def _gap(last: int, following: int) -> bool:
-    """Whether events are missing between `last` and `following`: a run's events are numbered
-    one by one, except the jump to a new epoch after a restart (see engine.eventlog)."""
-    return following != last + 1 and following - last < EPOCH_GAP // 2
 
 
 class RedisEventBus:
@@ -193,7 +187,6 @@ class RedisEventBus:
             finally:
                 del self._joining[channel]
                 joining.set_result(None)
-        subscriber.start = self._positions[channel].decode()
         self._channels.setdefault(channel, set()).add(subscriber)
 
     def leave(self, subscriber: Subscriber) -> None:
@@ -210,14 +203,11 @@ class RedisEventBus:
         return len(self._channels.get(channel, ()))
 
     async def since(self, subscriber: Subscriber, seq: int) -> list[Event]:
-        """What the run's Redis stream holds after `seq`, up to where the subscriber began."""
-        start = subscriber.start or "0-0"
-        if _seq_of(start.encode()) <= seq:
-            return []
+        """What the run's Redis stream holds after `seq` now: up to where the subscriber began,
+        and maybe past it (the stream skips by number what it has already sent)."""
         try:
             entries = cast(
-                Entries,
-                await self._redis.xrange(self._key(subscriber.channel), f"({seq}-0", start),
+                Entries, await self._redis.xrange(self._key(subscriber.channel), f"({seq}-0")
             )
         except (RedisError, OSError) as exc:
             raise _unavailable(exc) from exc
@@ -261,7 +251,7 @@ class RedisEventBus:
         batch = [Event(f[b"n"].decode(), f[b"b"], _seq_of(i)) for i, f in entries]
         subscribers = self._channels.get(channel, ())
         last = _seq_of(position)
-        if last and _gap(last, batch[0].seq or 0):
+        if last and not follows(last, batch[0].seq or 0):
             # Redis lost entries (it restarted before they were read): these subscribers
             # cannot be given every event, so they are dropped and resume from the log.
             log.warning(

@@ -33,15 +33,12 @@ class Subscriber:
         "_pending",
         "_waiter",
         "channel",
-        "start",
     )
 
     def __init__(self, hub: Hub, channel: str, bound: int) -> None:
         self._hub = hub
         self.channel = channel
         self._bound = bound
-        # Where the bus began delivering to this subscriber, in the bus's own terms.
-        self.start: str | None = None
         self._pending: list[Event] = []
         # The future the subscriber is waiting on, if it is waiting: one per wait, set by the
         # first event that comes (a bare future costs less than an asyncio.Event here, which
@@ -58,8 +55,8 @@ class Subscriber:
         self._hub.leave(self)
 
     async def since(self, seq: int) -> list[Event]:
-        """The events numbered after `seq` that were published before this subscription
-        began, as far as the bus still holds them (a bus that holds none returns [])."""
+        """The events numbered after `seq` that the bus holds now, those published before this
+        subscription began among them (a bus that holds none returns [])."""
         return await self._hub.since(self, seq)
 
     def offer(self, event: Event) -> None:

@@ -2,6 +2,10 @@
 SSE `id:`), is encoded once, kept in memory while its run is active, published on the bus, and
 written to the store in group commits.
 
+The end of a run's segment (requires_action or a terminal status) is sealed: the change that ends
+it is saved in the same transaction as every event of the run up to the segment's end, so no
+process can read a run at rest before it can read the events that brought it there.
+
 Replays read memory for a run still held here (so a just-published event is never missing from
 a replay) and the store for the others. After a restart the numbering of a recovered run jumps
 ahead by `EPOCH_GAP`, so an id a client saw but the store never received (lost in the crash)
@@ -29,6 +33,10 @@ from gateway.store import LoggedEvent, RunStore, StoreTx
 log = logging.getLogger("gateway.eventlog")
 
 EPOCH_GAP = 1_000_000
+# A stream on a process that does not hold the run waits this long for a position beyond
+# what it can read yet (an event still on its way to the store or the bus), polling.
+CATCH_UP_SECONDS = 2.0
+CATCH_UP_POLL_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,8 @@ class EventLog:
         self.persist = persist
         self._runs: dict[str, _RunLog] = {}
         self._pending: list[tuple[str, LoggedEvent]] = []
+        # Batches being written by a flush: the runs each holds, and a future set when done.
+        self._inflight: list[tuple[set[str], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._pruner = Periodic("event-log-prune", prune_seconds, self.prune, "pruning failed")
@@ -96,7 +106,7 @@ class EventLog:
         seq = run.next_seq
         run.next_seq = seq + 1
         logged = event.numbered(seq)
-        entry = LoggedEvent(seq, logged.name, logged.frame)  # the marker's frame is empty
+        entry = _entry(logged)
         run.events.append(entry)
         if self.persist:
             self._pending.append((run_id, entry))
@@ -105,6 +115,81 @@ class EventLog:
             run.flushed_upto = entry.seq
         await self.bus.publish(run_id, logged)
         return logged
+
+    async def seal(
+        self,
+        run_id: str,
+        save: Callable[[StoreTx], Awaitable[None]],
+        announce: Callable[[], Sequence[Event]],
+    ) -> None:
+        """End a segment of the run: in one transaction, `save` the change that ends it and store
+        every event of the run not stored yet, then the events `announce()` builds (after
+        `save`, so that they carry what it read) and the segment's end; only then keep and
+        publish those. Retried while the database refuses writes.
+
+        Once begun it runs to its end even if its caller is cancelled meanwhile (the caller
+        waits for it, then gets its CancelledError): an ending that was saved always reaches
+        the run's streams. A second cancellation abandons it."""
+        sealing = asyncio.ensure_future(self._seal(run_id, save, announce))
+        try:
+            await asyncio.shield(sealing)
+        except asyncio.CancelledError:
+            if not sealing.done():
+                with contextlib.suppress(Exception):
+                    await sealing
+            raise
+
+    async def _seal(
+        self,
+        run_id: str,
+        save: Callable[[StoreTx], Awaitable[None]],
+        announce: Callable[[], Sequence[Event]],
+    ) -> None:
+        run = self._runs.get(run_id)
+        if run is None:
+            run = self._runs[run_id] = _RunLog()
+        # The run's earlier events must be stored first or with the seal: wait for a flush
+        # that is writing some of them, then take the rest into the seal's own transaction.
+        for runs, written in list(self._inflight):
+            if run_id in runs:
+                await asyncio.wait([written])
+        earlier = self._take_pending(run_id)
+        first: int | None = None  # the seal's first number, kept if the write is tried again
+        sealed: list[Event] = []
+
+        async def write(tx: StoreTx) -> None:
+            nonlocal first, sealed
+            await save(tx)
+            built = [*announce(), events.STREAM_END_EVENT]
+            if first is None:
+                first = run.next_seq
+                run.next_seq = first + len(built)
+            sealed = [event.numbered(first + i) for i, event in enumerate(built)]
+            if self.persist:
+                stamp = now()
+                rows = [*earlier, *(_entry(e) for e in sealed)]
+                await tx.append_events([(run_id, entry, stamp) for entry in rows])
+
+        try:
+            async for attempt in until_stored():
+                with attempt:
+                    await self.store.write(write)
+        except BaseException:
+            self._pending[:0] = [(run_id, entry) for entry in earlier]
+            raise
+        for event in sealed:
+            run.events.append(_entry(event))
+        run.flushed_upto = run.events[-1].seq
+        self._drop_if_stored(run_id, run)
+        for event in sealed:
+            await self.bus.publish(run_id, event)
+
+    def _take_pending(self, run_id: str) -> list[LoggedEvent]:
+        """The run's events waiting for a flush, out of the queue."""
+        taken = [entry for owner, entry in self._pending if owner == run_id]
+        if taken:
+            self._pending = [item for item in self._pending if item[0] != run_id]
+        return taken
 
     async def attach(self, run_id: str) -> None:
         """Hold a recovered run's logged events in memory again, numbering on in a new epoch."""
@@ -135,11 +220,16 @@ class EventLog:
         async def write(tx: StoreTx) -> None:
             await tx.append_events([(run_id, entry, stamp) for run_id, entry in batch])
 
+        inflight = ({run_id for run_id, _ in batch}, asyncio.get_running_loop().create_future())
+        self._inflight.append(inflight)
         try:
             await self.store.write(write)
         except BaseException:
             self._pending = batch + self._pending
             raise
+        finally:
+            self._inflight.remove(inflight)
+            inflight[1].set_result(None)
         for run_id, entry in batch:
             run = self._runs.get(run_id)
             if run is not None:
@@ -193,22 +283,45 @@ class EventLog:
         A run held here is live unless its log ends a segment. One that is not held here is
         live only while it is `active` (its stored status) and its log has not ended the
         segment: another process is running it. Its newest events may not be stored yet;
-        `since(seq)` (the bus subscription's) gives what followed event `seq`."""
+        `since(seq)` (the bus subscription's) gives what the bus holds after event `seq`."""
         after = after or None
         run = self._runs.get(run_id)
         if run is not None:
             found = _after(run.events, after)
             at_rest = bool(run.events) and run.events[-1].name == events.STREAM_END
             return Replay(found, live=not at_rest)
-        stored = await self.store.events_after(run_id, 0 if after is None else after - 1)
-        at_rest = bool(stored) and stored[-1].name == events.STREAM_END
-        if active and not at_rest and since is not None:
-            newest = stored[-1].seq if stored else max((after or 0) - 1, 0)
-            bridge = [LoggedEvent(e.seq or 0, e.name, e.frame) for e in await since(newest)]
-            stored = [*stored, *bridge]
-            at_rest = bool(stored) and stored[-1].name == events.STREAM_END
-        # Otherwise the run is over, or waits with nothing running: nothing live will come.
-        return Replay(_after(stored, after), live=active and not at_rest)
+        if not active or since is None:
+            # The run is over, or waits with nothing running: what is stored is all there is.
+            stored = await self.store.events_after(run_id, 0 if after is None else after - 1)
+            return Replay(_after(stored, after), live=False)
+        return await self._replay_elsewhere(run_id, after, since)
+
+    async def _replay_elsewhere(
+        self, run_id: str, after: int | None, since: Callable[[int], Awaitable[list[Event]]]
+    ) -> Replay:
+        """A replay of a run that another process is running: the stored log, then what the
+        bus holds beyond it. The newest events may be in neither yet (the log is stored in
+        group commits, the bus is sent to from an outbox): a stream from the run's start
+        then gets them live, and a position beyond what can be read here is waited for, up
+        to CATCH_UP_SECONDS, before it is called unavailable."""
+        deadline = asyncio.get_running_loop().time() + CATCH_UP_SECONDS
+        while True:
+            known = await self.store.events_after(run_id, 0 if after is None else after - 1)
+            if not known or known[-1].name != events.STREAM_END:
+                newest = known[-1].seq if known else max((after or 0) - 1, 0)
+                bridge = [_entry(e) for e in await since(newest)]
+                if bridge and known and not follows(newest, bridge[0].seq):
+                    raise ReplayUnavailableError(
+                        f"events {newest + 1} to {bridge[0].seq - 1} are no longer kept"
+                    )
+                known = [*known, *bridge]
+            at_rest = bool(known) and known[-1].name == events.STREAM_END
+            if after is None and not known:
+                return Replay([], live=True)  # nothing published yet reached here: all live
+            reached = bool(known) and known[-1].seq >= (after or 0)
+            if reached or asyncio.get_running_loop().time() >= deadline:
+                return Replay(_after(known, after), live=not at_rest)
+            await asyncio.sleep(CATCH_UP_POLL_SECONDS)
 
     def at_rest(self, run_id: str) -> bool:
         """Whether the run's log ends with the end of a segment."""
@@ -234,6 +347,17 @@ class EventLog:
     def last_seq(self, run_id: str) -> int | None:
         run = self._runs.get(run_id)
         return run.events[-1].seq if run is not None and run.events else None
+
+
+def follows(last: int, following: int) -> bool:
+    """Whether event `following` comes right after event `last` of the same run: numbers go
+    one by one, except the jump to a new epoch when another process takes the run over."""
+    return following == last + 1 or following - last >= EPOCH_GAP // 2
+
+
+def _entry(event: Event) -> LoggedEvent:
+    """A numbered event as the log keeps it (the marker's frame is empty)."""
+    return LoggedEvent(event.seq or 0, event.name, event.frame)
 
 
 def _after(logged: Sequence[LoggedEvent], after: int | None) -> Sequence[LoggedEvent]:

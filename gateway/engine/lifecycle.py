@@ -7,7 +7,7 @@ canonical stream sequences E to H.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from gateway import events
 from gateway.engine.durable import until_stored
@@ -41,10 +41,6 @@ class Lifecycle:
         for event in evs:
             await self.log.publish(handle.id, event)
 
-    async def close_stream(self, handle: RunHandle) -> None:
-        """Tell the run's streams that this segment is over (requires_action or terminal)."""
-        await self.log.publish(handle.id, events.STREAM_END_EVENT)
-
     async def save(
         self, handle: RunHandle, *objs: tuple[Kind, Obj], own_metadata: bool = False
     ) -> None:
@@ -57,6 +53,25 @@ class Lifecycle:
         LeaseLostError and writes nothing. The run's metadata may have been modified by
         another process meanwhile; unless `own_metadata` (the save of such a modification),
         the saved run keeps the stored metadata, which the run in memory takes too."""
+        write = self._writer(handle, objs, own_metadata=own_metadata)
+        async for attempt in until_stored():
+            with attempt:
+                await self.store.write(write)
+
+    async def end_segment(
+        self,
+        handle: RunHandle,
+        objs: Sequence[tuple[Kind, Obj]],
+        announce: Callable[[], Sequence[Event]],
+    ) -> None:
+        """Save `objs` as `save` does, and with them, in the same transaction, the run's events
+        up to the end of this segment (requires_action or terminal): what `announce()` builds
+        from the saved objects, then the marker that ends the run's streams. Then publish."""
+        await self.log.seal(handle.id, self._writer(handle, objs), announce)
+
+    def _writer(
+        self, handle: RunHandle, objs: Sequence[tuple[Kind, Obj]], *, own_metadata: bool = False
+    ) -> Callable[[StoreTx], Awaitable[None]]:
         shared = self.store.shared
 
         async def write(tx: StoreTx) -> None:
@@ -68,9 +83,7 @@ class Lifecycle:
                     obj["metadata"] = stored["metadata"]
                 await tx.save(kind, obj)
 
-        async for attempt in until_stored():
-            with attempt:
-                await self.store.write(write)
+        return write
 
     # --- runs -----------------------------------------------------------------------------
 
@@ -146,8 +159,8 @@ class Lifecycle:
         step_fields: dict[str, object] | None = None,
         trailer: Sequence[Event] = (),
     ) -> None:
-        """Close the open message and step, then bring the run to `run_status`, atomically;
-        publish their events, then `trailer`, then the end of the stream."""
+        """Close the open message and step, then bring the run to `run_status`, atomically with
+        the run's events to the end of the stream: theirs, then `trailer`, then the marker."""
         run = handle.run
         changed: list[tuple[Kind, Obj]] = []
         if handle.message is not None:
@@ -161,18 +174,19 @@ class Lifecycle:
         changed.append((Kind.RUN, run))
         handle.message = handle.step = None
         handle.fragments = []
-        await self.save(handle, *changed)
-        # Encoded after the save, which may have brought the run metadata set elsewhere.
-        announced = [
-            events.run_status(obj)
-            if kind is Kind.RUN
-            else events.message_status(obj)
-            if kind is Kind.MESSAGE
-            else events.step_status(obj)
-            for kind, obj in changed
-        ]
-        await self.publish(handle, *announced, *trailer)
-        await self.close_stream(handle)
+
+        def announce() -> list[Event]:
+            # Built after the save, which may have brought the run metadata set elsewhere.
+            return [
+                events.run_status(obj)
+                if kind is Kind.RUN
+                else events.message_status(obj)
+                if kind is Kind.MESSAGE
+                else events.step_status(obj)
+                for kind, obj in changed
+            ] + list(trailer)
+
+        await self.end_segment(handle, changed, announce)
 
     async def end_cancelled(self, handle: RunHandle) -> None:
         if handle.run["status"] != RunStatus.CANCELLING:

@@ -236,6 +236,6 @@ class Runner:
                 ]
             },
         }
-        await self.lc.save(handle, (Kind.STEP, handle.step), (Kind.RUN, run))
-        await self.lc.publish(handle, events.run_status(run))
-        await self.lc.close_stream(handle)
+        await self.lc.end_segment(
+            handle, [(Kind.STEP, handle.step), (Kind.RUN, run)], lambda: [events.run_status(run)]
+        )

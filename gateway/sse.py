@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import anyio
 from sse_starlette import EventSourceResponse
 from sse_starlette.sse import AppStatus
+from starlette.datastructures import MutableHeaders
 from starlette.types import Receive, Scope, Send
 
 from gateway.events import Event
@@ -22,8 +23,8 @@ log = logging.getLogger("gateway.sse")
 
 DONE_FRAME = b"event: done\ndata: [DONE]\n\n"
 PING_FRAME = b": ping\n\n"
+# The one header list every stream starts with (see EventStreamResponse.headers).
 _HEADERS: dict[tuple[tuple[bytes, bytes], ...], list[tuple[bytes, bytes]]] = {}
-_PING_MESSAGE = {"type": "http.response.body", "body": PING_FRAME, "more_body": True}
 
 
 def encode(event: Event) -> bytes:
@@ -80,8 +81,12 @@ class EventStreamResponse(EventSourceResponse):
             send_timeout=send_timeout,
             sep="\n",  # the same line ending as the frames we encode
         )
-        # Every stream has the same headers: share one list rather than hold a copy each.
-        self.raw_headers = _HEADERS.setdefault(tuple(self.raw_headers), self.raw_headers)
+        # Every stream has the same headers: share one list rather than hold a copy each (it
+        # is copied before any change, see `headers`). `Connection` is the server's to send:
+        # sse-starlette's `keep-alive` contradicts the `close` of an HTTP/1.0 client or of one
+        # that asked for it, and persistence is HTTP/1.1's default anyway.
+        own = tuple(h for h in self.raw_headers if h[0] != b"connection")
+        self.raw_headers = _HEADERS.setdefault(own, list(own))
         # sse-starlette's send lock serves only its own sending path (used below for HEAD and
         # websocket scopes, which make a new one); a quiet stream need not hold one.
         del self._send_lock
@@ -93,6 +98,13 @@ class EventStreamResponse(EventSourceResponse):
         self._last_write = 0.0
         # (thread id, run id) of the run a streamed create made, for idempotent replays.
         self.run_ref: tuple[str, str] | None = None
+
+    @property
+    def headers(self) -> MutableHeaders:
+        """This response's headers, to change: its own copy of the shared list, made now."""
+        if "_headers" not in self.__dict__:
+            self.raw_headers = list(self.raw_headers)
+        return super().headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -164,7 +176,9 @@ class EventStreamResponse(EventSourceResponse):
                 self._sending_since = now
                 try:
                     async with asyncio.timeout(limit):
-                        await send(_PING_MESSAGE)
+                        await send(
+                            {"type": "http.response.body", "body": PING_FRAME, "more_body": True}
+                        )
                 except TimeoutError:
                     return self._stop(stream, "stalled")
                 finally:

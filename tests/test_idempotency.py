@@ -139,7 +139,12 @@ def test_a_retried_streamed_create_replays_the_same_run(
 
     assert run_ids(first[2]) == run_ids(again[2]) and len(run_ids(first[2])) == 1
     assert again[2].endswith(b"event: done\ndata: [DONE]\n\n")
+    assert again[1].get("idempotent-replayed") == "true"
     assert len(client.beta.threads.runs.list(thread_id=thread.id).data) == 1
+    # The replay's header belongs to its own response: later streams do not carry it.
+    other = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+    later = post(server, f"/v1/threads/{other.id}/runs", body, None)
+    assert later[0] == 200 and "idempotent-replayed" not in later[1], later[1]
 
 
 def test_concurrent_duplicates_make_one_run(server: LiveServer, client: openai.OpenAI) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from gateway import events
 from gateway.events import Event
-from gateway.sse import DONE_FRAME, encode
+from gateway.sse import DONE_FRAME, EventStreamResponse, encode
 
 
 def test_event_frame_is_exact() -> None:
@@ -78,3 +80,29 @@ def test_text_delta_bytes_equal_the_encoding_of_its_object(fragment: str, index:
     first = events.message_text_delta("msg_Ab3", index, fragment, first=True).data
     assert first is not None
     assert first["delta"]["content"][0]["text"] == {"value": fragment, "annotations": []}
+
+
+async def _no_frames() -> AsyncIterator[bytes]:
+    return
+    yield b""
+
+
+async def _nothing() -> None:
+    return None
+
+
+def test_a_header_set_on_one_stream_is_its_own() -> None:
+    """Streams share their header list until one changes: the change stays on that response
+    (a header set by the idempotency layer once leaked into every later stream)."""
+
+    def stream() -> EventStreamResponse:
+        return EventStreamResponse(_no_frames(), ping_seconds=15, on_close=_nothing)
+
+    first, second = stream(), stream()
+    assert first.raw_headers is second.raw_headers  # shared while nobody changes them
+    first.headers["idempotent-replayed"] = "true"
+    third = stream()
+    assert (b"idempotent-replayed", b"true") in first.raw_headers
+    for other in (second, third):
+        assert b"idempotent-replayed" not in dict(other.raw_headers)
+    assert b"connection" not in dict(third.raw_headers)  # the server's to send

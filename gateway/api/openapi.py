@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
@@ -18,7 +19,6 @@ from starlette.responses import Response
 
 from gateway import __version__
 from gateway.api import requests as bodies
-from gateway.api.http import JSONResponse
 from gateway.api.routing import resource
 
 Schema = dict[str, Any]
@@ -353,12 +353,13 @@ def _path_params(path: str) -> list[str]:
 
 
 @functools.cache
-def _encoded() -> Schema:
-    return document()
+def _encoded() -> bytes:
+    """The document, encoded once: bytes, which no request can change for the next."""
+    return orjson.dumps(document())
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(_encoded())
+    return Response(_encoded(), media_type="application/json")
 
 
 routes = [resource("/openapi.json", public=True, GET=openapi_json)]

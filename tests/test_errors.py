@@ -356,6 +356,65 @@ BAD_QUERIES = [
 ]
 
 
+def nested(depth: int) -> dict[str, Any]:
+    """A JSON schema whose objects nest `depth` levels deep."""
+    schema: dict[str, Any] = {"type": "object"}
+    for _ in range(depth - 1):
+        schema = {"type": "object", "properties": {"a": schema}}
+    return schema
+
+
+def deep_tool(depth: int) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": "f", "parameters": nested(depth)}}
+
+
+def deep_format(depth: int) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": {"name": "f", "schema": nested(depth)}}
+
+
+# Free-form JSON (a tool's parameters, a response schema) nested past the limit, wherever a
+# request can carry it: 150 levels of schema (about 300 of JSON) parse, and once failed to be
+# saved (a 500).
+TOO_DEEP = 150
+DEEP_JSON = [
+    (
+        "/v1/assistants",
+        {"model": "m", "tools": [deep_tool(TOO_DEEP)]},
+        "tools[0].function.parameters",
+    ),
+    (
+        "/v1/assistants",
+        {"model": "m", "response_format": deep_format(TOO_DEEP)},
+        "response_format.json_schema.schema",
+    ),
+    (
+        "/v1/assistants/{assistant}",
+        {"tools": [deep_tool(TOO_DEEP)]},
+        "tools[0].function.parameters",
+    ),
+    (
+        "/v1/threads/{other_thread}/runs",
+        {"assistant_id": "{assistant}", "tools": [deep_tool(TOO_DEEP)]},
+        "tools[0].function.parameters",
+    ),
+    (
+        "/v1/threads/{other_thread}/runs",
+        {"assistant_id": "{assistant}", "stream": True, "response_format": deep_format(TOO_DEEP)},
+        "response_format.json_schema.schema",
+    ),
+    (
+        "/v1/threads/runs",
+        {"assistant_id": "{assistant}", "tools": [deep_tool(TOO_DEEP)]},
+        "tools[0].function.parameters",
+    ),
+    (
+        "/v1/threads/runs",
+        {"assistant_id": "{assistant}", "stream": True, "tools": [deep_tool(TOO_DEEP)]},
+        "tools[0].function.parameters",
+    ),
+]
+
+
 class TestMistakesThatWriteNothing:
     """Rejected requests that must change nothing share one gateway and one world, for speed."""
 
@@ -470,6 +529,23 @@ class TestMistakesThatWriteNothing:
     ) -> None:
         """A field of the wrong JSON type is a 400 whose `param` names that field."""
         fail(server, "POST", world.fill(path), world.fill(body), status=400, param=param)
+
+    @pytest.mark.parametrize(("path", "body", "param"), DEEP_JSON)
+    def test_json_nested_too_deeply_is_400_naming_the_field(
+        self, server: LiveServer, world: World, path: str, body: dict[str, Any], param: str
+    ) -> None:
+        """A tool's parameters or a response schema nested past the limit is a 400 naming the
+        field, before anything is written, never a 500."""
+        threads = ok(server, "GET", "/v1/assistants?limit=100")["data"]
+        fail(server, "POST", world.fill(path), world.fill(body), status=400, param=param)
+        assert ok(server, "GET", "/v1/assistants?limit=100")["data"] == threads
+        assert ok(server, "GET", f"/v1/threads/{world.other_thread}/runs")["data"] == []
+
+    def test_a_deep_but_reasonable_schema_is_accepted(self, server: LiveServer) -> None:
+        """Sixty levels of schema (119 of JSON), deeper than any real one, are kept whole."""
+        made = ok(server, "POST", "/v1/assistants", {"model": "m", "tools": [deep_tool(60)]})
+        assert made["tools"][0]["function"]["parameters"] == nested(60)
+        ok(server, "DELETE", f"/v1/assistants/{made['id']}")
 
     @pytest.mark.parametrize(("path", "body", "param"), UNKNOWN_FIELDS)
     def test_unknown_field_is_400(

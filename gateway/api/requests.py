@@ -105,6 +105,33 @@ def _check_uri(value: str) -> str:
     return value
 
 
+# Levels of objects and arrays one free-form JSON value (a function's parameters, a response
+# schema) may nest: far more than any real schema needs, and far fewer than the 254 at which
+# orjson stops encoding (the value is saved and sent inside its assistant or run).
+MAX_JSON_DEPTH = 128
+
+
+def _check_depth(value: Any) -> Any:
+    """Refuse a value nested more than MAX_JSON_DEPTH levels (walked without recursion)."""
+    pending = [(value, 1)]
+    while pending:
+        node, level = pending.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, dict | list):
+                if level == MAX_JSON_DEPTH:
+                    raise ValueError(
+                        f"nested too deeply. Expected at most {MAX_JSON_DEPTH} levels of "
+                        "objects and arrays."
+                    )
+                pending.append((child, level + 1))
+    return value
+
+
+# A JSON object of the client's own shape, within MAX_JSON_DEPTH levels.
+FreeFormObject = Annotated[dict[str, Any], AfterValidator(_check_depth)]
+
+
 def _json_shape(value: Any) -> str | None:
     """The tag of a value for unions of a string (or array) and an object."""
     if isinstance(value, str):
@@ -150,7 +177,7 @@ class FileSearchTool(_Body):
 class FunctionDefinition(_Body):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: FreeFormObject | None = None
     strict: bool | None = None
 
 
@@ -259,7 +286,7 @@ class JsonSchemaSpec(_Body):
     name: str
     description: str | None = None
     # `schema` would shadow BaseModel.schema, so the attribute is renamed and the alias is the wire.
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    schema_: FreeFormObject | None = Field(default=None, alias="schema")
     strict: bool | None = None
 
 
@@ -623,7 +650,7 @@ class ChatMessageIn(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[FreeFormObject] | None = None
 
 
 class ChatCompletionRequest(BaseModel):
@@ -638,7 +665,7 @@ class ChatCompletionRequest(BaseModel):
     tools: list[FunctionTool] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
-    response_format: dict[str, Any] | None = None
+    response_format: FreeFormObject | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1)

@@ -635,6 +635,27 @@ class TestMistakesThatWriteNothing:
         )
         assert [step["id"] for step in page["data"]] == [world.step]
 
+    @pytest.mark.parametrize(
+        ("query", "headers", "param"),
+        [
+            ("after=9223372036854775809", {}, "after"),
+            ("after=99999999999999999999999999", {}, "after"),
+            ("", {"Last-Event-ID": "99999999999999999999"}, "Last-Event-ID"),
+            ("after=1_0", {}, "after"),
+            ("after=%2B5", {}, "after"),
+            ("after=%D9%A1", {}, "after"),
+            ("", {"Last-Event-ID": "-1"}, "Last-Event-ID"),
+        ],
+        ids=["past-int64", "huge", "huge-header", "underscore", "plus", "arabic-digit", "negative"],
+    )
+    def test_an_event_position_that_is_no_event_id_is_400(
+        self, server: LiveServer, world: World, query: str, headers: dict[str, str], param: str
+    ) -> None:
+        """A position that cannot be an event id (past 2**63 - 1, or not plain ASCII digits) is
+        a 400 naming where it came from, never a 500 from the database."""
+        path = f"/v1/threads/{world.thread}/runs/{world.run}/events?{query}"
+        fail(server, "GET", path, status=400, param=param, headers=headers)
+
     @pytest.mark.parametrize("raw", [b"", b"{", b"not json"])
     def test_cancel_never_parses_its_body(
         self, server: LiveServer, world: World, raw: bytes

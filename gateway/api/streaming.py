@@ -129,19 +129,26 @@ async def _nothing() -> None:
     return None
 
 
+# Event ids are numbers of 0 to 2**63 - 1 (a 64-bit column in both stores).
+MAX_EVENT_ID = 2**63 - 1
+
+
 def _position(request: Request) -> int | None:
-    raw = request.headers.get("last-event-id") or request.query_params.get("after")
-    if raw is None or raw == "":
+    """The client's position: `Last-Event-ID`, else `?after=`; None for none. It must read
+    as an event id (plain ASCII digits, within 64 bits), else the answer is a 400."""
+    raw, param = request.headers.get("last-event-id"), "Last-Event-ID"
+    if not raw:
+        raw, param = request.query_params.get("after"), "after"
+    if not raw:
         return None
-    try:
-        position = int(raw)
-    except ValueError:
+    position = int(raw) if raw.isascii() and raw.isdigit() else -1
+    if not 0 <= position <= MAX_EVENT_ID:
+        shown = raw if len(raw) <= 32 else raw[:29] + "..."
         raise InvalidRequestError(
-            f"Invalid event position {raw!r}: expected the id of an event of this run.",
-            param="after",
-        ) from None
-    if position < 0:
-        raise InvalidRequestError("An event position cannot be negative.", param="after")
+            f"Invalid event position {shown!r}: expected the id of an event of this run, "
+            f"a whole number from 0 to {MAX_EVENT_ID}.",
+            param=param,
+        )
     return position
 
 

@@ -11,6 +11,10 @@
   unacknowledged for `peer_timeout`, and keep-alive probes cover one that sends nothing. An
   event stream always has something to send (events or its pings), so such a stream ends
   within about the ping interval plus `peer_timeout`.
+
+It also frames a response of unknown length (an event stream) for an HTTP/1.0 client as RFC
+9112 has it: uvicorn would send it chunked, which HTTP/1.0 does not know; it goes out as it
+is, and closing the connection ends it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 
 import orjson
 from prometheus_client import Counter
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 log = logging.getLogger("gateway.connections")
 
@@ -66,6 +70,27 @@ def set_peer_timeout(sock: Any, seconds: float) -> None:
             sock.setsockopt(level, option, value)
 
 
+def close_delimited(cycle: RequestResponseCycle, send: Any) -> Any:
+    """`send` for an HTTP/1.0 request (whose connection uvicorn closes after the response): a
+    response without a Content-Length goes out as it is, without Transfer-Encoding (RFC 9112,
+    6.1: never to an HTTP/1.0 client), and the close ends it (6.3). uvicorn chunks such a
+    response unless its framing is decided; here it is, as a sequence of exact lengths."""
+    unsized = False
+
+    async def sending(message: Any) -> None:
+        nonlocal unsized
+        if message["type"] == "http.response.start":
+            headers = message.get("headers", ())
+            unsized = not any(name.lower() == b"content-length" for name, _ in headers)
+            if unsized:
+                cycle.chunked_encoding = False
+        elif unsized and message["type"] == "http.response.body":
+            cycle.expected_content_length = len(message.get("body", b""))
+        await send(message)
+
+    return sending
+
+
 def protocol_class(
     *, request_timeout: float, peer_timeout: float, dropped: Counter
 ) -> type[HttpToolsProtocol]:
@@ -97,6 +122,15 @@ def protocol_class(
         def on_message_complete(self) -> None:
             super().on_message_complete()
             self._disarm()
+
+        def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+            if cycle.scope.get("http_version") == "1.0":
+                inner = app
+
+                async def app(scope: Any, receive: Any, send: Any) -> None:
+                    await inner(scope, receive, close_delimited(cycle, send))
+
+            super()._start_asgi_task(cycle, app)
 
         def _arm(self) -> None:
             if self._deadline is None and request_timeout > 0:

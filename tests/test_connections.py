@@ -167,3 +167,55 @@ def test_a_stream_whose_peer_vanished_ends_within_ping_plus_peer_timeout(
     run = client.beta.threads.runs.list(thread_id=thread.id).data[0]
     assert run.status == "in_progress"  # a vanished reader does not stop the run
     client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+
+
+def header_lines(head: bytes) -> list[tuple[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")[1:]
+    return [
+        (name.strip().lower(), value.strip())
+        for name, _, value in (h.partition(":") for h in lines)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("version", "extra"),
+    [(b"HTTP/1.0", b""), (b"HTTP/1.1", b"Connection: close\r\n")],
+    ids=["http-1.0", "http-1.1-close"],
+)
+def test_an_event_stream_is_framed_as_the_clients_http_version_allows(
+    server: LiveServer, client: openai.OpenAI, version: bytes, extra: bytes
+) -> None:
+    """RFC 9112: an HTTP/1.0 client gets no Transfer-Encoding (the body ends when the server
+    closes), and every response has at most one Connection header, never one contradicting
+    the close the server does."""
+    assistant = client.beta.assistants.create(model="local")
+    run = client.beta.threads.create_and_run(
+        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "a b c"}]}
+    )
+    client.beta.threads.runs.poll(run.id, thread_id=run.thread_id, poll_interval_ms=10)
+    path = f"/v1/threads/{run.thread_id}/runs/{run.id}/events".encode()
+    with connect(server) as sock:
+        sock.sendall(b"GET %s %s\r\nHost: x\r\n%s\r\n" % (path, version, extra))
+        answer, _ = read_all(sock)  # the server closes: that is where the body ends
+    head, _, body = answer.partition(b"\r\n\r\n")
+    headers = header_lines(head)
+    names = [name for name, _ in headers]
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert names.count("connection") == 1 and ("connection", "close") in headers, headers
+    if version == b"HTTP/1.0":
+        assert "transfer-encoding" not in names, headers
+        assert body.startswith(b"retry: "), body[:100]  # the stream itself, not chunk sizes
+        assert body.endswith(b"event: done\ndata: [DONE]\n\n"), body[-100:]
+        assert body.count(b"event: thread.message.delta") == 5  # "You", "said:", three words
+
+
+def test_a_json_answer_to_http_1_0_keeps_its_length(server: LiveServer) -> None:
+    """A JSON response to an HTTP/1.0 client is sent with its Content-Length, then closed."""
+    with connect(server) as sock:
+        sock.sendall(b"GET /v1/assistants HTTP/1.0\r\n\r\n")
+        answer, _ = read_all(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    headers = dict(header_lines(head))
+    assert int(headers["content-length"]) == len(body)
+    assert "transfer-encoding" not in headers
+    assert json.loads(body)["object"] == "list"

@@ -3,9 +3,12 @@ answer and creates nothing; another request under the same key is a 400."""
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
+import sqlite3
 import threading
+import time
 from typing import Any
 
 import openai
@@ -178,3 +181,27 @@ def test_an_expired_key_starts_afresh(
     monkeypatch.setattr(idempotency, "TTL_SECONDS", -10)  # every stored key is now expired
     second = client.beta.assistants.create(model="local", **with_key("old"))
     assert first.id != second.id
+
+
+@pytest.mark.sqlite_only
+def test_a_claim_its_process_never_answered_is_taken_over(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key claimed by a request whose process died (a pending claim no process will answer)
+    is waited for up to WAIT_SECONDS from its claim, then taken over: the retry is served as
+    a first request, not refused as in use for the key's whole life."""
+    monkeypatch.setattr(idempotency, "WAIT_SECONDS", 2)
+    body = json.dumps({"model": "local", "name": "orphaned"}).encode()
+    fingerprint = hashlib.sha256(b"POST /assistants\n" + body).digest()
+    with sqlite3.connect(server.settings.database) as db:
+        db.execute(
+            "INSERT INTO idempotency_keys (project, key, fingerprint, created_at)"
+            " VALUES ('', 'orphan', ?, ?)",
+            (fingerprint, int(time.time())),
+        )
+    started = time.monotonic()
+    status, headers, answer = post(server, "/v1/assistants", json.loads(body), "orphan")
+    waited = time.monotonic() - started
+    assert status == 200 and "idempotent-replayed" not in headers
+    assert json.loads(answer)["name"] == "orphaned"
+    assert 2 <= waited < 5, waited

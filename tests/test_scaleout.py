@@ -604,3 +604,63 @@ async def lapse_lease(db: Database, run_id: str) -> None:
         await conn.execute("UPDATE runs SET owner='stalled', lease_until=0 WHERE id=$1", run_id)
     finally:
         await conn.close()
+
+
+async def test_one_idempotency_key_on_two_gateways_at_once_makes_one_run(
+    shared: tuple[Database, str],
+) -> None:
+    """The same create under the same Idempotency-Key through A and then B, while A's is still
+    being made (PostgreSQL holds A's insert on a table lock here, so B surely arrives
+    meanwhile): B waits for A's answer and gives the same run, plainly and streamed."""
+    import asyncpg
+
+    db, bus = shared
+    gateways = Gateways(db, bus)
+    answers: list[tuple[tuple[int, str, Any], tuple[int, str, Any]]] = []
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            a, b = await gateways.start(http, 2)
+            assistant = await new_assistant(http, a)
+
+            async def create(api: str, key: str, stream: bool) -> tuple[int, str, Any]:
+                body = {
+                    "assistant_id": assistant,
+                    "stream": stream,
+                    "thread": {"messages": [{"role": "user", "content": "one two"}]},
+                }
+                headers = {"Idempotency-Key": key}
+                async with http.post(f"{api}/threads/runs", json=body, headers=headers) as response:
+                    replayed = response.headers.get("idempotent-replayed", "")
+                    if not stream or response.status != 200:
+                        return response.status, replayed, await response.json()
+                    seen = Seen()
+                    await read_frames(response, seen)
+                    return response.status, replayed, run_of(seen)
+
+            for stream in (False, True):
+                lock = await asyncpg.connect(db.url)
+                try:
+                    await lock.execute("BEGIN; LOCK TABLE runs IN EXCLUSIVE MODE")
+                    first = asyncio.create_task(create(a, f"key-{stream}", stream))
+                    await asyncio.sleep(0.5)  # A has claimed the key; its insert waits
+                    second = asyncio.create_task(create(b, f"key-{stream}", stream))
+                    await asyncio.sleep(0.5)
+                    pending = not first.done() and not second.done()
+                finally:
+                    await lock.close()  # the lock goes with its connection
+                answers.append(await asyncio.gather(first, second))
+                assert pending, answers
+            async with http.get(f"{a}/threads/{thread_of(answers[0][0])}/runs") as response:
+                runs = (await response.json())["data"]
+    finally:
+        gateways.stop()
+
+    plain, streamed = answers
+    assert [(status, replayed) for status, replayed, _ in plain] == [(200, ""), (200, "true")]
+    assert plain[0][2] == plain[1][2] and len(runs) == 1
+    assert [(status, replayed) for status, replayed, _ in streamed] == [(200, ""), (200, "true")]
+    assert streamed[0][2] == streamed[1][2]
+
+
+def thread_of(answer: tuple[int, str, Any]) -> str:
+    return str(answer[2]["thread_id"])

@@ -17,7 +17,14 @@ import pytest
 from gateway import events, objects
 from gateway.errors import ConflictError, StoreUnavailableError
 from gateway.store import RunStore, StoreOpenError, open_store
-from gateway.store.base import CursorNotFoundError, Kind, LoggedEvent, PageQuery, StoreTx
+from gateway.store.base import (
+    CursorNotFoundError,
+    IdempotentRecord,
+    Kind,
+    LoggedEvent,
+    PageQuery,
+    StoreTx,
+)
 from gateway.store.migrations import MIGRATIONS
 from gateway.store.sqlite import SQLiteRunStore
 from gateway.types import Obj
@@ -1000,3 +1007,31 @@ async def test_orphaned_runs(store: RunStore) -> None:
         assert not_own == _ids([free, lapsed])
     else:
         assert found == not_own == _ids([free, own, live, lapsed])
+
+
+async def test_an_idempotency_claim_is_replaced_when_expired_or_abandoned(store: RunStore) -> None:
+    """A claim is kept and returned while it is live; one older than `expired_before`, or one
+    still unanswered older than `abandoned_before` (its process died), gives way to a new one.
+    An answered one is kept until it expires."""
+
+    def claim(at: int, fingerprint: bytes = b"f") -> Any:
+        async def write(tx: StoreTx) -> Any:
+            return await tx.claim_idempotency(
+                "p", "k", fingerprint, at, expired_before=at - 1000, abandoned_before=at - 60
+            )
+
+        return store.write(write)
+
+    assert await claim(100) is None  # claimed at 100
+    held = await claim(150, b"g")  # within 60 s: the claim is returned, not replaced
+    assert held is not None
+    assert (held.fingerprint, held.created_at, held.status) == (b"f", 100, None)
+    assert await claim(161, b"g") is None  # unanswered for 61 s: abandoned, taken by g
+
+    async def answer(tx: StoreTx) -> None:
+        await tx.finish_idempotency("p", "k", IdempotentRecord(b"g", 161, 200, b"{}"))
+
+    await store.write(answer)
+    kept = await claim(1000)  # answered: kept whatever its age, until it expires
+    assert kept is not None and (kept.status, kept.body) == (200, b"{}")
+    assert await claim(1162) is None  # expired

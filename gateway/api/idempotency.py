@@ -4,10 +4,15 @@ gets the first answer again and creates nothing; the same key with another reque
 A key is claimed in the store when its first request starts (per project) and holds that
 request's answer once it ends: the JSON body and status, errors included, or for a streamed
 create the run, whose stream is replayed from its event log. An answer the client could fix
-by retrying unchanged (a 5xx, a 429, a request cut short) releases the claim instead. A retry
-that arrives while the first request is still running in this process waits for it; one that
-finds a claim left by another process answers a 400 (`idempotency_key_in_use`). Keys are kept
-for `TTL_SECONDS` (24 h).
+by retrying unchanged (a 5xx, a 429, a request cut short) releases the claim instead. Keys are
+kept for `TTL_SECONDS` (24 h).
+
+A retry that arrives while the first request is still running waits for its answer, up to
+`WAIT_SECONDS`: in this process on the first one's future, and for a claim another process
+holds by claiming again, with backoff, until the claim is answered (then it is answered
+again), released (then this request goes ahead as the first), or older than `WAIT_SECONDS`
+unanswered: its process died, and the claim is taken over. A wait that runs out answers a 400
+(`idempotency_key_in_use`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import cast
 
 import orjson
@@ -33,8 +39,12 @@ HEADER = "idempotency-key"
 REPLAYED_HEADER = "idempotent-replayed"
 TTL_SECONDS = 24 * 3600
 MAX_KEY_LENGTH = 255
-# How long a retry waits for the first request with its key to end in this process.
-WAIT_SECONDS = 60.0
+# How long a retry waits for the first request with its key to end; also how long a claim may
+# stay unanswered before it is taken for abandoned (no create takes nearly this long).
+WAIT_SECONDS = 60
+# Between two looks at a claim another process holds: doubling from the first to the last.
+POLL_FIRST_SECONDS = 0.01
+POLL_LAST_SECONDS = 0.25
 PRUNE_SECONDS = 3600.0
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -81,19 +91,34 @@ class Idempotency:
         # Taken before the first await: a duplicate arriving meanwhile waits above.
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._running[slot] = done
-        stamp = now()
-
-        async def claim(tx: StoreTx) -> IdempotentRecord | None:
-            return await tx.claim_idempotency(project, key, fingerprint, stamp, stamp - TTL_SECONDS)
-
         try:
-            found = await self.store.write(claim)
+            found, stamp = await self._claim(project, key, fingerprint)
             if found is not None:
                 return await self._answer_again(request, found, fingerprint)
             return await self._first(request, handler, project, key, fingerprint, stamp)
         finally:
             del self._running[slot]
             done.set_result(None)
+
+    async def _claim(
+        self, project: str, key: str, fingerprint: bytes
+    ) -> tuple[IdempotentRecord | None, int]:
+        """Claim the key: (None, when) once this request holds it, or the record to answer
+        again with. A claim another process holds unanswered is waited for (see above)."""
+        loop = asyncio.get_running_loop()
+        # A second more than a claim may stay unanswered: claims are stamped in whole seconds,
+        # and a claim this request finds abandoned on its last look is taken over.
+        deadline = loop.time() + WAIT_SECONDS + 1
+        pause = POLL_FIRST_SECONDS
+        while True:
+            stamp = now()
+            found = await self.store.write(partial(_claim, project, key, fingerprint, stamp))
+            if found is None or found.status is not None or found.fingerprint != fingerprint:
+                return found, stamp
+            if loop.time() >= deadline:
+                return found, stamp  # still unanswered: idempotency_key_in_use
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, POLL_LAST_SECONDS)
 
     async def _first(
         self,
@@ -175,6 +200,19 @@ class Idempotency:
             return await tx.prune_idempotency(before)
 
         return await self.store.write(write)
+
+
+async def _claim(
+    project: str, key: str, fingerprint: bytes, stamp: int, tx: StoreTx
+) -> IdempotentRecord | None:
+    return await tx.claim_idempotency(
+        project,
+        key,
+        fingerprint,
+        stamp,
+        expired_before=stamp - TTL_SECONDS,
+        abandoned_before=stamp - WAIT_SECONDS,
+    )
 
 
 def _fingerprint(request: Request, body: bytes) -> bytes:

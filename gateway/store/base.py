@@ -124,10 +124,18 @@ class StoreTx(Protocol):
     async def add_key(self, key: ApiKey) -> None: ...
 
     async def claim_idempotency(
-        self, project: str, key: str, fingerprint: bytes, at: int, expired_before: int
+        self,
+        project: str,
+        key: str,
+        fingerprint: bytes,
+        at: int,
+        *,
+        expired_before: int,
+        abandoned_before: int,
     ) -> IdempotentRecord | None:
-        """Claim `key` for a request starting now; the record already there instead, if one
-        younger than `expired_before` is (an older one is replaced)."""
+        """Claim `key` for a request starting at `at`; the record already there instead. A
+        record made before `expired_before`, or a claim still unanswered that was made before
+        `abandoned_before` (its process died), is replaced."""
         ...
 
     async def finish_idempotency(

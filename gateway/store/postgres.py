@@ -142,13 +142,22 @@ class _PostgresTx:
         )
 
     async def claim_idempotency(
-        self, project: str, key: str, fingerprint: bytes, at: int, expired_before: int
+        self,
+        project: str,
+        key: str,
+        fingerprint: bytes,
+        at: int,
+        *,
+        expired_before: int,
+        abandoned_before: int,
     ) -> IdempotentRecord | None:
         await self._conn.execute(
-            "DELETE FROM idempotency_keys WHERE project=$1 AND key=$2 AND created_at < $3",
+            "DELETE FROM idempotency_keys WHERE project=$1 AND key=$2"
+            " AND (created_at < $3 OR (status IS NULL AND created_at < $4))",
             project,
             key,
             expired_before,
+            abandoned_before,
         )
         claimed = await self._conn.fetchval(
             "INSERT INTO idempotency_keys (project, key, fingerprint, created_at)"

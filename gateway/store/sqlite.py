@@ -198,12 +198,20 @@ class _SQLiteTx:
         )
 
     async def claim_idempotency(
-        self, project: str, key: str, fingerprint: bytes, at: int, expired_before: int
+        self,
+        project: str,
+        key: str,
+        fingerprint: bytes,
+        at: int,
+        *,
+        expired_before: int,
+        abandoned_before: int,
     ) -> IdempotentRecord | None:
         await self.flush()
         await self._conn.execute(
-            "DELETE FROM idempotency_keys WHERE project=? AND key=? AND created_at < ?",
-            (project, key, expired_before),
+            "DELETE FROM idempotency_keys WHERE project=? AND key=?"
+            " AND (created_at < ? OR (status IS NULL AND created_at < ?))",
+            (project, key, expired_before, abandoned_before),
         )
         rows = list(
             await self._conn.execute_fetchall(

@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sock = _bind(settings.host, settings.port)
             try:
                 keys = _check_database(settings)
+                _check_bus(settings)
                 _check_exposure(settings, keys)
             except SettingsError:
                 sock.close()
@@ -174,6 +175,28 @@ def _check_database(settings: Settings) -> int:
             f"knows ({len(MIGRATIONS)}): upgrade the gateway"
         )
     return int(keys)
+
+
+def _check_bus(settings: Settings) -> None:
+    """Reach the bus once before serving, so that an unreachable Redis is one line at start
+    rather than a ready server whose runs all answer 503."""
+    from gateway.bus import BusUnavailableError, open_bus
+
+    try:
+        bus = open_bus(settings.bus, subscriber_buffer=settings.subscriber_buffer)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+    async def check() -> None:
+        try:
+            await bus.check()
+        finally:
+            await bus.close()
+
+    try:
+        asyncio.run(check())
+    except BusUnavailableError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 async def _count_keys(database: str) -> int:

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.asgi import add_start_headers
 from gateway.ids import new_id
+from gateway.retrying import quiet_stamina
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 project: contextvars.ContextVar[str | None] = contextvars.ContextVar("project", default=None)
@@ -74,6 +75,7 @@ def configure(level: str, fmt: str) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    quiet_stamina()  # the gateway's own retry lines say what failed and why (retrying.py)
 
 
 class RequestContext:

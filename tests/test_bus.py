@@ -5,6 +5,7 @@ processes, catching up from an event id, surviving a restart of Redis."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -12,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from gateway import events
-from gateway.bus.base import EventBus, SubscriberOverflowError, Subscription
+from gateway.bus.base import (
+    BusUnavailableError,
+    EventBus,
+    SubscriberOverflowError,
+    Subscription,
+)
 from gateway.bus.memory import MemoryEventBus
 from gateway.bus.redis import RedisEventBus
 from gateway.events import Event
@@ -242,12 +248,16 @@ async def test_redis_since_bridges_from_an_event_to_the_live_ones(redis_prefix: 
         await reader.close()
 
 
-async def test_redis_restart_loses_nothing_the_publisher_held(tmp_path: Path) -> None:
+async def test_redis_restart_loses_nothing_the_publisher_held(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Redis restarts (losing every key) between events: the publisher keeps what it could not
-    send and sends it once Redis is back; the subscriber gets every event, in order."""
+    send and sends it once Redis is back; the subscriber gets every event, in order. The log
+    says what failed, where and why, once while it lasts, and when it recovers."""
     need(PrivateRedis.missing() is None, PrivateRedis.missing() or "")
     server = PrivateRedis(tmp_path).start()
     publisher, reader = RedisEventBus(server.url), RedisEventBus(server.url)
+    caplog.set_level(logging.INFO, logger="gateway.retrying")
     try:
         async with reader.subscribe(CHANNEL) as subscription:
             for n in range(3):
@@ -256,7 +266,7 @@ async def test_redis_restart_loses_nothing_the_publisher_held(tmp_path: Path) ->
             server.stop()
             for n in range(3, 8):
                 await publisher.publish(CHANNEL, _event(n))
-            await asyncio.sleep(0.3)  # both buses meet the closed port and retry
+            await asyncio.sleep(1.0)  # both buses meet the closed port and retry, a few times
             server.start()
             got = await _take(subscription, 5, seconds=15)
             assert got == [_event(n) for n in range(3, 8)]
@@ -264,6 +274,33 @@ async def test_redis_restart_loses_nothing_the_publisher_held(tmp_path: Path) ->
         await publisher.close()
         await reader.close()
         server.stop()
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.retrying"]
+    sending = [line for line in lines if line.startswith(f"Redis bus: sending to {server.url}")]
+    failed = [line for line in sending if " failed (" in line]
+    assert len(failed) == 1, lines  # once, not at every attempt
+    assert "ConnectionError" in failed[0], failed
+    assert len([line for line in sending if "succeeded after" in line]) == 1, lines
+    reading = [line for line in lines if line.startswith(f"Redis bus: reading {server.url}")]
+    assert any(" failed (" in line for line in reading), lines
+
+
+async def test_redis_check_names_the_bus_and_the_cause(tmp_path: Path) -> None:
+    """check() passes while Redis answers, and names the bus (never its password) and the
+    cause when it does not, within its bound."""
+    need(PrivateRedis.missing() is None, PrivateRedis.missing() or "")
+    server = PrivateRedis(tmp_path).start()
+    bus = RedisEventBus(server.url.replace("redis://", "redis://:hunter2@"))
+    try:
+        await bus.check()
+        server.stop()
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(BusUnavailableError) as refused:
+            await bus.check()
+        assert asyncio.get_running_loop().time() - started < 5
+    finally:
+        await bus.close()
+        server.stop()
+    assert server.url in str(refused.value) and "hunter2" not in str(refused.value)
 
 
 async def test_redis_lost_entries_drop_the_subscriber_to_resume_from_the_log(

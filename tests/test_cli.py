@@ -349,3 +349,20 @@ def test_workers_without_a_shared_database_and_bus_are_refused(
         launcher, "serve", "--port", str(free_port()), "--workers", "2", *shared, cwd=tmp_path
     )
     assert_one_clear_line(result, "--workers 2", "postgresql://", "redis://")
+
+
+def test_an_unreachable_redis_bus_is_one_clear_line(launcher: list[str], tmp_path: Path) -> None:
+    """`--bus redis://...` that nothing answers stops the server at start with one line
+    naming the bus (without its password) and the cause, instead of a ready server whose
+    runs all answer 503."""
+    dead = free_port()
+    started = time.monotonic()
+    result = run_cli(
+        launcher,
+        "serve",
+        *("--port", str(free_port()), "--bus", f"redis://:hunter2@127.0.0.1:{dead}/0"),
+        cwd=tmp_path,
+    )
+    line = assert_one_clear_line(result, f"redis://127.0.0.1:{dead}/0", "Connect")
+    assert "hunter2" not in result.stderr, line
+    assert time.monotonic() - started < 15

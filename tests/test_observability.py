@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.client
+import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +13,9 @@ import openai
 import pytest
 
 from gateway.config import GatewayConfig, UpstreamConfig
+from tests.conftest import need
 from tests.fake_upstream import FakeUpstream, Finish, Script, Sleep, Text
+from tests.redis_server import PrivateRedis
 from tests.server import LiveServer
 
 
@@ -34,10 +38,33 @@ def sample(metrics: str, name: str, labels: str = "") -> float:
 
 
 def test_health_and_readiness(server: LiveServer) -> None:
-    """/healthz and /readyz answer 200 on a running gateway."""
+    """/healthz and /readyz answer 200 on a running gateway; readiness reports each part."""
     assert get(server, "/healthz")[0] == 200
     status, _, body = get(server, "/readyz")
-    assert status == 200 and '"ready"' in body
+    assert status == 200
+    assert json.loads(body) == {"status": "ready", "database": "ok", "bus": "ok"}
+
+
+def test_readiness_reports_a_bus_that_went_away(tmp_path: Path) -> None:
+    """With Redis down, /readyz is 503 and names the bus (the database still ok); once Redis
+    is back it is ready again."""
+    need(PrivateRedis.missing() is None, PrivateRedis.missing() or "")
+    redis_server = PrivateRedis(tmp_path).start()
+    server = LiveServer(tmp_path / "gateway.db", bus=redis_server.url).start()
+    try:
+        assert json.loads(get(server, "/readyz")[2])["bus"] == "ok"
+        redis_server.stop()
+        status, _, body = get(server, "/readyz")
+        assert status == 503
+        assert json.loads(body) == {"status": "unavailable", "database": "ok", "bus": "unavailable"}
+        redis_server.start()
+        deadline = time.monotonic() + 10
+        while (answer := get(server, "/readyz"))[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert answer[0] == 200, answer
+    finally:
+        server.stop()
+        redis_server.stop()
 
 
 def test_metrics_count_runs_streams_and_first_tokens(

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.context import engine_of, metrics_of, store_of
+from gateway.api.context import bus_of, engine_of, metrics_of, store_of
 from gateway.api.http import JSONResponse
 from gateway.api.routing import resource
+from gateway.bus import BusUnavailableError
 from gateway.metrics import CONTENT_TYPE
 from gateway.store import PageQuery
 from gateway.store.base import Kind
+
+log = logging.getLogger("gateway.health")
+
+# How long readiness waits for the database to answer.
+CHECK_SECONDS = 3.0
 
 
 async def healthz(request: Request) -> Response:
@@ -19,15 +28,35 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready for traffic: started, not shutting down, and the database answers."""
+    """Ready for traffic: started, not shutting down, and the database and the bus answer.
+    Each is reported: `{"status": "ready", "database": "ok", "bus": "ok"}`, or 503 with
+    `unavailable` and the reason for the one that is not."""
     state = request.app.state
     if getattr(state, "engine", None) is None or engine_of(request).stopping:
         return JSONResponse({"status": "unavailable", "reason": "starting or stopping"}, 503)
+    database, bus = await asyncio.gather(_database(request), _bus(request))
+    ready = database == bus == "ok"
+    body = {"status": "ready" if ready else "unavailable", "database": database, "bus": bus}
+    return JSONResponse(body, 200 if ready else 503)
+
+
+async def _database(request: Request) -> str:
     try:
-        await store_of(request).list_page(Kind.ASSISTANT, PageQuery(limit=1))
-    except Exception:
-        return JSONResponse({"status": "unavailable", "reason": "database"}, 503)
-    return JSONResponse({"status": "ready"})
+        async with asyncio.timeout(CHECK_SECONDS):
+            await store_of(request).list_page(Kind.ASSISTANT, PageQuery(limit=1))
+    except Exception as exc:
+        log.warning("readiness: the database does not answer: %s", exc or type(exc).__name__)
+        return "unavailable"
+    return "ok"
+
+
+async def _bus(request: Request) -> str:
+    try:
+        await bus_of(request).check()
+    except BusUnavailableError as exc:
+        log.warning("readiness: %s", exc)
+        return "unavailable"
+    return "ok"
 
 
 async def metrics(request: Request) -> Response:

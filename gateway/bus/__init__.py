@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from gateway.bus.base import EventBus, SubscriberOverflowError, Subscription
+from gateway.bus.base import (
+    BusUnavailableError,
+    EventBus,
+    SubscriberOverflowError,
+    Subscription,
+)
 
 
 def open_bus(url: str, *, subscriber_buffer: int) -> EventBus:
@@ -20,4 +25,10 @@ def open_bus(url: str, *, subscriber_buffer: int) -> EventBus:
     raise ValueError(f"unsupported bus URL scheme {scheme!r}: use memory:// or redis://")
 
 
-__all__ = ["EventBus", "SubscriberOverflowError", "Subscription", "open_bus"]
+__all__ = [
+    "BusUnavailableError",
+    "EventBus",
+    "SubscriberOverflowError",
+    "Subscription",
+    "open_bus",
+]

@@ -9,6 +9,10 @@ from typing import Protocol
 from gateway.events import Event
 
 
+class BusUnavailableError(Exception):
+    """The bus cannot be reached now; the message says which and why."""
+
+
 class SubscriberOverflowError(Exception):
     """The subscriber fell further behind than its buffer allows and was dropped.
 
@@ -38,6 +42,10 @@ class EventBus(Protocol):
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
         """Receive the events published to `channel` from now on, until the context exits."""
+        ...
+
+    async def check(self) -> None:
+        """Raise BusUnavailableError unless the bus answers now (a bounded wait)."""
         ...
 
     async def close(self) -> None: ...

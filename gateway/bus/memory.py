@@ -34,6 +34,9 @@ class MemoryEventBus:
     def subscriber_count(self, channel: str) -> int:
         return len(self._channels.get(channel, ()))
 
+    async def check(self) -> None:
+        return None  # in this process: always there
+
     async def close(self) -> None:
         for subscribers in self._channels.values():
             for subscriber in subscribers:

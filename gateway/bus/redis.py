@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from gateway.bus.base import BusUnavailableError
 from gateway.bus.subscriber import Subscriber
 from gateway.engine.eventlog import follows
 from gateway.errors import ServiceUnavailableError
@@ -39,6 +40,7 @@ from gateway.retrying import forever
 log = logging.getLogger("gateway.bus")
 
 BLOCK_MS = 5_000  # one XREAD waits at most this long (the socket timeout is longer)
+CHECK_SECONDS = 3.0  # how long a health check waits for Redis to answer
 READ_COUNT = 1_000  # entries per channel per read
 _REDIS_DOWN = (RedisError, OSError)  # retried with backoff until Redis answers again
 
@@ -75,6 +77,8 @@ class RedisEventBus:
         self.prefix = query.pop("prefix", ["gateway:"])[0]
         rest = "&".join(f"{k}={v}" for k, values in query.items() for v in values)
         server = urlunsplit(parts._replace(query=rest))
+        # Redis, for messages: the URL without its credentials.
+        self.where = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=""))
         options: dict[str, Any] = {"socket_connect_timeout": 5, "health_check_interval": 30}
         self._redis = aioredis.from_url(server, socket_timeout=10, **options)
         # The blocking reads get a connection of their own, with room for BLOCK_MS.
@@ -131,7 +135,7 @@ class RedisEventBus:
                 # Out of the outbox while it is sent (and resent while Redis is unreachable):
                 # what the outbox drops when it is full is then never part of a batch.
                 self._sending, self._outbox = self._outbox[:1000], self._outbox[1000:]
-                async for attempt in forever(_REDIS_DOWN):
+                async for attempt in forever(_REDIS_DOWN, f"Redis bus: sending to {self.where}"):
                     with attempt:
                         await self._send(self._sending)
                 self._sending = []
@@ -224,7 +228,7 @@ class RedisEventBus:
 
     async def _read_loop(self) -> None:
         while not self._closed:
-            async for attempt in forever(_REDIS_DOWN):
+            async for attempt in forever(_REDIS_DOWN, f"Redis bus: reading {self.where}"):
                 with attempt:
                     answer = await self._read()
             for key, entries in answer or ():
@@ -263,6 +267,18 @@ class RedisEventBus:
         for subscriber in subscribers:
             for event in batch:
                 subscriber.offer(event)
+
+    # --- health ---------------------------------------------------------------------------
+
+    async def check(self) -> None:
+        try:
+            async with asyncio.timeout(CHECK_SECONDS):
+                await self._redis.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            reason = str(exc) or f"no answer within {CHECK_SECONDS:g} s"
+            raise BusUnavailableError(
+                f"cannot reach the Redis bus {self.where}: {reason}"
+            ) from None
 
     # --- closing --------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ from gateway.errors import StoreUnavailableError
 from gateway.retrying import forever
 
 
-def until_stored() -> Any:
-    """Attempts at a write that must land: `async for attempt in until_stored(): with
-    attempt: ...`. Only StoreUnavailableError is retried; any other error is raised."""
-    return forever(StoreUnavailableError)
+def until_stored(what: str) -> Any:
+    """Attempts at a write that must land: `async for attempt in until_stored("saving X"):
+    with attempt: ...`. Only StoreUnavailableError is retried; any other error is raised.
+    `what` names the write in the log lines of the failures."""
+    return forever(StoreUnavailableError, what)

@@ -171,7 +171,7 @@ class EventLog:
                 await tx.append_events([(run_id, entry, stamp) for entry in rows])
 
         try:
-            async for attempt in until_stored():
+            async for attempt in until_stored(f"ending run {run_id} in {self.store.where}"):
                 with attempt:
                     await self.store.write(write)
         except BaseException:
@@ -248,7 +248,7 @@ class EventLog:
             # database refuses writes, keep trying (the events wait in memory meanwhile).
             await asyncio.sleep(self.flush_seconds)
             try:
-                async for attempt in until_stored():
+                async for attempt in until_stored(f"storing run events in {self.store.where}"):
                     with attempt:
                         await self._store_pending()
             except Exception:

@@ -54,7 +54,7 @@ class Lifecycle:
         another process meanwhile; unless `own_metadata` (the save of such a modification),
         the saved run keeps the stored metadata, which the run in memory takes too."""
         write = self._writer(handle, objs, own_metadata=own_metadata)
-        async for attempt in until_stored():
+        async for attempt in until_stored(f"saving run {handle.id} in {self.store.where}"):
             with attempt:
                 await self.store.write(write)
 

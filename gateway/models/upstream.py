@@ -41,6 +41,7 @@ from gateway.models.chat import (
     request_body,
 )
 from gateway.models.sse_decoder import SSEDecoder, SSEMessage
+from gateway.retrying import logged
 
 log = logging.getLogger("gateway.upstream")
 
@@ -246,13 +247,16 @@ class OpenAICompatibleBackend:
 
     async def _open_with_retries(self, body: bytes) -> _Opened:
         try:
-            async for attempt in stamina.retry_context(
-                on=_retry_decision,
-                attempts=self.config.max_retries + 1,
-                timeout=None,
-                wait_initial=0.5,
-                wait_max=8.0,
-                wait_jitter=0.5,
+            async for attempt in logged(
+                stamina.retry_context(
+                    on=_retry_decision,
+                    attempts=self.config.max_retries + 1,
+                    timeout=None,
+                    wait_initial=0.5,
+                    wait_max=8.0,
+                    wait_jitter=0.5,
+                ),
+                f"upstream '{self.config.name}'",
             ):
                 with attempt:
                     return await self._open(body)

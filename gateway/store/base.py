@@ -230,6 +230,8 @@ class RunStore(Protocol):
 
     # Whether several processes may share this store (and so run leases matter).
     shared: bool
+    # The database, for log lines: its file, or its URL without a password.
+    where: str
 
     async def orphaned_runs(self, owner: str, now: float, *, own: bool = True) -> list[Obj]:
         """Active runs no live process holds: with no owner, whose lease has passed, or (with

@@ -275,6 +275,7 @@ class PostgresRunStore:
 
     def __init__(self, dsn: str, *, busy_ms: int = 5000, pool_size: int = 10) -> None:
         self.dsn = dsn
+        self.where = _safe(dsn)
         # How long a statement waits for a lock before it is refused (503), as for SQLite.
         self.busy_ms = busy_ms
         self.pool_size = pool_size

@@ -346,6 +346,7 @@ class SQLiteRunStore:
 
     def __init__(self, path: Path, *, busy_ms: int = 5000) -> None:
         self.path = path
+        self.where = str(path)
         # How long a write waits for another process's lock before it is refused (503).
         self.busy_ms = busy_ms
         self._writer: aiosqlite.Connection | None = None

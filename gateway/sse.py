@@ -22,6 +22,8 @@ from gateway.events import Event
 log = logging.getLogger("gateway.sse")
 
 DONE_FRAME = b"event: done\ndata: [DONE]\n\n"
+# A send blocked this long when the connection ends means the client had stopped reading.
+STALLED_AFTER = 1.0
 PING_FRAME = b": ping\n\n"
 # The one header list every stream starts with (see EventStreamResponse.headers).
 _HEADERS: dict[tuple[tuple[bytes, bytes], ...], list[tuple[bytes, bytes]]] = {}
@@ -165,7 +167,7 @@ class EventStreamResponse(EventSourceResponse):
                 pass
             else:
                 if message["type"] == "http.disconnect":
-                    return self._stop(stream, "client_gone")
+                    return self._stop(stream, self._gone_why(loop.time()))
                 continue
             now = loop.time()
             since = self._sending_since
@@ -185,6 +187,17 @@ class EventStreamResponse(EventSourceResponse):
                     if self._sending_since == now:
                         self._sending_since = None
                 self._last_write = loop.time()
+
+    def _gone_why(self, now: float) -> str:
+        """Why a stream whose connection went away ended: `stalled` when a send had been
+        blocked for STALLED_AFTER seconds or more (the client had stopped reading, and the
+        kernel's peer timeout ended it before the send timeout could), else `client_gone`.
+
+        A send still counts as blocked here: uvicorn wakes the receive that reports the
+        disconnect before it releases the blocked send (connection_lost sets its message
+        event, then resumes writing), and the watcher acts on it at once."""
+        since = self._sending_since
+        return "stalled" if since is not None and now - since >= STALLED_AFTER else "client_gone"
 
     def _stop(self, stream: asyncio.Task[None], reason: str) -> None:
         self._stopped_by = reason

@@ -219,3 +219,39 @@ def test_a_json_answer_to_http_1_0_keeps_its_length(server: LiveServer) -> None:
     assert int(headers["content-length"]) == len(body)
     assert "transfer-encoding" not in headers
     assert json.loads(body)["object"] == "list"
+
+
+@pytest.mark.settings(
+    stream_send_timeout_seconds=4.0, peer_timeout_seconds=1.0, max_message_chars=10_000_000
+)
+def test_a_client_that_stops_reading_is_counted_stalled_whichever_timer_ends_it(
+    server: LiveServer, client: openai.OpenAI
+) -> None:
+    """A client that stops reading a stream (its window stays at zero) is ended either by the
+    gateway's send timeout or by the kernel's peer timeout, whichever comes first; here the
+    kernel's (1 s) always does. Either way it is counted `stalled`, not `client_gone`: the
+    reason follows what the client did, not which timer fired."""
+    assert server.app is not None
+    metrics = server.app.state.metrics
+    assistant = client.beta.assistants.create(model="local")
+    thread = client.beta.threads.create()
+    words = " ".join("w" * 2000 for _ in range(3000))  # 6 MB of deltas: more than any buffer
+    client.beta.threads.messages.create(thread.id, role="user", content=words)
+    body = json.dumps({"assistant_id": assistant.id, "stream": True}).encode()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(
+            b"POST /v1/threads/%s/runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (thread.id.encode(), len(body), body)
+        )
+        assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()  # and from now on, nothing more is read
+        while metrics.active_streams._value.get() > 0 and time.monotonic() - started < 20:
+            time.sleep(0.1)
+        ended_after = time.monotonic() - started
+    assert metrics.active_streams._value.get() == 0, "the stalled stream is still open"
+    assert ended_after < 4.0, ended_after  # the kernel's timer, before the gateway's
+    assert metrics.stream_ends.labels("stalled")._value.get() == 1
+    assert metrics.stream_ends.labels("client_gone")._value.get() == 0

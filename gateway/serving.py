@@ -3,9 +3,11 @@ runs and their event streams are ended before uvicorn waits for open connections
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from starlette.applications import Starlette
@@ -34,6 +36,20 @@ def tune_gc() -> None:
 
 
 class GatewayServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's, except that a SIGTERM whose shutdown has finished is not raised again
+        afterwards: the process then exits with status 0, which is what service managers and
+        `wait` take for a clean stop (killed by the signal, it exited -15). A SIGINT is still
+        raised again, as a shell expects of Ctrl-C."""
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals[:] = [
+                    s for s in self._captured_signals if s != signal.SIGTERM
+                ]
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         app = self.config.app
         if isinstance(app, Starlette):

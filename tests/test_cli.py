@@ -260,11 +260,8 @@ def test_no_command_is_a_usage_error(launcher: list[str], tmp_path: Path) -> Non
 
 
 def test_python_m_gateway_serves_and_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
-    """`python -m gateway serve --port P` answers on P, then shuts down within 10 s of SIGTERM.
-
-    After its graceful shutdown uvicorn re-raises the signal it caught, so the process ends by
-    SIGTERM (what service managers count as a clean stop), not with status 0.
-    """
+    """`python -m gateway serve --port P` answers on P, then shuts down within 10 s of SIGTERM
+    and exits with status 0 (uvicorn alone would raise the signal again and die by it)."""
     port = free_port()
     command = [sys.executable, "-m", "gateway", "serve", "--port", str(port)]
     command += ["--database", str(tmp_path / "gateway.db"), "--log-level", "info"]
@@ -272,7 +269,7 @@ def test_python_m_gateway_serves_and_exits_cleanly_on_sigterm(tmp_path: Path) ->
         returncode = stop(proc)
     assert "Application shutdown complete" in (tmp_path / f"server-{port}.log").read_text()
     assert (tmp_path / "gateway.db").exists()
-    assert returncode in (0, -signal.SIGTERM)
+    assert returncode == 0
 
 
 def test_console_script_serves_a_relative_sqlite_url(tmp_path: Path) -> None:

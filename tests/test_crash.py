@@ -147,7 +147,8 @@ async def test_sigterm_under_load_ends_every_stream_and_run_within_the_grace(
     tmp_path: Path,
 ) -> None:
     """SIGTERM during 50 streamed runs: every stream ends with the run's failed event, error
-    and done; the process exits well within its grace period; after a restart no run is active."""
+    and done; the process exits with status 0 well within its grace period; after a restart
+    no run is active."""
     database = tmp_path / "term.db"
     port = free_port()
     gateway = start(database, port)
@@ -175,13 +176,14 @@ async def test_sigterm_under_load_ends_every_stream_and_run_within_the_grace(
             stopped = time.monotonic()
             gateway.send_signal(signal.SIGTERM)
             await asyncio.wait_for(asyncio.gather(*tasks), 15)
-            gateway.wait(15)
+            status = gateway.wait(15)
             took = time.monotonic() - stopped
     finally:
         if gateway.poll() is None:
             gateway.kill()
             gateway.wait(10)
     assert took < 5  # the shutdown grace is 5 s
+    assert status == 0  # a clean stop, not death by the signal
     for s in seen:
         names = [name for _, name, _ in s.frames]
         assert names[-3:] == ["thread.run.failed", "error", "done"], names[-3:]

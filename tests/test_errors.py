@@ -415,6 +415,30 @@ DEEP_JSON = [
 ]
 
 
+# Integers too large to save, in fields that take 300.0 for 300: 1e30 would be an integer no
+# encoder writes (a 500 on save, once).
+TOO_BIG = [
+    (
+        "/v1/threads/runs",
+        {"assistant_id": "{assistant}", "max_prompt_tokens": 1e30},
+        "max_prompt_tokens",
+    ),
+    (
+        "/v1/threads/{other_thread}/runs",
+        {"assistant_id": "{assistant}", "max_completion_tokens": 2**63},
+        "max_completion_tokens",
+    ),
+    (
+        "/v1/threads/{other_thread}/runs",
+        {
+            "assistant_id": "{assistant}",
+            "truncation_strategy": {"type": "last_messages", "last_messages": 1e25},
+        },
+        "truncation_strategy.last_messages",
+    ),
+]
+
+
 class TestMistakesThatWriteNothing:
     """Rejected requests that must change nothing share one gateway and one world, for speed."""
 
@@ -539,6 +563,15 @@ class TestMistakesThatWriteNothing:
         threads = ok(server, "GET", "/v1/assistants?limit=100")["data"]
         fail(server, "POST", world.fill(path), world.fill(body), status=400, param=param)
         assert ok(server, "GET", "/v1/assistants?limit=100")["data"] == threads
+        assert ok(server, "GET", f"/v1/threads/{world.other_thread}/runs")["data"] == []
+
+    @pytest.mark.parametrize(("path", "body", "param"), TOO_BIG)
+    def test_an_integer_past_64_bits_is_400_naming_the_field(
+        self, server: LiveServer, world: World, path: str, body: dict[str, Any], param: str
+    ) -> None:
+        """An integer field given a number no 64-bit integer holds is a 400 naming the field,
+        before anything is written, never a 500."""
+        fail(server, "POST", world.fill(path), world.fill(body), status=400, param=param)
         assert ok(server, "GET", f"/v1/threads/{world.other_thread}/runs")["data"] == []
 
     def test_a_deep_but_reasonable_schema_is_accepted(self, server: LiveServer) -> None:

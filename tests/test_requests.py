@@ -299,10 +299,17 @@ def test_field_not_allowed_here(model: type[BaseModel], body: dict[str, Any], pa
         ),
         (
             CreateRunRequest,
-            {"assistant_id": "a", "max_prompt_tokens": 300.0},
+            {"assistant_id": "a", "max_prompt_tokens": 300.5},
             "max_prompt_tokens",
             "an integer",
             "a number",
+        ),
+        (
+            CreateRunRequest,
+            {"assistant_id": "a", "max_prompt_tokens": True},
+            "max_prompt_tokens",
+            "an integer",
+            "a boolean",
         ),
         (
             CreateRunRequest,
@@ -661,3 +668,10 @@ def test_tool_outputs_required() -> None:
         "Missing required parameter: 'tool_outputs'.",
         "tool_outputs",
     )
+
+
+def test_a_whole_number_written_with_a_fraction_is_an_integer() -> None:
+    """300.0 is the integer 300, as JSON Schema (and so the published document) has it."""
+    body = CreateRunRequest.model_validate({"assistant_id": "a", "max_prompt_tokens": 300.0})
+    assert body.model_dump(exclude_unset=True)["max_prompt_tokens"] == 300
+    assert type(body.model_dump(exclude_unset=True)["max_prompt_tokens"]) is int

@@ -19,12 +19,25 @@ from starlette.responses import Response
 
 from gateway import __version__
 from gateway.api import requests as bodies
+from gateway.api.http import UNSERVED_TOOLS
 from gateway.api.routing import resource
+from gateway.api.runs import INCLUDABLE
 
 Schema = dict[str, Any]
 
-_PAGE = ["limit", "order", "after", "before"]
-_INCLUDE = ["include[]"]
+_INCLUDE: list[Parameter] = ["include[]"]
+_CURSOR = "The id of an object of this list; one that names none is a 400."
+
+
+def _page(prefix: str) -> list[str | tuple[str, Schema]]:
+    """The list parameters, whose cursors are ids of the listed kind (an id of no object in
+    the list is a 400 naming the cursor; empty is no cursor)."""
+    cursor: Schema = {
+        "type": "string",
+        "pattern": f"^({prefix}[A-Za-z0-9]{{24}})?$",
+        "description": _CURSOR,
+    }
+    return ["limit", "order", ("after", cursor), ("before", cursor)]
 
 
 def _object(kind: str, **properties: Schema) -> Schema:
@@ -78,8 +91,15 @@ def _deleted(kind: str) -> Schema:
     return _object(kind, id={"type": "string"}, deleted={"type": "boolean"})
 
 
-# (path, method, summary, request model, response, query parameters, may stream)
-Operation = tuple[str, str, str, type[BaseModel] | None, Schema | str, list[str], bool]
+# An event's id, as a stream's position (the query's `after` or the `Last-Event-ID` header):
+# at most 18 digits; empty is no position.
+_POSITION: Schema = {"type": "string", "pattern": "^[0-9]{0,18}$"}
+
+# A query parameter by its name (its schema below), or a name and a schema of its own. A
+# parameter named with a capital letter goes in a header (Last-Event-ID).
+Parameter = str | tuple[str, Schema]
+# (path, method, summary, request model, response, parameters, may stream)
+Operation = tuple[str, str, str, type[BaseModel] | None, Schema | str, list[Parameter], bool]
 OPERATIONS: list[Operation] = [
     (
         "/assistants",
@@ -90,7 +110,7 @@ OPERATIONS: list[Operation] = [
         [],
         False,
     ),
-    ("/assistants", "get", "List assistants", None, _list(ASSISTANT), _PAGE, False),
+    ("/assistants", "get", "List assistants", None, _list(ASSISTANT), _page("asst_"), False),
     ("/assistants/{assistant_id}", "get", "Retrieve an assistant", None, ASSISTANT, [], False),
     (
         "/assistants/{assistant_id}",
@@ -145,7 +165,7 @@ OPERATIONS: list[Operation] = [
         "List messages",
         None,
         _list(MESSAGE),
-        [*_PAGE, "run_id"],
+        [*_page("msg_"), "run_id"],
         False,
     ),
     (
@@ -193,7 +213,7 @@ OPERATIONS: list[Operation] = [
         _INCLUDE,
         True,
     ),
-    ("/threads/{thread_id}/runs", "get", "List runs", None, _list(RUN), _PAGE, False),
+    ("/threads/{thread_id}/runs", "get", "List runs", None, _list(RUN), _page("run_"), False),
     ("/threads/{thread_id}/runs/{run_id}", "get", "Retrieve a run", None, RUN, [], False),
     (
         "/threads/{thread_id}/runs/{run_id}",
@@ -220,7 +240,7 @@ OPERATIONS: list[Operation] = [
         "Stream a run's events (resumable with Last-Event-ID or ?after=)",
         None,
         EVENTS,
-        ["after", "token"],
+        [("after", _POSITION), "token", ("Last-Event-ID", _POSITION)],
         False,
     ),
     (
@@ -238,7 +258,7 @@ OPERATIONS: list[Operation] = [
         "List run steps",
         None,
         _list(STEP),
-        [*_PAGE, *_INCLUDE],
+        [*_page("step_"), *_INCLUDE],
         False,
     ),
     (
@@ -266,12 +286,65 @@ OPERATIONS: list[Operation] = [
 _QUERY_SCHEMAS: dict[str, Schema] = {
     "limit": {"type": "integer", "minimum": 1, "maximum": 100},
     "order": {"type": "string", "enum": ["asc", "desc"]},
-    "after": {"type": "string"},
-    "before": {"type": "string"},
     "run_id": {"type": "string"},
-    "include[]": {"type": "string"},
+    "include[]": {"type": "string", "enum": sorted(INCLUDABLE)},
     "token": {"type": "string"},
 }
+
+# What a valid request may still be refused for, by the state of what it names (which no schema
+# can say): documented as the operation's 400, with the cursors of lists.
+_CONFLICTS = {
+    "/threads/{thread_id}/messages": "The thread has an active run.",
+    "/threads/{thread_id}/runs": "The thread has an active run.",
+    "/threads/{thread_id}/runs/{run_id}/submit_tool_outputs": (
+        "The run is not waiting for these tool outputs (its status, or the calls named)."
+    ),
+    "/threads/{thread_id}/runs/{run_id}/cancel": "The run is not active.",
+}
+
+
+def _parameter(parameter: Parameter) -> Schema:
+    if isinstance(parameter, str):
+        name, schema = parameter, _QUERY_SCHEMAS[parameter]
+    else:
+        name, schema = parameter
+    where = "header" if name[0].isupper() else "query"
+    return {"name": name, "in": where, "required": False, "schema": schema}
+
+
+def _served_tools_only(definitions: dict[str, Schema]) -> None:
+    """Drop, from every union of tools, the tools this gateway refuses (UNSERVED_TOOLS): the
+    models parse them so that the refusal can name them, but a client must not send them."""
+    for name in [n for n, d in definitions.items() if _tool_type(d) in UNSERVED_TOOLS]:
+        del definitions[name]
+        ref = f"#/components/schemas/{name}"
+        for schema in _walk(definitions):
+            for key in ("oneOf", "anyOf"):
+                if key in schema:
+                    schema[key] = [s for s in schema[key] if s.get("$ref") != ref]
+            mapping = schema.get("discriminator", {}).get("mapping", {})
+            for tag in [t for t, target in mapping.items() if target == ref]:
+                del mapping[tag]
+
+
+def _tool_type(definition: Schema) -> str | None:
+    kind = definition.get("properties", {}).get("type", {})
+    tool = kind.get("const")
+    return tool if isinstance(tool, str) and definition.get("title", "").endswith("Tool") else None
+
+
+def _walk(node: Any) -> list[Schema]:
+    """Every schema object inside `node` (dicts at any depth)."""
+    found: list[Schema] = []
+    pending = [node]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            found.append(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return found
 
 
 def document() -> Schema:
@@ -281,8 +354,22 @@ def document() -> Schema:
         [(model, "validation") for model in models],
         ref_template="#/components/schemas/{model}",
     )
+    schemas = definitions.get("$defs", {})
+    if UNSERVED_TOOLS:
+        _served_tools_only(schemas)
+    error = {"application/json": {"schema": ERROR}}
     paths: dict[str, dict[str, Schema]] = {}
     for path, method, summary, model, response, query, streams in OPERATIONS:
+        responses: Schema = {
+            "200": {"description": "Success", "content": _content(response, streams)},
+            "default": {"description": "An error, in OpenAI's error envelope", "content": error},
+        }
+        refused = [_CONFLICTS[path]] if method == "post" and path in _CONFLICTS else []
+        if any(isinstance(p, tuple) and p[1].get("description") == _CURSOR for p in query):
+            refused.append("A cursor (`after`, `before`) names no object of this list.")
+        if refused:
+            # What a valid request may still be refused for: the state of what it names.
+            responses["400"] = {"description": "Refused: " + " ".join(refused), "content": error}
         operation: Schema = {
             "operationId": f"{method}{path}".replace("/", "_").replace("{", "").replace("}", ""),
             "summary": summary,
@@ -290,22 +377,15 @@ def document() -> Schema:
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                 for name in _path_params(path)
             ]
-            + [
-                {"name": name, "in": "query", "required": False, "schema": _QUERY_SCHEMAS[name]}
-                for name in query
-            ],
-            "responses": {
-                "200": {"description": "Success", "content": _content(response, streams)},
-                "default": {
-                    "description": "An error, in OpenAI's error envelope",
-                    "content": {"application/json": {"schema": ERROR}},
-                },
-            },
+            + [_parameter(parameter) for parameter in query],
+            "responses": responses,
         }
         if model is not None:
+            schema = refs[(model, "validation")]
             operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": refs[(model, "validation")]}},
+                # An absent body is read as {}: required where {} lacks a required field.
+                "required": bool(model.model_json_schema().get("required")),
+                "content": {"application/json": {"schema": schema}},
             }
         paths.setdefault(path, {})[method] = operation
     return {
@@ -318,7 +398,7 @@ def document() -> Schema:
         "servers": [{"url": "/v1"}],
         "paths": paths,
         "components": {
-            "schemas": definitions.get("$defs", {}),
+            "schemas": schemas,
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"apiKey": []}, {}],

@@ -21,11 +21,13 @@ from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     Tag,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic_core import ErrorDetails
@@ -90,13 +92,49 @@ def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
     return value
 
 
-# A string-to-string map of at most 16 pairs (keys <= 64 chars, values <= 512 chars), or null.
-Metadata = Annotated[dict[str, str] | None, AfterValidator(_check_metadata)]
+# A string-to-string map of at most 16 pairs (keys <= 64 chars, values <= 512 chars), or null;
+# the published schema states those limits (the validator gives OpenAI's messages).
+Metadata = Annotated[
+    dict[str, str] | None,
+    AfterValidator(_check_metadata),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "maxProperties": METADATA_MAX_PAIRS,
+                    "propertyNames": {"maxLength": METADATA_MAX_KEY},
+                    "additionalProperties": {"type": "string", "maxLength": METADATA_MAX_VALUE},
+                },
+                {"type": "null"},
+            ]
+        }
+    ),
+]
+
+
+def _whole_number(value: Any) -> Any:
+    """A whole-valued JSON number (`10.0`) is the integer it equals, as JSON Schema has it;
+    anything else is left for strict validation to judge."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# On an integer field, after its bounds (`Annotated[int, Field(ge=1), WHOLE]`, so that the
+# published schema keeps them as minimum/maximum): strict (no strings, no booleans), but 10.0
+# is 10. Such a field needs an upper bound, at most MAX_INTEGER: a float as large as 1e30 is
+# whole too, and no encoder writes the integer it becomes.
+WHOLE = BeforeValidator(_whole_number)
+MAX_INTEGER = 2**63 - 1
 
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 ImageDetail = Literal["auto", "low", "high"]
 
-_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S")
+# A scheme, a colon and something that is not blank; the same pattern in the published schema,
+# so the blank characters are spelled out (regex classes like \s differ between dialects).
+URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.\-]*:[^ \t\n\r\f\v]"
+_URI = re.compile(URI_PATTERN)
 
 
 def _check_uri(value: str) -> str:
@@ -107,7 +145,8 @@ def _check_uri(value: str) -> str:
 
 # Levels of objects and arrays one free-form JSON value (a function's parameters, a response
 # schema) may nest: far more than any real schema needs, and far fewer than the 254 at which
-# orjson stops encoding (the value is saved and sent inside its assistant or run).
+# orjson stops encoding (the value is saved and sent inside its assistant or run). Its numbers
+# need no bound: orjson reads an integer past 64 bits as a float, which it can write again.
 MAX_JSON_DEPTH = 128
 
 
@@ -165,7 +204,7 @@ class FileSearchRankingOptions(_Body):
 
 
 class FileSearchOverrides(_Body):
-    max_num_results: int | None = Field(default=None, ge=1, le=50)
+    max_num_results: Annotated[int, Field(ge=1, le=50), WHOLE] | None = None
     ranking_options: FileSearchRankingOptions | None = None
 
 
@@ -231,8 +270,9 @@ class AutoChunking(_Body):
 
 
 class StaticChunkingSize(_Body):
-    max_chunk_size_tokens: int = Field(ge=100, le=4096)
-    chunk_overlap_tokens: int = Field(ge=0)
+    max_chunk_size_tokens: Annotated[int, Field(ge=100, le=4096), WHOLE]
+    # At most half of max_chunk_size_tokens (checked below), so never more than 2048.
+    chunk_overlap_tokens: Annotated[int, Field(ge=0, le=2048), WHOLE]
 
     @model_validator(mode="after")
     def _overlap_at_most_half(self) -> Self:
@@ -306,7 +346,7 @@ ResponseFormat = Annotated[
 
 class TruncationStrategy(_Body):
     type: Literal["auto", "last_messages"]
-    last_messages: int | None = Field(default=None, ge=1)
+    last_messages: Annotated[int, Field(ge=1, le=MAX_INTEGER), WHOLE] | None = None
 
 
 # -- messages ---------------------------------------------------------------------------------
@@ -328,7 +368,11 @@ class ImageFilePart(_Body):
 
 
 class ImageUrl(_Body):
-    url: Annotated[str, AfterValidator(_check_uri)]
+    url: Annotated[
+        str,
+        AfterValidator(_check_uri),
+        WithJsonSchema({"type": "string", "pattern": URI_PATTERN}),
+    ]
     detail: ImageDetail | None = None
 
 
@@ -420,8 +464,8 @@ class _RunFields(_Body):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     stream: bool | None = None
-    max_prompt_tokens: int | None = Field(default=None, ge=256)
-    max_completion_tokens: int | None = Field(default=None, ge=256)
+    max_prompt_tokens: Annotated[int, Field(ge=256, le=MAX_INTEGER), WHOLE] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=256, le=MAX_INTEGER), WHOLE] | None = None
     truncation_strategy: TruncationStrategy | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
@@ -668,5 +712,5 @@ class ChatCompletionRequest(BaseModel):
     response_format: FreeFormObject | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: Annotated[int, Field(ge=1, le=MAX_INTEGER), WHOLE] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1, le=MAX_INTEGER), WHOLE] | None = None

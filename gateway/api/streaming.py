@@ -129,16 +129,20 @@ async def _nothing() -> None:
     return None
 
 
-# Event ids are numbers of 0 to 2**63 - 1 (a 64-bit column in both stores).
-MAX_EVENT_ID = 2**63 - 1
+# Event positions are whole numbers of at most 18 digits: within the stores' 64-bit columns,
+# and a rule the published schema can state as a pattern (^[0-9]{0,18}$; empty is no position).
+MAX_EVENT_ID = 10**18 - 1
 
 
 def _position(request: Request) -> int | None:
-    """The client's position: `Last-Event-ID`, else `?after=`; None for none. It must read
-    as an event id (plain ASCII digits, within 64 bits), else the answer is a 400."""
-    raw, param = request.headers.get("last-event-id"), "Last-Event-ID"
-    if not raw:
-        raw, param = request.query_params.get("after"), "after"
+    """The client's position: `Last-Event-ID`, else `?after=`; None for none. Each one given
+    must read as an event id (plain ASCII digits, at most 18), else the answer is a 400."""
+    header = _event_id(request.headers.get("last-event-id"), "Last-Event-ID")
+    query = _event_id(request.query_params.get("after"), "after")
+    return header if header is not None else query
+
+
+def _event_id(raw: str | None, param: str) -> int | None:
     if not raw:
         return None
     position = int(raw) if raw.isascii() and raw.isdigit() else -1

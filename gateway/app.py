@@ -94,7 +94,7 @@ def create_app(
         app.state.tokens = StreamTokens(secret, ttl_seconds=settings.stream_token_seconds)
         keys = KeyRing(store)
         app.state.keys = keys
-        app.state.owners = Owners(store)
+        app.state.owners = Owners(store, limit=settings.owner_cache_size)
         app.state.rate_limiter = RateLimiter(
             settings.rate_limit_per_second, settings.rate_limit_burst
         )

@@ -100,6 +100,9 @@ class Settings:
     max_active_runs_per_project: int = 200
     max_active_runs_per_key: int = 200
     max_active_runs: int = 2000
+    # Assistants and threads whose project the process remembers (the most recent), so that
+    # most ownership checks cost no trip to the store; each takes about 250 bytes.
+    owner_cache_size: int = 10_000
 
     @property
     def database_path(self) -> Path:
@@ -202,6 +205,7 @@ def validate(settings: Settings) -> None:
         "max_active_runs_per_project",
         "max_active_runs_per_key",
         "max_active_runs",
+        "owner_cache_size",
     ):
         if getattr(settings, name) < 1:
             raise SettingsError(f"{env_name(name)} must be at least 1")

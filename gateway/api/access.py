@@ -33,7 +33,7 @@ class Owners:
     """The project of each assistant and thread looked up, remembered (it never changes) for
     the `limit` most recent ones."""
 
-    def __init__(self, store: RunStore, *, limit: int = 100_000) -> None:
+    def __init__(self, store: RunStore, *, limit: int = 10_000) -> None:
         self.store = store
         self.limit = limit
         self._known: OrderedDict[tuple[Kind, str], str] = OrderedDict()

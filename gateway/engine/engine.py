@@ -149,7 +149,7 @@ class RunEngine:
             handle.message = await self.store.get(Kind.MESSAGE, message_id)
             # The text streamed before the crash, as far as the log kept it: the message
             # ends with what a client resuming from the log has been sent.
-            handle.fragments = self.log.text_of(run["id"], message_id)
+            handle.fragments = await self.log.text_of(run["id"], message_id)
         status = run["status"]
         if status == RunStatus.QUEUED:
             self._spawn(handle)

@@ -54,9 +54,26 @@ class ReplayUnavailableError(LookupError):
 @dataclass
 class _RunLog:
     next_seq: int = 1
-    events: list[LoggedEvent] = field(default_factory=list)
+    # The run's events not stored yet, oldest first (every event, when the log is not kept in
+    # the store): what is stored is read from the store, so a long run holds no more than a
+    # flush's worth of its events.
+    tail: list[LoggedEvent] = field(default_factory=list)
+    # The number of the newest stored event; every event up to it is stored.
     flushed_upto: int = 0
+    last: LoggedEvent | None = None  # the newest event
     released: bool = False
+
+    def trim(self) -> None:
+        """Forget the events that are stored now."""
+        stored = 0
+        while stored < len(self.tail) and self.tail[stored].seq <= self.flushed_upto:
+            stored += 1
+        if stored:
+            del self.tail[:stored]
+
+    @property
+    def at_rest(self) -> bool:
+        return self.last is not None and self.last.name == events.STREAM_END
 
 
 class EventLog:
@@ -107,12 +124,11 @@ class EventLog:
         run.next_seq = seq + 1
         logged = event.numbered(seq)
         entry = _entry(logged)
-        run.events.append(entry)
+        run.tail.append(entry)
+        run.last = entry
         if self.persist:
             self._pending.append((run_id, entry))
             self._wake.set()
-        else:
-            run.flushed_upto = entry.seq
         await self.bus.publish(run_id, logged)
         return logged
 
@@ -177,9 +193,13 @@ class EventLog:
         except BaseException:
             self._pending[:0] = [(run_id, entry) for entry in earlier]
             raise
-        for event in sealed:
-            run.events.append(_entry(event))
-        run.flushed_upto = run.events[-1].seq
+        entries = [_entry(event) for event in sealed]
+        run.last = entries[-1]
+        if self.persist:
+            run.flushed_upto = run.last.seq
+            run.trim()
+        else:
+            run.tail.extend(entries)
         self._drop_if_stored(run_id, run)
         for event in sealed:
             await self.bus.publish(run_id, event)
@@ -192,10 +212,11 @@ class EventLog:
         return taken
 
     async def attach(self, run_id: str) -> None:
-        """Hold a recovered run's logged events in memory again, numbering on in a new epoch."""
+        """Hold a recovered run again, its numbering going on in a new epoch."""
         kept = await self.store.events_after(run_id, 0)
-        last = kept[-1].seq if kept else 0
-        self._runs[run_id] = _RunLog(next_seq=last + EPOCH_GAP, events=kept, flushed_upto=last)
+        last = kept[-1] if kept else None
+        upto = last.seq if last is not None else 0
+        self._runs[run_id] = _RunLog(next_seq=upto + EPOCH_GAP, flushed_upto=upto, last=last)
 
     def release(self, run_id: str) -> None:
         """The run is over: drop it from memory once its events are stored."""
@@ -230,14 +251,18 @@ class EventLog:
         finally:
             self._inflight.remove(inflight)
             inflight[1].set_result(None)
+        newest: dict[str, int] = {}
         for run_id, entry in batch:
+            newest[run_id] = entry.seq
+        for run_id, seq in newest.items():
             run = self._runs.get(run_id)
             if run is not None:
-                run.flushed_upto = max(run.flushed_upto, entry.seq)
+                run.flushed_upto = max(run.flushed_upto, seq)
+                run.trim()
                 self._drop_if_stored(run_id, run)
 
     def _drop_if_stored(self, run_id: str, run: _RunLog) -> None:
-        if run.released and (not run.events or run.flushed_upto >= run.events[-1].seq):
+        if run.released and (not run.tail or not self.persist):
             del self._runs[run_id]
 
     async def _flush_loop(self) -> None:
@@ -287,9 +312,12 @@ class EventLog:
         after = after or None
         run = self._runs.get(run_id)
         if run is not None:
-            found = _after(run.events, after)
-            at_rest = bool(run.events) and run.events[-1].name == events.STREAM_END
-            return Replay(found, live=not at_rest)
+            # What is in memory now, and the stored events up to it, as they are at this moment.
+            tail, upto, at_rest = list(run.tail), run.flushed_upto, run.at_rest
+            if self.persist and upto and (after is None or after <= upto):
+                stored = await self.store.events_after(run_id, 0 if after is None else after - 1)
+                tail = [e for e in stored if e.seq <= upto] + tail
+            return Replay(_after(tail, after), live=not at_rest)
         if not active or since is None:
             # The run is over, or waits with nothing running: what is stored is all there is.
             stored = await self.store.events_after(run_id, 0 if after is None else after - 1)
@@ -326,13 +354,16 @@ class EventLog:
     def at_rest(self, run_id: str) -> bool:
         """Whether the run's log ends with the end of a segment."""
         run = self._runs.get(run_id)
-        return run is not None and bool(run.events) and run.events[-1].name == events.STREAM_END
+        return run is not None and run.at_rest
 
-    def text_of(self, run_id: str, message_id: str) -> list[str]:
-        """The text fragments of `message_id`'s deltas held for the run, in order."""
+    async def text_of(self, run_id: str, message_id: str) -> list[str]:
+        """The text fragments of `message_id`'s deltas in the run's log, in order."""
         run = self._runs.get(run_id)
+        logged = await self.store.events_after(run_id, 0) if self.persist else []
+        if run is not None:
+            logged = [e for e in logged if e.seq <= run.flushed_upto] + run.tail
         fragments: list[str] = []
-        for entry in run.events if run is not None else ():
+        for entry in logged:
             if entry.name != events.MESSAGE_DELTA:
                 continue
             data = orjson.loads(entry.frame.split(b"\ndata: ", 1)[1])
@@ -346,7 +377,7 @@ class EventLog:
 
     def last_seq(self, run_id: str) -> int | None:
         run = self._runs.get(run_id)
-        return run.events[-1].seq if run is not None and run.events else None
+        return run.last.seq if run is not None and run.last is not None else None
 
 
 def follows(last: int, following: int) -> bool:

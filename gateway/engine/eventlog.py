@@ -1,15 +1,17 @@
 """The ordered event log of every run: each event gets the next sequence number of its run (the
-SSE `id:`), is encoded once, kept in memory while its run is active, published on the bus, and
+SSE `id:`), is encoded once, kept in memory until it is stored, published on the bus, and
 written to the store in group commits.
 
 The end of a run's segment (requires_action or a terminal status) is sealed: the change that ends
 it is saved in the same transaction as every event of the run up to the segment's end, so no
 process can read a run at rest before it can read the events that brought it there.
 
-Replays read memory for a run still held here (so a just-published event is never missing from
-a replay) and the store for the others. After a restart the numbering of a recovered run jumps
-ahead by `EPOCH_GAP`, so an id a client saw but the store never received (lost in the crash)
-can never name a different, newer event: resuming from it reports the position unavailable.
+Replays of a run held here read its unstored events from memory and the rest from the store (so
+a just-published event is never missing from a replay); other runs are read from the store, and
+from the bus for what a run on another process has not stored yet. After a restart the
+numbering of a recovered run jumps ahead by `EPOCH_GAP`, so an id a client saw but the store
+never received (lost in the crash) can never name a different, newer event: resuming from it
+reports the position unavailable.
 """
 
 from __future__ import annotations

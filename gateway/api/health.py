@@ -45,7 +45,7 @@ async def _database(request: Request) -> str:
         async with asyncio.timeout(CHECK_SECONDS):
             await store_of(request).list_page(Kind.ASSISTANT, PageQuery(limit=1))
     except Exception as exc:
-        log.warning("readiness: the database does not answer: %s", exc or type(exc).__name__)
+        log.warning("readiness: the database does not answer: %s", str(exc) or repr(exc))
         return "unavailable"
     return "ok"
 

@@ -266,6 +266,42 @@ async def test_a_seal_waits_for_a_flush_holding_the_runs_events(
     assert [e.seq for e in await store.events_after(run["id"], 0)] == [1, 2]
 
 
+async def test_a_seal_waits_for_a_flush_that_starts_while_it_waits(
+    store: SQLiteRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Event 1 is being flushed and event 2 waits when the run ends. The flush ends and a new
+    one takes event 2 before the seal wakes (as a flush interval of 0 allows): the seal waits
+    for that one too, so the log is stored in order, 1, then 2, then the seal."""
+    log = EventLog(store, MemoryEventBus())
+    run = await a_run(store)
+    await log.publish(run["id"], delta(0))
+    real_write = store.write
+    order: list[str] = []
+    gates = [asyncio.Event(), asyncio.Event()]
+
+    async def gated(fn: Any) -> Any:
+        step = len(order)
+        order.append(f"write {step + 1}")
+        if step < len(gates):
+            await gates[step].wait()
+        return await real_write(fn)
+
+    monkeypatch.setattr(store, "write", gated)
+    first = asyncio.create_task(log.flush())
+    await asyncio.sleep(0)
+    await log.publish(run["id"], delta(1))
+    sealing = asyncio.create_task(log.seal(run["id"], _nothing, list))
+    await asyncio.sleep(0.01)
+    gates[0].set()
+    second = asyncio.create_task(log.flush())  # takes event 2 as the first flush ends
+    await asyncio.sleep(0.05)
+    assert order == ["write 1", "write 2"] and not sealing.done()  # the seal waits for it
+    gates[1].set()
+    await asyncio.gather(first, second, sealing)
+    assert order == ["write 1", "write 2", "write 3"]
+    assert [e.seq for e in await store.events_after(run["id"], 0)] == [1, 2, 3]
+
+
 async def test_a_cancelled_caller_still_gets_its_seal_published(
     store: SQLiteRunStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -292,6 +328,44 @@ async def test_a_cancelled_caller_still_gets_its_seal_published(
         got = await anext(sub.batches())
     assert [e.name for e in got] == [events.MESSAGE_DELTA, events.STREAM_END]
     assert len(await store.events_after(run["id"], 0)) == 2
+
+
+async def test_an_abandoned_seal_leaves_its_write_to_finish_alone(
+    store: SQLiteRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled twice while its write is under way (shutdown's last resort), a seal does not
+    queue its events again: the write, which the store finishes on its own, stores them, and
+    a flush of the same events could have collided with its block."""
+    log = EventLog(store, MemoryEventBus())
+    run = await a_run(store)
+    await log.publish(run["id"], delta(0))
+    real_write = store.write
+    writes = 0
+
+    async def slow(fn: Any) -> Any:
+        nonlocal writes
+        writes += 1
+
+        async def later() -> Any:
+            await asyncio.sleep(0.1)
+            return await real_write(fn)
+
+        # As the stores do: the write goes on if its caller goes.
+        return await asyncio.shield(asyncio.ensure_future(later()))
+
+    monkeypatch.setattr(store, "write", slow)
+    sealing = asyncio.create_task(log.seal(run["id"], _nothing, list))
+    await asyncio.sleep(0.02)
+    sealing.cancel()
+    await asyncio.sleep(0)
+    sealing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sealing
+    await asyncio.sleep(0.2)  # the write commits on its own
+    await log.flush()
+    assert writes == 1  # nothing was queued again for a flush
+    stored = await store.events_after(run["id"], 0)
+    assert [(e.seq, e.name) for e in stored] == [(1, events.MESSAGE_DELTA), (2, events.STREAM_END)]
 
 
 async def _nothing(tx: StoreTx) -> None:

@@ -166,11 +166,11 @@ class EventLog:
         run = self._runs.get(run_id)
         if run is None:
             run = self._runs[run_id] = _RunLog()
-        # The run's earlier events must be stored first or with the seal: wait for a flush
-        # that is writing some of them, then take the rest into the seal's own transaction.
-        for runs, written in list(self._inflight):
-            if run_id in runs:
-                await asyncio.wait([written])
+        # The run's earlier events must be stored first or with the seal: wait until no flush
+        # is writing any of them, then, with no await in between (a flush could take them),
+        # take the rest into the seal's own transaction.
+        while holding := [done for runs, done in self._inflight if run_id in runs]:
+            await asyncio.wait(holding)
         earlier = self._take_pending(run_id)
         first: int | None = None  # the seal's first number, kept if the write is tried again
         sealed: list[Event] = []
@@ -188,11 +188,21 @@ class EventLog:
                 rows = [*earlier, *(_entry(e) for e in sealed)]
                 await tx.append_events([(run_id, entry, stamp) for entry in rows])
 
+        writing = False
         try:
             async for attempt in until_stored(f"ending run {run_id} in {self.store.where}"):
                 with attempt:
+                    writing = True
                     await self.store.write(write)
-        except BaseException:
+                    writing = False
+        except asyncio.CancelledError:
+            # Abandoned (a second cancellation, at shutdown). A write under way goes on to
+            # commit or roll back on its own (the store shields it): its events must not be
+            # queued again, or a flush could store them in a block the seal's would collide with.
+            if not writing:
+                self._pending[:0] = [(run_id, entry) for entry in earlier]
+            raise
+        except BaseException:  # refused, nothing written (the lease was lost, say)
             self._pending[:0] = [(run_id, entry) for entry in earlier]
             raise
         entries = [_entry(event) for event in sealed]
@@ -314,17 +324,24 @@ class EventLog:
         after = after or None
         run = self._runs.get(run_id)
         if run is not None:
-            # What is in memory now, and the stored events up to it, as they are at this moment.
-            tail, upto, at_rest = list(run.tail), run.flushed_upto, run.at_rest
-            if self.persist and upto and (after is None or after <= upto):
-                stored = await self.store.events_after(run_id, 0 if after is None else after - 1)
-                tail = [e for e in stored if e.seq <= upto] + tail
-            return Replay(_after(tail, after), live=not at_rest)
+            at_rest = run.at_rest
+            return Replay(_after(await self._held(run_id, run, after), after), live=not at_rest)
         if not active or since is None:
             # The run is over, or waits with nothing running: what is stored is all there is.
-            stored = await self.store.events_after(run_id, 0 if after is None else after - 1)
-            return Replay(_after(stored, after), live=False)
+            return Replay(_after(await self._stored(run_id, after), after), live=False)
         return await self._replay_elsewhere(run_id, after, since)
+
+    async def _held(self, run_id: str, run: _RunLog, after: int | None) -> list[LoggedEvent]:
+        """A held run's log from event `after` on (all of it for None): its unstored events in
+        memory and, before them, the stored ones, both as they are at the moment of the call."""
+        tail, upto = list(run.tail), run.flushed_upto
+        if not self.persist or not upto or (after is not None and after > upto):
+            return tail
+        return [e for e in await self._stored(run_id, after) if e.seq <= upto] + tail
+
+    async def _stored(self, run_id: str, after: int | None) -> list[LoggedEvent]:
+        """The stored log from event `after` on (all of it for None)."""
+        return await self.store.events_after(run_id, 0 if after is None else after - 1)
 
     async def _replay_elsewhere(
         self, run_id: str, after: int | None, since: Callable[[int], Awaitable[list[Event]]]
@@ -336,7 +353,7 @@ class EventLog:
         to CATCH_UP_SECONDS, before it is called unavailable."""
         deadline = asyncio.get_running_loop().time() + CATCH_UP_SECONDS
         while True:
-            known = await self.store.events_after(run_id, 0 if after is None else after - 1)
+            known = await self._stored(run_id, after)
             if not known or known[-1].name != events.STREAM_END:
                 newest = known[-1].seq if known else max((after or 0) - 1, 0)
                 bridge = [_entry(e) for e in await since(newest)]
@@ -361,9 +378,7 @@ class EventLog:
     async def text_of(self, run_id: str, message_id: str) -> list[str]:
         """The text fragments of `message_id`'s deltas in the run's log, in order."""
         run = self._runs.get(run_id)
-        logged = await self.store.events_after(run_id, 0) if self.persist else []
-        if run is not None:
-            logged = [e for e in logged if e.seq <= run.flushed_upto] + run.tail
+        logged = await (self._held(run_id, run, None) if run else self._stored(run_id, None))
         fragments: list[str] = []
         for entry in logged:
             if entry.name != events.MESSAGE_DELTA:

@@ -165,7 +165,7 @@ class RunEngine:
         elif orphan and not self.log.at_rest(run["id"]):
             # Waiting in requires_action, but the crash lost the end of its segment: mark
             # it, so that its streams end instead of waiting for events that never come.
-            await self.lc.end_segment(handle, (), list)
+            await self._guard(self.lc.end_segment(handle, (), list), handle)
 
     def _renewed(self, renewed: dict[str, str | None]) -> None:
         """After a lease renewal: carry out stops asked elsewhere, and let go of waiting runs

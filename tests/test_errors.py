@@ -678,8 +678,12 @@ class TestMistakesThatWriteNothing:
             ("after=%2B5", {}, "after"),
             ("after=%D9%A1", {}, "after"),
             ("", {"Last-Event-ID": "-1"}, "Last-Event-ID"),
+            ("after=0000000000000000001", {}, "after"),
         ],
-        ids=["past-int64", "huge", "huge-header", "underscore", "plus", "arabic-digit", "negative"],
+        ids=[
+            *("past-int64", "huge", "huge-header", "underscore", "plus", "arabic-digit"),
+            *("negative", "19-digits"),
+        ],
     )
     def test_an_event_position_that_is_no_event_id_is_400(
         self, server: LiveServer, world: World, query: str, headers: dict[str, str], param: str

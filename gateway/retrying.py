@@ -4,8 +4,8 @@ failed and why.
 
 stamina's own log line (`stamina.retry_scheduled`) names neither what is retried nor the
 error, so the gateway turns it off (`quiet_stamina`) and logs through `logged` instead: the
-first failure that is retried, then at most one line every `QUIET_SECONDS` while failures go
-on, and one line when an attempt succeeds after them.
+first failure that is retried (as its retry begins), then at most one line every
+`QUIET_SECONDS` while failures go on, and one line when an attempt succeeds after them.
 """
 
 from __future__ import annotations
@@ -70,17 +70,7 @@ class _Logged:
         return self
 
     async def __anext__(self) -> _Attempt:
-        try:
-            attempt = await anext(self._attempts)
-        except StopAsyncIteration:
-            if self.failures:
-                log.info(
-                    "%s: succeeded after %d failed attempts (%.1f s)",
-                    self.what,
-                    self.failures,
-                    time.monotonic() - self.started,
-                )
-            raise
+        attempt = await anext(self._attempts)
         if self.error is not None:  # the last attempt failed, and this one retries it
             now = time.monotonic()
             self.failures += 1
@@ -113,7 +103,15 @@ class _Attempt:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        self._owner.error = exc
+        owner = self._owner
+        owner.error = exc
+        if exc is None and owner.failures:
+            log.info(
+                "%s: succeeded after %d failed attempts (%.1f s)",
+                owner.what,
+                owner.failures,
+                time.monotonic() - owner.started,
+            )
         result: bool | None = self._attempt.__exit__(exc_type, exc, tb)
         return result
 

@@ -20,6 +20,7 @@ the tests assert the attempts shared at most that one pooled connection.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -212,12 +213,22 @@ def _assert_pooled(fake: FakeUpstream) -> None:
 # --- errors before the first token ---------------------------------------------------------
 
 
-def test_rate_limit_with_retry_after_then_success(rig: Rig) -> None:
-    """A 429 with retry-after-ms is retried after that delay and the run completes."""
+def test_rate_limit_with_retry_after_then_success(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 429 with retry-after-ms is retried after that delay and the run completes; the log
+    says which upstream failed and why, then that it recovered (never the key)."""
     limited = Script([Text("slow down")], status=429, headers={"retry-after-ms": "150"})
     answer = Script([Text("Second "), Text("time lucky"), Finish("stop"), Usage(4, 3)])
 
+    caplog.set_level(logging.INFO, logger="gateway.retrying")
     outcome = rig.stream_run(limited, answer)
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.retrying"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("upstream 'fake' failed (1 time so far): ") and "429" in lines[0]
+    assert lines[1].startswith("upstream 'fake': succeeded after 1 failed attempts")
+    assert all(SECRET not in line for line in lines)
 
     assert outcome.run.status == "completed"
     assert outcome.run.last_error is None

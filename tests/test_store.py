@@ -1012,7 +1012,8 @@ async def test_orphaned_runs(store: RunStore) -> None:
 async def test_an_idempotency_claim_is_replaced_when_expired_or_abandoned(store: RunStore) -> None:
     """A claim is kept and returned while it is live; one older than `expired_before`, or one
     still unanswered older than `abandoned_before` (its process died), gives way to a new one.
-    An answered one is kept until it expires."""
+    The request whose claim was taken over can neither answer nor release the new one. An
+    answered one is kept until it expires."""
 
     def claim(at: int, fingerprint: bytes = b"f") -> Any:
         async def write(tx: StoreTx) -> Any:
@@ -1031,7 +1032,17 @@ async def test_an_idempotency_claim_is_replaced_when_expired_or_abandoned(store:
     async def answer(tx: StoreTx) -> None:
         await tx.finish_idempotency("p", "k", IdempotentRecord(b"g", 161, 200, b"{}"))
 
+    async def late_answer(tx: StoreTx) -> None:  # the request that claimed at 100 ends
+        await tx.finish_idempotency("p", "k", IdempotentRecord(b"f", 100, 201, b"late"))
+
+    async def late_release(tx: StoreTx) -> None:
+        await tx.release_idempotency("p", "k", 100)
+
+    await store.write(late_answer)  # its claim was taken over: it changes nothing
+    await store.write(late_release)
     await store.write(answer)
+    await store.write(late_answer)
+    await store.write(late_release)
     kept = await claim(1000)  # answered: kept whatever its age, until it expires
-    assert kept is not None and (kept.status, kept.body) == (200, b"{}")
+    assert kept is not None and (kept.fingerprint, kept.status, kept.body) == (b"g", 200, b"{}")
     assert await claim(1162) is None  # expired

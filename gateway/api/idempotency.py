@@ -138,10 +138,10 @@ class Idempotency:
                     project, key, IdempotentRecord(fingerprint, stamp, exc.status_code, body)
                 )
             else:
-                await self._release(project, key)
+                await self._release(project, key, stamp)
             raise
         except BaseException:
-            await self._release(project, key)
+            await self._release(project, key, stamp)
             raise
         run_ref = getattr(response, "run_ref", None)
         if run_ref is not None:
@@ -156,7 +156,7 @@ class Idempotency:
         if _final(response.status_code):
             await self._finish(project, key, record)
         else:
-            await self._release(project, key)
+            await self._release(project, key, stamp)
         return response
 
     async def _answer_again(
@@ -184,9 +184,9 @@ class Idempotency:
 
         await self.store.write(write)
 
-    async def _release(self, project: str, key: str) -> None:
+    async def _release(self, project: str, key: str, claimed_at: int) -> None:
         async def write(tx: StoreTx) -> None:
-            await tx.release_idempotency(project, key)
+            await tx.release_idempotency(project, key, claimed_at)
 
         try:
             await self.store.write(write)

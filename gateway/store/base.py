@@ -138,12 +138,14 @@ class StoreTx(Protocol):
         `abandoned_before` (its process died), is replaced."""
         ...
 
-    async def finish_idempotency(
-        self, project: str, key: str, record: IdempotentRecord
-    ) -> None: ...
+    async def finish_idempotency(self, project: str, key: str, record: IdempotentRecord) -> None:
+        """Answer the claim made at `record.created_at`; nothing if that claim is no longer
+        there (it was taken over as abandoned), so a late first request overwrites nothing."""
+        ...
 
-    async def release_idempotency(self, project: str, key: str) -> None:
-        """Forget a claim whose request failed in a way a retry may fix."""
+    async def release_idempotency(self, project: str, key: str, claimed_at: int) -> None:
+        """Forget the claim made at `claimed_at`, whose request failed in a way a retry may
+        fix (nothing if it was taken over meanwhile)."""
         ...
 
     async def prune_idempotency(self, before: int) -> int: ...

@@ -181,18 +181,23 @@ class _PostgresTx:
     async def finish_idempotency(self, project: str, key: str, record: IdempotentRecord) -> None:
         await self._conn.execute(
             "UPDATE idempotency_keys SET status=$1, body=$2, thread_id=$3, run_id=$4"
-            " WHERE project=$5 AND key=$6",
+            " WHERE project=$5 AND key=$6 AND created_at=$7 AND status IS NULL",
             record.status,
             record.body,
             record.thread_id,
             record.run_id,
             project,
             key,
+            record.created_at,
         )
 
-    async def release_idempotency(self, project: str, key: str) -> None:
+    async def release_idempotency(self, project: str, key: str, claimed_at: int) -> None:
         await self._conn.execute(
-            "DELETE FROM idempotency_keys WHERE project=$1 AND key=$2", project, key
+            "DELETE FROM idempotency_keys"
+            " WHERE project=$1 AND key=$2 AND created_at=$3 AND status IS NULL",
+            project,
+            key,
+            claimed_at,
         )
 
     async def prune_idempotency(self, before: int) -> int:

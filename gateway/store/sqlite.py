@@ -238,13 +238,22 @@ class _SQLiteTx:
         self.held.append(
             (
                 "UPDATE idempotency_keys SET status=?, body=?, thread_id=?, run_id=?"
-                " WHERE project=? AND key=?",
-                (record.status, record.body, record.thread_id, record.run_id, project, key),
+                " WHERE project=? AND key=? AND created_at=? AND status IS NULL",
+                (
+                    *(record.status, record.body, record.thread_id, record.run_id),
+                    *(project, key, record.created_at),
+                ),
             )
         )
 
-    async def release_idempotency(self, project: str, key: str) -> None:
-        self.held.append(("DELETE FROM idempotency_keys WHERE project=? AND key=?", (project, key)))
+    async def release_idempotency(self, project: str, key: str, claimed_at: int) -> None:
+        self.held.append(
+            (
+                "DELETE FROM idempotency_keys"
+                " WHERE project=? AND key=? AND created_at=? AND status IS NULL",
+                (project, key, claimed_at),
+            )
+        )
 
     async def prune_idempotency(self, before: int) -> int:
         await self.flush()

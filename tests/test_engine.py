@@ -204,6 +204,48 @@ async def test_function_call_then_continuation_follow_c_and_d(harness: Harness) 
     assert reply is not None and "21C" in reply["content"][0]["text"]["value"]
 
 
+async def test_outputs_submitted_as_soon_as_the_run_reads_requires_action_come_after_its_end(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's status is saved before the events that end its segment are published. Outputs
+    submitted in between (the client saw requires_action on GET at once) wait for that segment
+    to finish: the bus carries the old segment's end, then the new segment, in order."""
+    assistant = await harness.assistant(tools=[WEATHER])
+    thread = await harness.thread('get_weather please {"city": "Paris"}')
+    real_publish = harness.bus.publish
+
+    async def slow_end(channel: str, event: Event) -> None:
+        if event.name == events.RUN_REQUIRES_ACTION:
+            await asyncio.sleep(0.2)  # the window, made wide
+        await real_publish(channel, event)
+
+    monkeypatch.setattr(harness.bus, "publish", slow_end)
+    run = await harness.engine.create_run(thread["id"], {"assistant_id": assistant["id"]})
+    for _ in range(200):
+        waiting = await harness.store.get(Kind.RUN, run["id"])
+        if waiting is not None and waiting["status"] == "requires_action":
+            break
+        await asyncio.sleep(0.005)
+    assert waiting is not None and waiting["status"] == "requires_action"
+    call = waiting["required_action"]["submit_tool_outputs"]["tool_calls"][0]
+    seen: list[Event] = []
+    async with harness.bus.subscribe(run["id"]) as subscription:
+        await harness.engine.submit_tool_outputs(
+            thread["id"], run["id"], [{"tool_call_id": call["id"], "output": "21C"}]
+        )
+
+        async def collect() -> None:
+            async for event in subscription:
+                seen.append(event)
+                if event.name == events.RUN_COMPLETED:
+                    return
+
+        await asyncio.wait_for(collect(), timeout=10)
+    numbers = [e.seq or 0 for e in seen]
+    assert numbers == sorted(numbers), names(seen)
+    assert names(seen)[:3] == [events.RUN_REQUIRES_ACTION, events.STREAM_END, events.STEP_COMPLETED]
+
+
 @pytest.mark.settings(local_model_delay_ms=20)
 async def test_cancel_mid_answer_follows_sequence_e(harness: Harness) -> None:
     """Cancelling while text streams ends message, step and run in the order of sequence E."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import itertools
 import json
@@ -145,6 +146,44 @@ def test_sequences_c_and_d_function_call(client: openai.OpenAI, assistant: Any) 
         "thread.run.completed",
     ]
     assert "thread.run.created" not in [e.event for e in continuation]
+
+
+def test_outputs_streamed_the_moment_a_run_reads_requires_action_stream_only_the_new_segment(
+    server: LiveServer, client: openai.OpenAI, assistant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's requires_action is saved before the events ending its segment are published.
+    Tool outputs streamed as soon as a poll sees it (here the end's publishing is held back a
+    third of a second) stream sequence D, not the old segment's end and done."""
+    assert server.app is not None
+    bus = server.app.state.bus
+    real_publish = bus.publish
+
+    async def slow_end(channel: str, event: Any) -> None:
+        if event.name == "thread.run.requires_action":
+            await asyncio.sleep(0.3)
+        await real_publish(channel, event)
+
+    monkeypatch.setattr(bus, "publish", slow_end)
+    thread = thread_with(client, 'get_weather {"city": "Rome"}')
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    waiting = client.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=5)
+    assert waiting.status == "requires_action" and waiting.required_action is not None
+    call = waiting.required_action.submit_tool_outputs.tool_calls[0]
+    continuation = event_names(
+        client.beta.threads.runs.submit_tool_outputs(
+            run.id,
+            thread_id=thread.id,
+            tool_outputs=[{"tool_call_id": call.id, "output": "warm"}],
+            stream=True,
+        )
+    )
+    assert squeeze(continuation) == [
+        "thread.run.step.completed",
+        "thread.run.queued",
+        "thread.run.in_progress",
+        *TEXT_BODY,
+        "thread.run.completed",
+    ], continuation
 
 
 @pytest.mark.settings(local_model_delay_ms=20)

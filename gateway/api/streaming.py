@@ -40,7 +40,9 @@ OVERFLOW_MESSAGE = (
 async def stream_run(
     request: Request, run_id: str, start: Callable[[], Awaitable[Obj]]
 ) -> Response:
-    """Subscribe to `run_id`, call `start()` (which raises to refuse), then stream the run."""
+    """Subscribe to `run_id`, call `start()` (which raises to refuse), then stream the run's
+    segment that `start()` began: earlier events still on their way (the end of the segment
+    before tool outputs were submitted) are skipped by their numbers."""
     subscribed = bus_of(request).subscribe(run_id)
     subscription = await subscribed.__aenter__()
     leave = partial(subscribed.__aexit__, None, None, None)
@@ -49,8 +51,10 @@ async def stream_run(
     except BaseException:
         await leave()
         raise
+    after = (engine_of(request).log.segment_start(run_id) or 1) - 1
     end = StreamEnd()
-    response = _response(request, frames(subscription, metrics_of(request), end=end), leave, end)
+    body = frames(subscription, metrics_of(request), after=after, end=end)
+    response = _response(request, body, leave, end)
     response.run_ref = (run["thread_id"], run["id"])
     return response
 

@@ -376,6 +376,11 @@ class RunEngine:
             if claimed is not None:
                 await self._adopt(claimed, orphan=False)
                 handle = self._handles.get(run_id)
+        if handle is not None and handle.task is not None:
+            # The segment that brought the run to requires_action saves that status before it
+            # publishes its last events: let it finish, so that those come before these (else
+            # a stream of the outputs could begin with the old segment's end, and stop there).
+            await asyncio.wait([handle.task], timeout=self.shutdown_grace_seconds)
         status = handle.run["status"] if handle is not None else run["status"]
         if handle is None or status != RunStatus.REQUIRES_ACTION or handle.stop_reason:
             raise ConflictError(

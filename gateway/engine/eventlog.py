@@ -63,6 +63,7 @@ class _RunLog:
     # The number of the newest stored event; every event up to it is stored.
     flushed_upto: int = 0
     last: LoggedEvent | None = None  # the newest event
+    segment_start: int = 1  # the number of the first event of the newest segment
     released: bool = False
 
     def trim(self) -> None:
@@ -124,6 +125,8 @@ class EventLog:
             run = self._runs[run_id] = _RunLog()
         seq = run.next_seq
         run.next_seq = seq + 1
+        if run.at_rest:  # the first event after a segment's end
+            run.segment_start = seq
         logged = event.numbered(seq)
         entry = _entry(logged)
         run.tail.append(entry)
@@ -391,6 +394,12 @@ class EventLog:
                 if isinstance(value, str):
                     fragments.append(value)
         return fragments
+
+    def segment_start(self, run_id: str) -> int | None:
+        """The number of the first event of the run's newest segment (for a stream of that
+        segment alone: what came before belongs to earlier ones)."""
+        run = self._runs.get(run_id)
+        return run.segment_start if run is not None else None
 
     def last_seq(self, run_id: str) -> int | None:
         run = self._runs.get(run_id)

@@ -227,9 +227,14 @@ def metric(text: str, name: str) -> float:
 
 
 async def sampler(
-    http: aiohttp.ClientSession, server: Server, deadline: float, every: float, out: list[Any]
+    http: aiohttp.ClientSession,
+    server: Server,
+    started: float,
+    deadline: float,
+    every: float,
+    out: list[Any],
 ) -> None:
-    started = time.monotonic()
+    """A sample every `every` seconds until `deadline` (monotonic), timed from `started`."""
     while True:
         async with http.get(server.url + "/metrics") as response:
             text = await response.text()
@@ -262,20 +267,22 @@ def make_keys(database: Path, count: int) -> list[str]:
 
 
 def verdict(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    rss = [s["rss_mib"] for s in samples]
+    rss = [s["rss_mib"] for s in samples[1:-1]] or [samples[0]["rss_mib"]]  # under traffic
     quarter = max(len(rss) // 4, 1)
     second, last = rss[quarter : 2 * quarter] or rss, rss[-quarter:]
     before, after = statistics.median(second), statistics.median(last)
     flat = after <= before * 1.10 or after - before <= 10
     return {
-        "rss_start_mib": rss[0],
+        "rss_at_rest_before_mib": samples[0]["rss_mib"],
+        "rss_at_rest_after_mib": samples[-1]["rss_mib"],
         "rss_second_quarter_median_mib": before,
         "rss_last_quarter_median_mib": after,
         "rss_max_mib": max(rss),
         "growth_last_vs_second_quarter": round(after / before, 3),
         "flat": flat,
-        "fds_first_last": [samples[0]["fds"], samples[-1]["fds"]],
-        "tasks_first_last": [samples[0]["tasks"], samples[-1]["tasks"]],
+        # At rest before the traffic, and at rest after it.
+        "fds_before_after": [samples[0]["fds"], samples[-1]["fds"]],
+        "tasks_before_after": [samples[0]["tasks"], samples[-1]["tasks"]],
     }
 
 
@@ -320,14 +327,16 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(total=RUN_SECONDS * 2, sock_read=RUN_SECONDS)
         connector = aiohttp.TCPConnector(limit=args.clients * 4)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
-            deadline = time.monotonic() + args.seconds
+            started = time.monotonic()
+            await sampler(http, server, started, 0, 0, samples)  # at rest, before any traffic
+            deadline = started + args.seconds
             clients = [Client(http, api, key, seed) for seed, key in enumerate(keys)]
             loops = [client_loop(c, deadline, counts) for c in clients]
             await asyncio.gather(
-                sampler(http, server, deadline, args.sample_seconds, samples), *loops
+                sampler(http, server, started, deadline, args.sample_seconds, samples), *loops
             )
             await asyncio.sleep(5)  # the last runs settle; one more sample at rest
-            await sampler(http, server, 0, 0, samples)
+            await sampler(http, server, started, 0, 0, samples)
         server.check_alive()  # it never died under the soak
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     return {

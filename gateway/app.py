@@ -21,7 +21,6 @@ from starlette.routing import Mount
 
 from gateway import api
 from gateway.api import health
-from gateway.api.access import Owners
 from gateway.api.http import JSONResponse
 from gateway.api.idempotency import Idempotency
 from gateway.api.limits import BodyLimit, RateLimiter
@@ -87,6 +86,7 @@ def create_app(
             metrics=metrics,
             owner=settings.worker_id or default_owner(settings.port),
             lease_seconds=settings.lease_seconds,
+            owner_cache_size=settings.owner_cache_size,
         )
         secret = await store.write(
             lambda tx: tx.secret("stream_tokens", lambda: secrets.token_urlsafe(32))
@@ -94,7 +94,6 @@ def create_app(
         app.state.tokens = StreamTokens(secret, ttl_seconds=settings.stream_token_seconds)
         keys = KeyRing(store)
         app.state.keys = keys
-        app.state.owners = Owners(store, limit=settings.owner_cache_size)
         app.state.rate_limiter = RateLimiter(
             settings.rate_limit_per_second, settings.rate_limit_burst
         )

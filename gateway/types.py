@@ -1,8 +1,19 @@
-"""Pure type aliases shared across the gateway."""
+"""Plain types shared across the gateway's layers."""
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
 
 # A wire object (assistant, thread, message, run, step) as the JSON the API returns.
 Obj: TypeAlias = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """One page of a list, as OpenAI's cursor pagination asks for it."""
+
+    limit: int = 20
+    order: Literal["asc", "desc"] = "desc"
+    after: str | None = None
+    before: str | None = None

@@ -41,8 +41,8 @@ class Harness:
         return assistant
 
     async def thread(self, *texts: str) -> Obj:
-        return await self.engine.create_thread(
-            {"messages": [{"role": "user", "content": t} for t in texts]}
+        return await self.engine.catalog.create_thread(
+            {"messages": [{"role": "user", "content": t} for t in texts]}, project=""
         )
 
     async def run_events(self, start: Callable[[str], Any]) -> tuple[Obj, list[Event]]:

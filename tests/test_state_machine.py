@@ -77,7 +77,9 @@ class RunLife(RuleBasedStateMachine):
         assert self.engine is not None
         text = ("Weather in Paris? " if weather else "") + " ".join(["w"] * words)
         thread = self._do(
-            self.engine.create_thread({"messages": [{"role": "user", "content": text}]})
+            self.engine.catalog.create_thread(
+                {"messages": [{"role": "user", "content": text}]}, project=""
+            )
         )
         run = self._do(self.engine.create_run(thread["id"], {"assistant_id": self.assistant["id"]}))
         if run is not None:

@@ -11,45 +11,18 @@ empty project.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import cast
 
 from starlette.requests import Request
 
 from gateway import logs
+from gateway.api.context import catalog_of
 from gateway.api.limits import RateLimiter
 from gateway.auth import KeyRing
 from gateway.errors import AuthenticationError, not_found
-from gateway.store import Kind, RunStore
 
-# Path parameters that name an object with a project of its own.
-_OWNED_PARAMS = (
-    ("assistant_id", Kind.ASSISTANT, "assistant"),
-    ("thread_id", Kind.THREAD, "thread"),
-)
-
-
-class Owners:
-    """The project of each assistant and thread looked up, remembered (it never changes) for
-    the `limit` most recent ones."""
-
-    def __init__(self, store: RunStore, *, limit: int = 10_000) -> None:
-        self.store = store
-        self.limit = limit
-        self._known: OrderedDict[tuple[Kind, str], str] = OrderedDict()
-
-    async def project_of(self, kind: Kind, object_id: str) -> str | None:
-        key = (kind, object_id)
-        project = self._known.get(key)
-        if project is not None:
-            self._known.move_to_end(key)
-            return project
-        project = await self.store.project_of(kind, object_id)
-        if project is not None:
-            self._known[key] = project
-            if len(self._known) > self.limit:
-                self._known.popitem(last=False)
-        return project
+# Path parameters that name an object with a project of its own, and what it is called.
+_OWNED_PARAMS = (("assistant_id", "assistant"), ("thread_id", "thread"))
 
 
 async def admit(request: Request, *, token_allowed: bool = False) -> None:
@@ -81,10 +54,16 @@ async def admit(request: Request, *, token_allowed: bool = False) -> None:
     project = stored.project
     request.state.project = project
     logs.project.set(project)
-    owners = cast(Owners, request.app.state.owners)
-    for param, kind, label in _OWNED_PARAMS:
+    catalog = catalog_of(request)
+    for param, label in _OWNED_PARAMS:
         object_id = request.path_params.get(param)
-        if object_id is not None and await owners.project_of(kind, object_id) != project:
+        if object_id is None:
+            continue
+        if label == "assistant":
+            owner = await catalog.project_of_assistant(object_id)
+        else:
+            owner = await catalog.project_of_thread(object_id)
+        if owner != project:
             raise not_found(label, object_id)
 
 

@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from gateway.bus import EventBus
 from gateway.engine import RunEngine
+from gateway.engine.catalog import Catalog
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.store import RunStore
@@ -15,6 +16,10 @@ from gateway.store import RunStore
 
 def store_of(request: Request) -> RunStore:
     return cast(RunStore, request.app.state.store)
+
+
+def catalog_of(request: Request) -> Catalog:
+    return cast(RunEngine, request.app.state.engine).catalog
 
 
 def engine_of(request: Request) -> RunEngine:

@@ -8,13 +8,11 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.context import bus_of, engine_of, metrics_of, store_of
+from gateway.api.context import bus_of, catalog_of, engine_of, metrics_of
 from gateway.api.http import JSONResponse
 from gateway.api.routing import resource
 from gateway.bus import BusUnavailableError
 from gateway.metrics import CONTENT_TYPE
-from gateway.store import PageQuery
-from gateway.store.base import Kind
 
 log = logging.getLogger("gateway.health")
 
@@ -43,7 +41,7 @@ async def readyz(request: Request) -> Response:
 async def _database(request: Request) -> str:
     try:
         async with asyncio.timeout(CHECK_SECONDS):
-            await store_of(request).list_page(Kind.ASSISTANT, PageQuery(limit=1))
+            await catalog_of(request).check_database()
     except Exception as exc:
         log.warning("readiness: the database does not answer: %s", str(exc) or repr(exc))
         return "unavailable"

@@ -17,8 +17,7 @@ from gateway.api.limits import check_fields
 from gateway.api.requests import validation_error_param
 from gateway.errors import InvalidRequestError, UnsupportedMediaTypeError
 from gateway.settings import Settings
-from gateway.store import PageQuery
-from gateway.types import Obj
+from gateway.types import Obj, PageQuery
 
 M = TypeVar("M", bound=BaseModel)
 

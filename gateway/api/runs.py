@@ -10,9 +10,8 @@ from starlette.responses import Response
 
 from gateway import ids
 from gateway.api.access import key_of, project_of
-from gateway.api.context import engine_of, settings_of, store_of
-from gateway.api.http import JSONResponse, page_query, read_body, refuse_unserved_tools
-from gateway.api.lists import list_response
+from gateway.api.context import catalog_of, engine_of, settings_of
+from gateway.api.http import JSONResponse, ok, page_query, read_body, refuse_unserved_tools
 from gateway.api.requests import (
     CreateRunRequest,
     CreateThreadAndRunRequest,
@@ -21,10 +20,8 @@ from gateway.api.requests import (
 )
 from gateway.api.routing import resource
 from gateway.api.streaming import run_events, stream_run
-from gateway.api.threads import existing_thread
-from gateway.errors import InvalidRequestError, not_found
+from gateway.errors import InvalidRequestError
 from gateway.objects import now
-from gateway.store import Kind
 from gateway.tokens import StreamTokens
 from gateway.types import Obj
 
@@ -86,10 +83,8 @@ async def create_thread_and_run(request: Request) -> Response:
 
 
 async def list_runs(request: Request) -> Response:
-    thread_id = request.path_params["thread_id"]
     query = page_query(request)
-    await existing_thread(store_of(request), thread_id)
-    return await list_response(request, Kind.RUN, query, thread_id=thread_id)
+    return ok(await catalog_of(request).list_runs(request.path_params["thread_id"], query))
 
 
 async def get_run(request: Request) -> Response:
@@ -152,18 +147,17 @@ async def list_steps(request: Request) -> Response:
     params = request.path_params
     _check_include(request)
     query = page_query(request)
-    await engine_of(request).get_run(params["thread_id"], params["run_id"])
-    return await list_response(request, Kind.STEP, query, run_id=params["run_id"])
+    steps = await catalog_of(request).list_steps(params["thread_id"], params["run_id"], query)
+    return ok(steps)
 
 
 async def get_step(request: Request) -> Response:
     params = request.path_params
     _check_include(request)
-    await engine_of(request).get_run(params["thread_id"], params["run_id"])
-    step = await store_of(request).get(Kind.STEP, params["step_id"])
-    if step is None or step["run_id"] != params["run_id"]:
-        raise not_found("run step", params["step_id"])
-    return JSONResponse(step)
+    step = await catalog_of(request).get_step(
+        params["thread_id"], params["run_id"], params["step_id"]
+    )
+    return ok(step)
 
 
 routes = [

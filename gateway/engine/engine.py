@@ -18,6 +18,7 @@ from typing import Any
 
 from gateway import events, logs, objects
 from gateway.bus import EventBus
+from gateway.engine.catalog import Catalog
 from gateway.engine.eventlog import EventLog
 from gateway.engine.handle import RunHandle, StopReason
 from gateway.engine.leases import LeaseLostError, Leases, default_owner
@@ -60,8 +61,10 @@ class RunEngine:
         metrics: Metrics | None = None,
         owner: str = "",
         lease_seconds: float = 30.0,
+        owner_cache_size: int = 10_000,
     ) -> None:
         self.store = store
+        self.catalog = Catalog(store, owner_cache_size=owner_cache_size)
         self.bus = bus
         self.metrics = metrics or Metrics()
         self.log = EventLog(
@@ -179,19 +182,7 @@ class RunEngine:
             elif renewed[handle.id] == StopReason.CANCEL.value:
                 self._stop(handle, StopReason.CANCEL)
 
-    # --- threads and messages -------------------------------------------------------------
-
-    async def create_thread(self, fields: dict[str, Any], *, project: str = "") -> Obj:
-        thread = objects.thread(fields)
-        messages = [objects.user_message(thread["id"], m) for m in fields.get("messages") or []]
-
-        async def write(tx: StoreTx) -> None:
-            await tx.insert(Kind.THREAD, thread, project=project)
-            for message in messages:
-                await tx.insert(Kind.MESSAGE, message)
-
-        await self.store.write(write)
-        return thread
+    # --- threads and messages, where a run may be active ----------------------------------
 
     async def delete_thread(self, thread_id: str) -> Obj:
         if await self.store.get(Kind.THREAD, thread_id) is None:
@@ -336,10 +327,7 @@ class RunEngine:
         self._spawn(handle)
 
     async def get_run(self, thread_id: str, run_id: str) -> Obj:
-        run = await self.store.get(Kind.RUN, run_id)
-        if run is None or run["thread_id"] != thread_id:
-            raise not_found("run", run_id)
-        return run
+        return await self.catalog.get_run(thread_id, run_id)
 
     async def modify_run(self, thread_id: str, run_id: str, metadata: dict[str, str] | None) -> Obj:
         await self.get_run(thread_id, run_id)

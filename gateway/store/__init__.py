@@ -10,11 +10,11 @@ from gateway.store.base import (
     IdempotentRecord,
     Kind,
     LoggedEvent,
-    PageQuery,
     RunStore,
     StoreOpenError,
     StoreTx,
 )
+from gateway.types import PageQuery
 
 
 def open_store(database: str, *, busy_ms: int = 5000, pool_size: int = 10) -> RunStore:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final, Literal, NamedTuple, Protocol, TypeVar
+from typing import Final, NamedTuple, Protocol, TypeVar
 
 from gateway.errors import ConflictError
-from gateway.types import Obj
+from gateway.types import Obj, PageQuery
 
 
 class Kind(StrEnum):
@@ -23,14 +23,6 @@ class Kind(StrEnum):
     MESSAGE = "message"
     RUN = "run"
     STEP = "step"
-
-
-@dataclass(frozen=True)
-class PageQuery:
-    limit: int = 20
-    order: Literal["asc", "desc"] = "desc"
-    after: str | None = None
-    before: str | None = None
 
 
 class LoggedEvent(NamedTuple):

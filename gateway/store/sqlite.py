@@ -37,14 +37,13 @@ from gateway.store.base import (
     IdempotentRecord,
     Kind,
     LoggedEvent,
-    PageQuery,
     StoreOpenError,
     active_run_conflict,
 )
 from gateway.store.eventblocks import event_blocks, split_block
 from gateway.store.migrations import MIGRATIONS
 from gateway.store.rows import TABLES, decode_first, insert_sql, row_values, upsert_sql
-from gateway.types import Obj
+from gateway.types import Obj, PageQuery
 
 log = logging.getLogger("gateway.store")
 

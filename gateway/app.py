@@ -25,7 +25,6 @@ from gateway.api.http import JSONResponse
 from gateway.api.idempotency import Idempotency
 from gateway.api.limits import BodyLimit, RateLimiter
 from gateway.api.overhead import OverheadHeaderMiddleware
-from gateway.api.streaming import logged_stream
 from gateway.auth import KeyRing
 from gateway.bus import open_bus
 from gateway.config import GatewayConfig, load_config
@@ -87,6 +86,7 @@ def create_app(
             owner=settings.worker_id or default_owner(settings.port),
             lease_seconds=settings.lease_seconds,
             owner_cache_size=settings.owner_cache_size,
+            stream_retry_ms=settings.stream_retry_ms,
         )
         secret = await store.write(
             lambda tx: tx.secret("stream_tokens", lambda: secrets.token_urlsafe(32))
@@ -97,9 +97,7 @@ def create_app(
         app.state.rate_limiter = RateLimiter(
             settings.rate_limit_per_second, settings.rate_limit_burst
         )
-        idempotency = Idempotency(
-            store, lambda request, thread, run: logged_stream(request, thread, run, None)
-        )
+        idempotency = Idempotency(store)
         app.state.idempotency = idempotency
         app.state.settings = settings
         app.state.store = store

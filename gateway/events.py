@@ -197,4 +197,10 @@ def error(
 
 
 DONE_EVENT: Final = Event(DONE, b"event: done\ndata: [DONE]\n\n")
+DONE_FRAME: Final = DONE_EVENT.frame
 STREAM_END_EVENT: Final = Event(STREAM_END, b"")
+
+
+def retry_frame(milliseconds: int) -> bytes:
+    """Tells an EventSource how soon to reconnect after a drop."""
+    return b"retry: %d\n\n" % milliseconds

@@ -1,15 +1,14 @@
-"""Bytes on the wire for run streams: SSE framing of events, the done and error frames, pings,
-and the streaming response.
+"""The streaming response of run streams: headers, pings, slow and vanished clients.
 
-Every event is encoded exactly once, here, with orjson; the response writes the bytes as they are.
+The frames come encoded (see `events.Event`); the response writes the bytes as they are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 import anyio
 from sse_starlette import EventSourceResponse
@@ -17,11 +16,8 @@ from sse_starlette.sse import AppStatus
 from starlette.datastructures import MutableHeaders
 from starlette.types import Receive, Scope, Send
 
-from gateway.events import Event
-
 log = logging.getLogger("gateway.sse")
 
-DONE_FRAME = b"event: done\ndata: [DONE]\n\n"
 # A send blocked this long when the connection ends means the client had stopped reading.
 STALLED_AFTER = 1.0
 PING_FRAME = b": ping\n\n"
@@ -29,33 +25,22 @@ PING_FRAME = b": ping\n\n"
 _HEADERS: dict[tuple[tuple[bytes, bytes], ...], list[tuple[bytes, bytes]]] = {}
 
 
-def encode(event: Event) -> bytes:
-    """The event's whole SSE block: `id: <seq>` when the event is logged, `event: <name>`, one
-    `data:` line of compact JSON, a blank line. Made once per event (see `events.Event`)."""
-    return event.frame
-
-
-def retry_frame(milliseconds: int) -> bytes:
-    """Tells an EventSource how soon to reconnect after a drop."""
-    return b"retry: %d\n\n" % milliseconds
-
-
 # The gateway ends its own streams on shutdown (see serving.py); sse-starlette's process-wide
 # flag would cut them first, before runs in progress could send their final events.
 AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
-@dataclass
-class StreamEnd:
-    """Why a stream ended, where the response knows better than the body: set to `stalled`
-    when the client stopped reading."""
+class FrameSource(Protocol):
+    """What a response streams: chunks of encoded frames, and `close(why)`, called once however
+    the response ends; `why` is "stalled" or "client_gone" when the client's side ended it."""
 
-    reason: str | None = None
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+    async def close(self, why: str | None = None) -> None: ...
 
 
 class EventStreamResponse(EventSourceResponse):
-    """A `text/event-stream` of already-encoded frames; `on_close` runs however the stream ends
-    (finished, client gone, client stalled, server stopping, or never started).
+    """A `text/event-stream` of already-encoded frames from `source`, which is closed however
+    the stream ends (finished, client gone, client stalled, server stopping, or never started).
 
     sse-starlette gives the headers, HEAD and the websocket denial. The stream itself is sent
     here, by the request's own task and one watcher task, instead of by sse-starlette's task
@@ -69,15 +54,13 @@ class EventStreamResponse(EventSourceResponse):
 
     def __init__(
         self,
-        frames: AsyncIterator[bytes],
+        source: FrameSource,
         *,
         ping_seconds: float,
         send_timeout: float | None = None,
-        on_close: Callable[[], Awaitable[object]],
-        end: StreamEnd | None = None,
     ) -> None:
         super().__init__(
-            frames,
+            source,
             headers={"Cache-Control": "no-cache"},
             ping=ping_seconds,
             send_timeout=send_timeout,
@@ -92,14 +75,10 @@ class EventStreamResponse(EventSourceResponse):
         # sse-starlette's send lock serves only its own sending path (used below for HEAD and
         # websocket scopes, which make a new one); a quiet stream need not hold one.
         del self._send_lock
-        self._frames = frames
-        self._on_close = on_close
-        self._end = end if end is not None else StreamEnd()
+        self._source = source
         self._stopped_by: str | None = None  # set by the watcher before it cancels the stream
         self._sending_since: float | None = None
         self._last_write = 0.0
-        # (thread id, run id) of the run a streamed create made, for idempotent replays.
-        self.run_ref: tuple[str, str] | None = None
 
     @property
     def headers(self) -> MutableHeaders:
@@ -116,7 +95,9 @@ class EventStreamResponse(EventSourceResponse):
             else:
                 await self._stream(receive, send)
         finally:
-            await self._on_close()
+            # The source's own cleanup (its counters, its subscription), wherever the stream
+            # stopped; a source that has finished only lets go of its subscription.
+            await self._source.close(self._stopped_by)
 
     async def _stream(self, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
@@ -128,7 +109,7 @@ class EventStreamResponse(EventSourceResponse):
         self._last_write = loop.time()
         watcher = loop.create_task(self._watch(receive, send, task), name="sse-watch")
         try:
-            async for chunk in self._frames:
+            async for chunk in self._source:
                 self._sending_since = loop.time()
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 del chunk  # a quiet stream holds none of what it has sent
@@ -142,11 +123,6 @@ class EventStreamResponse(EventSourceResponse):
                 log.info("closed an event stream whose client stopped reading")
         finally:
             watcher.cancel()
-            # Runs the body's own cleanup now (its counters, its subscription), wherever the
-            # stream stopped; a body that has finished ignores this.
-            aclose = getattr(self._frames, "aclose", None)
-            if aclose is not None:
-                await aclose()
 
     async def _watch(self, receive: Receive, send: Send, stream: asyncio.Task[None]) -> None:
         loop = asyncio.get_running_loop()
@@ -201,6 +177,4 @@ class EventStreamResponse(EventSourceResponse):
 
     def _stop(self, stream: asyncio.Task[None], reason: str) -> None:
         self._stopped_by = reason
-        if reason == "stalled":
-            self._end.reason = reason  # before the body's cleanup reads it
         stream.cancel()

@@ -2,43 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from gateway import events
-from gateway.events import Event
-from gateway.sse import DONE_FRAME, EventStreamResponse, encode
+from gateway.events import DONE_FRAME, Event
+from gateway.sse import EventStreamResponse
 
 
 def test_event_frame_is_exact() -> None:
     """An event is `event: <name>`, one compact `data:` line, and a blank line."""
     event = Event.of("thread.run.created", {"id": "run_1", "text": "a\nb", "n": 1.5, "x": None})
-    assert encode(event) == (
+    assert event.frame == (
         b'event: thread.run.created\ndata: {"id":"run_1","text":"a\\nb","n":1.5,"x":null}\n\n'
     )
 
 
 def test_non_ascii_is_sent_as_utf8() -> None:
     """Text outside ASCII goes out as UTF-8, not as escapes."""
-    frame = encode(Event.of("thread.message.delta", {"v": "héllo ✓"}))
+    frame = Event.of("thread.message.delta", {"v": "héllo ✓"}).frame
     assert frame.decode("utf-8").endswith('{"v":"héllo ✓"}\n\n')
 
 
 def test_done_frame() -> None:
     """`done` carries the literal [DONE], not JSON."""
-    assert encode(events.DONE_EVENT) == DONE_FRAME == b"event: done\ndata: [DONE]\n\n"
-
-
-def test_encoded_once() -> None:
-    """Encoding the same event twice returns the very same bytes object."""
-    event = Event.of("thread.run.queued", {"id": "run_1"})
-    assert encode(event) is encode(event)
+    assert events.DONE_EVENT.frame == DONE_FRAME == b"event: done\ndata: [DONE]\n\n"
 
 
 def test_error_frame_carries_flat_and_nested_error() -> None:
     """The error event has the flat fields and the same object under "error"."""
-    frame = encode(events.error("boom"))
+    frame = events.error("boom").frame
     assert frame.startswith(b"event: error\ndata: {")
     assert (
         b'"error":{"message":"boom","type":"server_error","param":null,"code":"server_error"}'
@@ -82,13 +78,52 @@ def test_text_delta_bytes_equal_the_encoding_of_its_object(fragment: str, index:
     assert first["delta"]["content"][0]["text"] == {"value": fragment, "annotations": []}
 
 
-async def _no_frames() -> AsyncIterator[bytes]:
-    return
-    yield b""
+class Source:
+    """A frame source that yields `chunks` and records how it was closed."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = chunks
+        self.iterated = False
+        self.closed: list[str | None] = []
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        self.iterated = True
+        for chunk in self.chunks:
+            yield chunk
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+    async def close(self, why: str | None = None) -> None:
+        self.closed.append(why)
 
 
-async def _nothing() -> None:
-    return None
+async def _send_all(response: EventStreamResponse, method: str) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)  # the client never goes away
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "headers": [], "path": "/"}
+    await asyncio.wait_for(response(scope, receive, send), timeout=5)
+    return sent
+
+
+async def test_the_response_sends_every_chunk_then_closes_its_source_once() -> None:
+    """A stream that ends by itself sends its chunks as they are and closes its source once,
+    with no reason of the client's; a HEAD closes it without reading it."""
+    source = Source(b"event: a\ndata: 1\n\n", b"event: b\ndata: 2\n\n")
+    sent = await _send_all(EventStreamResponse(source, ping_seconds=15), "GET")
+    bodies = [m["body"] for m in sent if m["type"] == "http.response.body"]
+    assert bodies == [*source.chunks, b""]
+    assert source.closed == [None]
+    head = Source(b"event: a\ndata: 1\n\n")
+    await _send_all(EventStreamResponse(head, ping_seconds=15), "HEAD")
+    assert head.closed == [None] and not head.iterated
 
 
 def test_a_header_set_on_one_stream_is_its_own() -> None:
@@ -96,7 +131,7 @@ def test_a_header_set_on_one_stream_is_its_own() -> None:
     (a header set by the idempotency layer once leaked into every later stream)."""
 
     def stream() -> EventStreamResponse:
-        return EventStreamResponse(_no_frames(), ping_seconds=15, on_close=_nothing)
+        return EventStreamResponse(Source(), ping_seconds=15)
 
     first, second = stream(), stream()
     assert first.raw_headers is second.raw_headers  # shared while nobody changes them

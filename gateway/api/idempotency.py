@@ -28,6 +28,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.api.streaming import replay_response, streamed_run
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.objects import now
 from gateway.periodic import Periodic
@@ -48,13 +49,11 @@ POLL_LAST_SECONDS = 0.25
 PRUNE_SECONDS = 3600.0
 
 Handler = Callable[[Request], Awaitable[Response]]
-StreamReplay = Callable[[Request, str, str], Awaitable[Response]]
 
 
 class Idempotency:
-    def __init__(self, store: RunStore, replay_stream: StreamReplay) -> None:
+    def __init__(self, store: RunStore) -> None:
         self.store = store
-        self.replay_stream = replay_stream
         self._running: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._pruner = Periodic(
             "idempotency-prune",
@@ -143,7 +142,7 @@ class Idempotency:
         except BaseException:
             await self._release(project, key, stamp)
             raise
-        run_ref = getattr(response, "run_ref", None)
+        run_ref = streamed_run(request)
         if run_ref is not None:
             thread_id, run_id = run_ref
             record = IdempotentRecord(
@@ -172,7 +171,7 @@ class Idempotency:
         if found.status is None:
             raise _in_use()
         if found.run_id is not None and found.thread_id is not None:
-            response = await self.replay_stream(request, found.thread_id, found.run_id)
+            response = await replay_response(request, found.thread_id, found.run_id)
         else:
             response = Response(found.body, status_code=found.status, media_type="application/json")
         response.headers[REPLAYED_HEADER] = "true"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import cast
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import ids
 from gateway.api.access import key_of, project_of
 from gateway.api.context import catalog_of, engine_of, settings_of
 from gateway.api.http import JSONResponse, ok, page_query, read_body, refuse_unserved_tools
@@ -19,7 +17,7 @@ from gateway.api.requests import (
     SubmitToolOutputsRunRequest,
 )
 from gateway.api.routing import resource
-from gateway.api.streaming import run_events, stream_run
+from gateway.api.streaming import run_events, stream_response
 from gateway.errors import InvalidRequestError
 from gateway.objects import now
 from gateway.tokens import StreamTokens
@@ -55,12 +53,8 @@ async def create_run(request: Request) -> Response:
     engine, thread_id = engine_of(request), request.path_params["thread_id"]
     project, key = project_of(request), key_of(request)
     if fields.get("stream"):
-        run_id = ids.run_id()
-        return await stream_run(
-            request,
-            run_id,
-            lambda: engine.create_run(thread_id, fields, run_id=run_id, project=project, key=key),
-        )
+        stream = await engine.stream_run(thread_id, fields, project=project, key=key)
+        return stream_response(request, stream)
     return run_response(
         request, await engine.create_run(thread_id, fields, project=project, key=key)
     )
@@ -71,12 +65,8 @@ async def create_thread_and_run(request: Request) -> Response:
     refuse_unserved_tools(fields)
     engine, project, key = engine_of(request), project_of(request), key_of(request)
     if fields.get("stream"):
-        run_id = ids.run_id()
-        return await stream_run(
-            request,
-            run_id,
-            lambda: engine.create_thread_and_run(fields, run_id=run_id, project=project, key=key),
-        )
+        stream = await engine.stream_thread_and_run(fields, project=project, key=key)
+        return stream_response(request, stream)
     return run_response(
         request, await engine.create_thread_and_run(fields, project=project, key=key)
     )
@@ -108,15 +98,11 @@ async def submit_tool_outputs(request: Request) -> Response:
     params = request.path_params
     fields = await read_body(request, SubmitToolOutputsRunRequest)
     engine = engine_of(request)
-
-    def submit() -> Awaitable[Obj]:
-        return engine.submit_tool_outputs(
-            params["thread_id"], params["run_id"], fields["tool_outputs"]
-        )
-
+    thread_id, run_id, outputs = params["thread_id"], params["run_id"], fields["tool_outputs"]
     if fields.get("stream"):
-        return await stream_run(request, params["run_id"], submit)
-    return run_response(request, await submit())
+        stream = await engine.stream_tool_outputs(thread_id, run_id, outputs)
+        return stream_response(request, stream)
+    return run_response(request, await engine.submit_tool_outputs(thread_id, run_id, outputs))
 
 
 async def cancel_run(request: Request) -> Response:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway import events, logs, objects
+from gateway import events, ids, logs, objects
 from gateway.bus import EventBus
 from gateway.engine.catalog import Catalog
 from gateway.engine.eventlog import EventLog
@@ -24,6 +24,7 @@ from gateway.engine.handle import RunHandle, StopReason
 from gateway.engine.leases import LeaseLostError, Leases, default_owner
 from gateway.engine.lifecycle import Lifecycle
 from gateway.engine.runner import Runner
+from gateway.engine.streams import RunStream, RunStreams
 from gateway.errors import (
     ConflictError,
     InvalidRequestError,
@@ -62,6 +63,7 @@ class RunEngine:
         owner: str = "",
         lease_seconds: float = 30.0,
         owner_cache_size: int = 10_000,
+        stream_retry_ms: int = 1000,
     ) -> None:
         self.store = store
         self.catalog = Catalog(store, owner_cache_size=owner_cache_size)
@@ -75,6 +77,7 @@ class RunEngine:
             prune_seconds=event_prune_seconds,
             persist=persist_events,
         )
+        self.streams = RunStreams(bus, self.log, self.catalog, self.metrics, stream_retry_ms)
         owner = owner or default_owner(0)
         self.lc = Lifecycle(store, self.log, self.metrics, owner)
         self.runner = Runner(store, self.lc, backend_for, self.metrics)
@@ -229,9 +232,9 @@ class RunEngine:
         project: str | None = None,
         key: str = "",
     ) -> Obj:
-        """Create a queued run and start it. A caller that wants the run's events from the first
-        one subscribes to `run_id` (an id from `gateway.ids.run_id()`) before calling. With a
-        `project`, the assistant must belong to it."""
+        """Create a queued run and start it; with a `project`, the assistant must belong to it.
+        `run_id` (from `gateway.ids.run_id()`) is for a caller that subscribed to it first
+        (see `stream_run`)."""
         self._check_open()
         # Both looked up at once: each read is a hop to the store's thread (see store/sqlite.py).
         thread, assistant = await asyncio.gather(
@@ -306,6 +309,39 @@ class RunEngine:
 
         await self._start_run(handle, write, [events.snapshot(events.THREAD_CREATED, thread)])
         return copy.deepcopy(run)
+
+    async def stream_run(
+        self, thread_id: str, fields: dict[str, Any], *, project: str, key: str = ""
+    ) -> RunStream:
+        """`create_run`, and the stream of the run from its first event."""
+        run_id = ids.run_id()
+        return await self.streams.start(
+            run_id,
+            lambda: self.create_run(thread_id, fields, run_id=run_id, project=project, key=key),
+        )
+
+    async def stream_thread_and_run(
+        self, fields: dict[str, Any], *, project: str, key: str = ""
+    ) -> RunStream:
+        """`create_thread_and_run`, and the stream of the run from its first event."""
+        run_id = ids.run_id()
+        return await self.streams.start(
+            run_id,
+            lambda: self.create_thread_and_run(fields, run_id=run_id, project=project, key=key),
+        )
+
+    async def stream_tool_outputs(
+        self, thread_id: str, run_id: str, tool_outputs: list[dict[str, str]]
+    ) -> RunStream:
+        """`submit_tool_outputs`, and the stream of the segment the outputs begin."""
+        return await self.streams.start(
+            run_id, lambda: self.submit_tool_outputs(thread_id, run_id, tool_outputs)
+        )
+
+    async def run_events(self, thread_id: str, run_id: str, after: int | None) -> RunStream:
+        """The run's stream from its log after event `after` (from its start for None), then
+        live, to the end of the segment."""
+        return await self.streams.replay(thread_id, run_id, after)
 
     async def _start_run(
         self,

@@ -22,13 +22,14 @@ from starlette.routing import Mount
 from gateway import api
 from gateway.api import health
 from gateway.api.http import JSONResponse
-from gateway.api.idempotency import Idempotency
 from gateway.api.limits import BodyLimit, RateLimiter
 from gateway.api.overhead import OverheadHeaderMiddleware
 from gateway.auth import KeyRing
 from gateway.bus import open_bus
 from gateway.config import GatewayConfig, load_config
 from gateway.engine import RunEngine
+from gateway.engine.completions import Completions
+from gateway.engine.idempotency import IdempotencyKeys
 from gateway.engine.leases import default_owner
 from gateway.errors import GatewayError, envelope
 from gateway.logs import RequestContext
@@ -97,13 +98,13 @@ def create_app(
         app.state.rate_limiter = RateLimiter(
             settings.rate_limit_per_second, settings.rate_limit_burst
         )
-        idempotency = Idempotency(store)
+        idempotency = IdempotencyKeys(store)
         app.state.idempotency = idempotency
         app.state.settings = settings
         app.state.store = store
         app.state.bus = bus
         app.state.engine = engine
-        app.state.router = router
+        app.state.completions = Completions(router)
         try:
             await keys.start()
             await idempotency.start()

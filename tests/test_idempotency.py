@@ -14,7 +14,7 @@ from typing import Any
 import openai
 import pytest
 
-from gateway.api import idempotency
+from gateway.engine import idempotency
 from tests.server import LiveServer
 
 WEATHER = {

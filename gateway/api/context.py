@@ -6,16 +6,15 @@ from typing import cast
 
 from starlette.requests import Request
 
-from gateway.bus import EventBus
 from gateway.engine import RunEngine
 from gateway.engine.catalog import Catalog
+from gateway.engine.completions import Completions
 from gateway.metrics import Metrics
 from gateway.settings import Settings
-from gateway.store import RunStore
 
 
-def store_of(request: Request) -> RunStore:
-    return cast(RunStore, request.app.state.store)
+def completions_of(request: Request) -> Completions:
+    return cast(Completions, request.app.state.completions)
 
 
 def catalog_of(request: Request) -> Catalog:
@@ -28,10 +27,6 @@ def engine_of(request: Request) -> RunEngine:
 
 def settings_of(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
-
-
-def bus_of(request: Request) -> EventBus:
-    return cast(EventBus, request.app.state.bus)
 
 
 def metrics_of(request: Request) -> Metrics:

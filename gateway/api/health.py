@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.context import bus_of, catalog_of, engine_of, metrics_of
+from gateway.api.context import engine_of, metrics_of
 from gateway.api.http import JSONResponse
 from gateway.api.routing import resource
-from gateway.bus import BusUnavailableError
 from gateway.metrics import CONTENT_TYPE
-
-log = logging.getLogger("gateway.health")
 
 # How long readiness waits for the database to answer.
 CHECK_SECONDS = 3.0
@@ -32,29 +26,11 @@ async def readyz(request: Request) -> Response:
     state = request.app.state
     if getattr(state, "engine", None) is None or engine_of(request).stopping:
         return JSONResponse({"status": "unavailable", "reason": "starting or stopping"}, 503)
-    database, bus = await asyncio.gather(_database(request), _bus(request))
-    ready = database == bus == "ok"
-    body = {"status": "ready" if ready else "unavailable", "database": database, "bus": bus}
-    return JSONResponse(body, 200 if ready else 503)
-
-
-async def _database(request: Request) -> str:
-    try:
-        async with asyncio.timeout(CHECK_SECONDS):
-            await catalog_of(request).check_database()
-    except Exception as exc:
-        log.warning("readiness: the database does not answer: %s", str(exc) or repr(exc))
-        return "unavailable"
-    return "ok"
-
-
-async def _bus(request: Request) -> str:
-    try:
-        await bus_of(request).check()
-    except BusUnavailableError as exc:
-        log.warning("readiness: %s", exc)
-        return "unavailable"
-    return "ok"
+    checks = await engine_of(request).readiness(CHECK_SECONDS)
+    ready = all(found == "ok" for found in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", **checks}, 200 if ready else 503
+    )
 
 
 async def metrics(request: Request) -> Response:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import cast
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.api import idempotency
 from gateway.api.access import admit
-from gateway.api.idempotency import Idempotency
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -35,7 +34,6 @@ def resource(
             await admit(request, token_allowed=token_allowed)
         handler = handlers[request.method]
         if creates and request.method == "POST":
-            idempotency = cast(Idempotency, request.app.state.idempotency)
             return await idempotency.handle(request, handler)
         return await handler(request)
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway import events, ids, logs, objects
-from gateway.bus import EventBus
+from gateway.bus import BusUnavailableError, EventBus
 from gateway.engine.catalog import Catalog
 from gateway.engine.eventlog import EventLog
 from gateway.engine.handle import RunHandle, StopReason
@@ -618,6 +618,31 @@ class RunEngine:
         self._forget(handle)
 
     # --- checks ---------------------------------------------------------------------------
+
+    async def readiness(self, seconds: float) -> dict[str, str]:
+        """Whether the database and the bus each answer within `seconds`: "ok" or
+        "unavailable" for each (the reason goes to the log)."""
+
+        async def database() -> str:
+            try:
+                async with asyncio.timeout(seconds):
+                    await self.catalog.check_database()
+            except Exception as exc:
+                log.warning("readiness: the database does not answer: %s", str(exc) or repr(exc))
+                return "unavailable"
+            return "ok"
+
+        async def bus() -> str:
+            try:
+                async with asyncio.timeout(seconds):
+                    await self.bus.check()
+            except (BusUnavailableError, TimeoutError) as exc:
+                log.warning("readiness: %s", str(exc) or "the bus does not answer")
+                return "unavailable"
+            return "ok"
+
+        found = await asyncio.gather(database(), bus())
+        return dict(zip(("database", "bus"), found, strict=True))
 
     async def _assistant(self, assistant_id: str, *, project: str | None = None) -> Obj:
         assistant = await self.store.get(Kind.ASSISTANT, assistant_id, project=project)

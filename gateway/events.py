@@ -77,6 +77,18 @@ MESSAGE_STATUS_EVENTS: Final = {
 }
 
 
+# A run's events are numbered 1, 2, 3...; a process that takes a run over after a crash goes on
+# from the last stored number plus EPOCH_GAP (see engine/eventlog.py), so that a number a client
+# saw but the store never received can never name a newer event.
+EPOCH_GAP: Final = 1_000_000
+
+
+def follows(last: int, following: int) -> bool:
+    """Whether event `following` comes right after event `last` of the same run: numbers go
+    one by one, except the jump to a new epoch when another process takes the run over."""
+    return following == last + 1 or following - last >= EPOCH_GAP // 2
+
+
 class Event:
     """One stream event, encoded when it is made: `body` is its SSE block without the `id:`
     line (`event: <name>`, one `data:` line of compact JSON, a blank line).

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiohttp
 
-from gateway.engine.eventlog import EPOCH_GAP
+from gateway.events import EPOCH_GAP
 from tests.aio_sse import Seen, read_frames
 from tests.process import free_port, new_assistant, ready, start
 

@@ -11,8 +11,8 @@ import pytest
 
 from gateway import events, objects
 from gateway.bus.memory import MemoryEventBus
-from gateway.engine.eventlog import EPOCH_GAP, EventLog, ReplayUnavailableError
-from gateway.events import Event
+from gateway.engine.eventlog import EventLog, ReplayUnavailableError
+from gateway.events import EPOCH_GAP, Event
 from gateway.store import Kind, LoggedEvent, StoreTx
 from gateway.store.sqlite import SQLiteRunStore
 from gateway.types import Obj

@@ -21,7 +21,7 @@ from typing import Any
 import openai
 import pytest
 
-from gateway.engine.eventlog import EPOCH_GAP
+from gateway.events import EPOCH_GAP
 from gateway.sse import EventStreamResponse
 from tests.resume_client import (
     SSEConnection,

@@ -32,9 +32,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from gateway.bus.base import BusUnavailableError
 from gateway.bus.subscriber import Subscriber
-from gateway.engine.eventlog import follows
 from gateway.errors import ServiceUnavailableError
-from gateway.events import Event
+from gateway.events import Event, follows
 from gateway.retrying import forever
 
 log = logging.getLogger("gateway.bus")

@@ -27,14 +27,13 @@ import orjson
 from gateway import events
 from gateway.bus import EventBus
 from gateway.engine.durable import until_stored
-from gateway.events import Event
+from gateway.events import EPOCH_GAP, Event, follows
 from gateway.objects import now
 from gateway.periodic import Periodic
 from gateway.store import LoggedEvent, RunStore, StoreTx
 
 log = logging.getLogger("gateway.eventlog")
 
-EPOCH_GAP = 1_000_000
 # A stream on a process that does not hold the run waits this long for a position beyond
 # what it can read yet (an event still on its way to the store or the bus), polling.
 CATCH_UP_SECONDS = 2.0
@@ -404,12 +403,6 @@ class EventLog:
     def last_seq(self, run_id: str) -> int | None:
         run = self._runs.get(run_id)
         return run.last.seq if run is not None and run.last is not None else None
-
-
-def follows(last: int, following: int) -> bool:
-    """Whether event `following` comes right after event `last` of the same run: numbers go
-    one by one, except the jump to a new epoch when another process takes the run over."""
-    return following == last + 1 or following - last >= EPOCH_GAP // 2
 
 
 def _entry(event: Event) -> LoggedEvent:

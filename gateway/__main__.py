@@ -7,7 +7,6 @@ import asyncio
 import errno
 import ipaddress
 import socket
-import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -16,7 +15,7 @@ from gateway.cli_keys import add_key_commands, run_key_command
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.settings import Settings, SettingsError, env_name, from_env, sqlite_path
 from gateway.store import StoreOpenError, is_postgres, open_store
-from gateway.store.migrations import MIGRATIONS
+from gateway.store.sqlite import count_keys_in_file
 
 DEFAULTS = Settings()
 
@@ -156,25 +155,9 @@ def _check_database(settings: Settings) -> int:
             f"cannot use database {str(path)!r}: folder {str(folder)!r} does not exist"
         )
     try:
-        conn = sqlite3.connect(path, timeout=5, isolation_level=None)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            has_keys = conn.execute(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='api_keys'"
-            ).fetchone()[0]
-            keys = conn.execute("SELECT count(*) FROM api_keys").fetchone()[0] if has_keys else 0
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
+        return count_keys_in_file(path)
+    except StoreOpenError as exc:
         raise SettingsError(f"cannot use database {str(path)!r}: {exc}") from None
-    if version > len(MIGRATIONS):
-        raise SettingsError(
-            f"database {str(path)!r} has schema version {version}, newer than this gateway "
-            f"knows ({len(MIGRATIONS)}): upgrade the gateway"
-        )
-    return int(keys)
 
 
 def _check_bus(settings: Settings) -> None:

@@ -24,6 +24,7 @@ from gateway.api import health
 from gateway.api.http import JSONResponse
 from gateway.api.limits import BodyLimit, RateLimiter
 from gateway.api.overhead import OverheadHeaderMiddleware
+from gateway.api.request_id import RequestContext
 from gateway.auth import KeyRing
 from gateway.bus import open_bus
 from gateway.config import GatewayConfig, load_config
@@ -32,7 +33,6 @@ from gateway.engine.completions import Completions
 from gateway.engine.idempotency import IdempotencyKeys
 from gateway.engine.leases import default_owner
 from gateway.errors import GatewayError, envelope
-from gateway.logs import RequestContext
 from gateway.metrics import Metrics
 from gateway.models.base import ModelBackend
 from gateway.models.local import LocalModelBackend

@@ -23,10 +23,10 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from prometheus_client import Counter
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 log = logging.getLogger("gateway.connections")
@@ -92,10 +92,10 @@ def close_delimited(cycle: RequestResponseCycle, send: Any) -> Any:
 
 
 def protocol_class(
-    *, request_timeout: float, peer_timeout: float, dropped: Counter
+    *, request_timeout: float, peer_timeout: float, dropped: Callable[[str], None]
 ) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol with the two bounds above; `dropped` counts connections
-    closed by the request deadline (label `reason`)."""
+    """uvicorn's httptools protocol with the two bounds above; `dropped(reason)` counts a
+    connection closed by the request deadline."""
 
     class GatewayHttpProtocol(HttpToolsProtocol):
         _deadline: asyncio.TimerHandle | None = None
@@ -145,7 +145,7 @@ def protocol_class(
             self._deadline = None
             if self.transport.is_closing():
                 return
-            dropped.labels("request_timeout").inc()
+            dropped("request_timeout")
             log.info("closed a connection whose request did not arrive within %ss", request_timeout)
             if not self._headers_done:
                 self.transport.write(_TIMEOUT_RESPONSE)

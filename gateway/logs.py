@@ -1,7 +1,7 @@
 """Logging: plain text by default, or one JSON object per line (`--log-format json`), each
 with the request id, project and run id of the moment it was written.
 
-The context comes from contextvars: `RequestContext` (ASGI middleware) sets the request id
+The context comes from contextvars: `api/request_id.py` (ASGI middleware) sets the request id
 (the client's `X-Request-ID` when it sends a sane one, else a new one, echoed back in the
 response), `access.admit` the project, and the engine the run id inside a run's task. Log lines
 carry no secrets and no message bodies: the access log's `token=` query values (browser stream
@@ -17,17 +17,13 @@ import time
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.asgi import add_start_headers
-from gateway.ids import new_id
 from gateway.retrying import quiet_stamina
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 project: contextvars.ContextVar[str | None] = contextvars.ContextVar("project", default=None)
 run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("run_id", default=None)
 
-_SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _TOKEN = re.compile(r"([?&]token=)[^&\s\"]*")
 
 
@@ -76,25 +72,3 @@ def configure(level: str, fmt: str) -> None:
         logger.handlers[:] = []
         logger.propagate = True
     quiet_stamina()  # the gateway's own retry lines say what failed and why (retrying.py)
-
-
-class RequestContext:
-    """ASGI middleware: a request id for every HTTP request, in the logs and in the response's
-    `X-Request-ID` header."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = given if _SANE_ID.fullmatch(given) else new_id("req_")
-        token = request_id.set(rid)
-
-        header = [(b"x-request-id", rid.encode())]
-        try:
-            await self.app(scope, receive, add_start_headers(send, lambda: header))
-        finally:
-            request_id.reset(token)

@@ -76,6 +76,10 @@ class Metrics:
         self.tasks.set_function(_task_count)
         ProcessCollector(registry=r)
 
+    def connection_dropped(self, reason: str) -> None:
+        """Count a connection the gateway closed because its client stopped sending."""
+        self.connections_dropped.labels(reason).inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

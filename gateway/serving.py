@@ -69,7 +69,7 @@ def build_server(
     http = protocol_class(
         request_timeout=settings.request_timeout_seconds,
         peer_timeout=settings.peer_timeout_seconds,
-        dropped=metrics.connections_dropped,
+        dropped=metrics.connection_dropped,
     )
     return GatewayServer(
         uvicorn.Config(

@@ -34,7 +34,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aiohttp  # noqa: TID251  # the soak's own client, outside the gateway's layers
+import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchkit.servers import PYTHON, ROOT, Fleet, Server

@@ -19,8 +19,8 @@ from gateway.api.requests import (
     ModifyThreadRequest,
     SubmitToolOutputsRunRequest,
     ToolOutput,
-    validation_error_param,
 )
+from gateway.api.validation import validation_error_param
 
 FUNCTION_TOOL = {
     "type": "function",

@@ -1,25 +1,23 @@
 """Request decoding and response encoding shared by the route modules.
 
-Bodies are decoded with orjson and validated by the pydantic models of `requests.py`; every
+Bodies are decoded with orjson and validated by the models of `requests.py` (`validation.py`); every
 failure becomes a `GatewayError` that names the bad field. Responses are encoded once, with orjson.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import orjson
-from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api.limits import check_fields
-from gateway.api.requests import validation_error_param
+from gateway.api.requests import Body
+from gateway.api.validation import validate
 from gateway.errors import InvalidRequestError, UnsupportedMediaTypeError
 from gateway.settings import Settings
 from gateway.types import Obj, PageQuery
-
-M = TypeVar("M", bound=BaseModel)
 
 _JSON_TYPES = ("application/json", "text/json")
 
@@ -31,7 +29,7 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-async def read_body(request: Request, model: type[M]) -> dict[str, Any]:
+async def read_body(request: Request, model: type[Body]) -> dict[str, Any]:
     """The request's JSON body validated by `model`, as a dict of the fields the client set."""
     raw = await request.body()
     if not raw.strip():
@@ -55,17 +53,6 @@ async def read_body(request: Request, model: type[M]) -> dict[str, Any]:
     fields = validate(model, data)
     check_fields(fields, cast(Settings, request.app.state.settings))
     return fields
-
-
-def validate(model: type[M], data: dict[str, Any]) -> dict[str, Any]:
-    try:
-        parsed = model.model_validate(data)
-    except ValidationError as exc:
-        message, param = validation_error_param(exc)
-        code = "unknown_parameter" if message.startswith("Unrecognized") else None
-        raise InvalidRequestError(message, param=param, code=code) from None
-    dumped: dict[str, Any] = parsed.model_dump(exclude_unset=True, by_alias=True)
-    return dumped
 
 
 # Tools the gateway stores but cannot run yet; refused where they would be used.

@@ -12,16 +12,16 @@ import functools
 from typing import Any
 
 import orjson
-from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import __version__
 from gateway.api import requests as bodies
 from gateway.api.http import UNSERVED_TOOLS
+from gateway.api.requests import Body
 from gateway.api.routing import resource
 from gateway.api.runs import INCLUDABLE
+from gateway.api.validation import json_schemas
 
 Schema = dict[str, Any]
 
@@ -99,7 +99,7 @@ _POSITION: Schema = {"type": "string", "pattern": "^[0-9]{0,18}$"}
 # parameter named with a capital letter goes in a header (Last-Event-ID).
 Parameter = str | tuple[str, Schema]
 # (path, method, summary, request model, response, parameters, may stream)
-Operation = tuple[str, str, str, type[BaseModel] | None, Schema | str, list[Parameter], bool]
+Operation = tuple[str, str, str, type[Body] | None, Schema | str, list[Parameter], bool]
 OPERATIONS: list[Operation] = [
     (
         "/assistants",
@@ -350,10 +350,7 @@ def _walk(node: Any) -> list[Schema]:
 def document() -> Schema:
     """The whole OpenAPI document."""
     models = sorted({op[3] for op in OPERATIONS if op[3] is not None}, key=lambda m: m.__name__)
-    refs, definitions = models_json_schema(
-        [(model, "validation") for model in models],
-        ref_template="#/components/schemas/{model}",
-    )
+    refs, definitions = json_schemas(models, "#/components/schemas/{model}")
     schemas = definitions.get("$defs", {})
     if UNSERVED_TOOLS:
         _served_tools_only(schemas)
@@ -381,7 +378,7 @@ def document() -> Schema:
             "responses": responses,
         }
         if model is not None:
-            schema = refs[(model, "validation")]
+            schema = refs[model]
             operation["requestBody"] = {
                 # An absent body is read as {}: required where {} lacks a required field.
                 "required": bool(model.model_json_schema().get("required")),

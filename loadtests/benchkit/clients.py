@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp  # noqa: TID251  # the benchmark's own client, outside the gateway's layers
+import aiohttp
 
 # Where a stream's first token is: a gateway text delta, an upstream content chunk.
 GATEWAY_TOKEN = b"event: thread.message.delta"

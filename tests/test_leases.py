@@ -31,21 +31,14 @@ async def _run_leased_to(store: RunStore, owner: str, until: float) -> Obj:
 async def test_the_sweep_adopts_lapsed_runs_and_never_its_own(db: Database) -> None:
     store = db.store()
     await store.open()
-    adopted: list[str] = []
-
-    async def adopt(run: Obj) -> None:
-        adopted.append(run["id"])
-
-    leases = Leases(store, owner="me", seconds=30, held=set, on_renewed=lambda _: None, adopt=adopt)
+    leases = Leases(store, owner="me", seconds=30)
     try:
         mine = await _run_leased_to(store, "me", until=leases.until())
         lapsed = await _run_leased_to(store, "gone", until=1.0)
         alive = await _run_leased_to(store, "other", until=leases.until())
-        await leases.sweep()
+        adopted = [run["id"] for run in await leases.sweep(held=set())]
         assert adopted == [lapsed["id"]]
         assert mine["id"] not in adopted and alive["id"] not in adopted
-        adopted.clear()
-        await leases.sweep()  # now this process's own
-        assert adopted == []
+        assert await leases.sweep(held=set()) == []  # now this process's own, held or not
     finally:
         await store.close()

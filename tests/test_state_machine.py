@@ -111,7 +111,7 @@ class RunLife(RuleBasedStateMachine):
         """Time passes for one run: its deadline is now."""
         assert self.engine is not None
         _, run_id = self.runs[pick % len(self.runs)]
-        handle = self.engine._handles.get(run_id)
+        handle = self.engine.registry.get(run_id)
         if handle is not None and handle.run.get("expires_at") is not None:
             handle.run["expires_at"] = objects.now() - 1
         self._do(asyncio.sleep(0.05))

@@ -18,10 +18,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
 
 from gateway.errors import ConflictError
-from gateway.periodic import Periodic
 from gateway.store import RunStore, StoreTx
 from gateway.types import Obj
 
@@ -46,25 +44,14 @@ def default_owner(port: int) -> str:
 
 
 class Leases:
-    def __init__(
-        self,
-        store: RunStore,
-        *,
-        owner: str,
-        seconds: float,
-        held: Callable[[], set[str]],
-        on_renewed: Callable[[dict[str, str | None]], None],
-        adopt: Callable[[Obj], Awaitable[None]],
-    ) -> None:
+    """This process's leases in the store: made, renewed, claimed. It calls nothing back: the
+    cluster (cluster.py) runs the timers and acts on what renewals and sweeps return."""
+
+    def __init__(self, store: RunStore, *, owner: str, seconds: float) -> None:
         self.store = store
         self.owner = owner
         self.seconds = seconds
         self.beat = min(1.0, seconds / 3)
-        self._held = held
-        self._on_renewed = on_renewed
-        self._adopt = adopt
-        self._renewer = Periodic("run-leases", self.beat, self.renew, "could not renew leases")
-        self._sweeper = Periodic("run-orphans", self.beat, self.sweep, "could not adopt runs")
 
     @property
     def active(self) -> bool:
@@ -73,22 +60,14 @@ class Leases:
     def until(self) -> float:
         return time.time() + self.seconds
 
-    def start(self) -> None:
-        if self.active:
-            self._renewer.start()
-            self._sweeper.start()
-
-    async def stop(self) -> None:
-        await self._renewer.stop()
-        await self._sweeper.stop()
-
-    async def renew(self) -> None:
+    async def renew(self) -> dict[str, str | None]:
+        """Extend every active run this process holds; each one's id and stop request."""
         until = self.until()
 
         async def write(tx: StoreTx) -> list[tuple[str, str | None]]:
             return await tx.renew_leases(self.owner, until)
 
-        self._on_renewed(dict(await self.store.write(write)))
+        return dict(await self.store.write(write))
 
     async def claim(
         self, run_id: str, *, force: bool = False, status: str | None = None
@@ -100,14 +79,16 @@ class Leases:
 
         return await self.store.write(write)
 
-    async def sweep(self) -> None:
-        """Adopt the active runs nobody holds (their process died, or none was ever set).
-        This process's own are never taken here: it holds them, or they are being made (a
-        run is held before its row commits, and its lease is set with it)."""
+    async def sweep(self, held: set[str]) -> list[Obj]:
+        """Claim the active runs nobody holds (their process died, or none was ever set); the
+        runs claimed. This process's own are never taken here: it holds them (`held`), or they
+        are being made (a run is held before its row commits, and its lease is set with it)."""
+        claimed: list[Obj] = []
         for run in await self.store.orphaned_runs(self.owner, time.time(), own=False):
-            if run["id"] in self._held():
+            if run["id"] in held:
                 continue
-            claimed = await self.claim(run["id"])
-            if claimed is not None:
+            taken = await self.claim(run["id"])
+            if taken is not None:
                 log.warning("took over run %s, whose process stopped renewing it", run["id"])
-                await self._adopt(claimed)
+                claimed.append(taken)
+        return claimed

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 from gateway import __version__
 from gateway.cli_keys import add_key_commands, run_key_command
-from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.config import GatewayConfig
+from gateway.config_file import ConfigError, load_config
 from gateway.settings import Settings, SettingsError, env_name, from_env, sqlite_path
 from gateway.store import StoreOpenError, is_postgres, open_store
 from gateway.store.sqlite import count_keys_in_file

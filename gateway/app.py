@@ -27,7 +27,8 @@ from gateway.api.overhead import OverheadHeaderMiddleware
 from gateway.api.request_id import RequestContext
 from gateway.auth import KeyRing
 from gateway.bus import open_bus
-from gateway.config import GatewayConfig, load_config
+from gateway.config import GatewayConfig
+from gateway.config_file import load_config
 from gateway.engine import RunEngine
 from gateway.engine.completions import Completions
 from gateway.engine.idempotency import IdempotencyKeys

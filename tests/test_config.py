@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, GatewayConfig, UpstreamConfig, load_config
+from gateway.config import GatewayConfig, UpstreamConfig
+from gateway.config_file import ConfigError, load_config
 
 SECRET = "sk-FAKE-do-not-print-7f3a9c"
 ENVIRON = {"VLLM_API_KEY": SECRET, "EMPTY_KEY": ""}

@@ -53,7 +53,7 @@ def server(db: Database, request: pytest.FixtureRequest) -> Iterator[LiveServer]
     """A gateway on a fresh database; `@pytest.mark.settings(...)` overrides settings."""
     marker = request.node.get_closest_marker("settings")
     overrides = dict(marker.kwargs) if marker else {}
-    live = LiveServer(db.url, **overrides).start()  # type: ignore[arg-type]
+    live = LiveServer(db.url, **overrides).start()
     yield live
     live.stop()
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from openai.types.beta.threads import TextContentBlock
 
 from tests.conftest import need
 from tests.server import LiveServer
@@ -123,7 +124,8 @@ def run_through_a_full_disk(server: LiveServer, disk: Path) -> None:
     assert run.status == "completed"
     reply = client.beta.threads.messages.list(thread.id, order="desc").data[0]
     assert reply.role == "assistant" and reply.status == "completed"
-    assert reply.content[0].text.value.split()[-1] == f"w{WORDS - 1}"
+    [part] = reply.content
+    assert isinstance(part, TextContentBlock) and part.text.value.split()[-1] == f"w{WORDS - 1}"
 
     # Every event of the run was logged despite the outage: a replay from the start has
     # them all, numbered one by one.

@@ -230,7 +230,7 @@ def assert_still_waiting(server: LiveServer, waiting: WaitingRun) -> None:
 
 # --- mistakes that write nothing, on one shared gateway ------------------------------------------
 
-NOT_FOUND = [
+NOT_FOUND: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("GET", "/assistants/asst_nope", None, "asst_nope"),
     ("POST", "/assistants/asst_nope", {"name": "x"}, "asst_nope"),
     ("DELETE", "/assistants/asst_nope", None, "asst_nope"),
@@ -443,14 +443,16 @@ class TestMistakesThatWriteNothing:
     """Rejected requests that must change nothing share one gateway and one world, for speed."""
 
     @pytest.fixture(scope="class")
-    def server(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    @classmethod
+    def server(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         """One gateway for the whole class; every case here leaves it as it found it."""
         live = LiveServer(tmp_path_factory.mktemp("shared") / "gateway.db").start()
         yield live
         live.stop()
 
     @pytest.fixture(scope="class")
-    def world(self, server: LiveServer) -> World:
+    @classmethod
+    def world(cls, server: LiveServer) -> World:
         """The class's objects to make mistakes about."""
         return build_world(server)
 

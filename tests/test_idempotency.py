@@ -13,11 +13,14 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.beta import FunctionToolParam
+from openai.types.beta.thread_create_and_run_params import Thread as NewThread
+from openai.types.beta.threads.run_submit_tool_outputs_params import ToolOutput
 
 from gateway.engine import idempotency
 from tests.server import LiveServer
 
-WEATHER = {
+WEATHER: FunctionToolParam = {
     "type": "function",
     "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
 }
@@ -38,8 +41,8 @@ def post(
         conn.close()
 
 
-def with_key(key: str) -> dict[str, Any]:
-    return {"extra_headers": {"Idempotency-Key": key}}
+def key_header(key: str) -> dict[str, str]:
+    return {"Idempotency-Key": key}
 
 
 def test_a_retried_create_run_yields_one_run(server: LiveServer, client: openai.OpenAI) -> None:
@@ -62,34 +65,46 @@ def test_a_retried_create_run_yields_one_run(server: LiveServer, client: openai.
 def test_every_create_honours_the_key(server: LiveServer, client: openai.OpenAI) -> None:
     """Assistant, thread, message, thread-and-run and tool outputs: each retried through the SDK
     with its key gives the same object, and one of it."""
-    a1 = client.beta.assistants.create(model="local", tools=[WEATHER], **with_key("a"))  # type: ignore[list-item]
-    a2 = client.beta.assistants.create(model="local", tools=[WEATHER], **with_key("a"))  # type: ignore[list-item]
+    a1 = client.beta.assistants.create(
+        model="local", tools=[WEATHER], extra_headers=key_header("a")
+    )
+    a2 = client.beta.assistants.create(
+        model="local", tools=[WEATHER], extra_headers=key_header("a")
+    )
     assert a1.id == a2.id and len(client.beta.assistants.list().data) == 1
-    t1 = client.beta.threads.create(**with_key("t"))
-    t2 = client.beta.threads.create(**with_key("t"))
+    t1 = client.beta.threads.create(extra_headers=key_header("t"))
+    t2 = client.beta.threads.create(extra_headers=key_header("t"))
     assert t1.id == t2.id
-    m1 = client.beta.threads.messages.create(t1.id, role="user", content="x", **with_key("m"))
-    m2 = client.beta.threads.messages.create(t1.id, role="user", content="x", **with_key("m"))
+    m1 = client.beta.threads.messages.create(
+        t1.id, role="user", content="x", extra_headers=key_header("m")
+    )
+    m2 = client.beta.threads.messages.create(
+        t1.id, role="user", content="x", extra_headers=key_header("m")
+    )
     assert m1.id == m2.id and len(client.beta.threads.messages.list(t1.id).data) == 1
-    thread = {"messages": [{"role": "user", "content": "Weather in Paris?"}]}
-    r1 = client.beta.threads.create_and_run(assistant_id=a1.id, thread=thread, **with_key("tr"))  # type: ignore[arg-type]
-    r2 = client.beta.threads.create_and_run(assistant_id=a1.id, thread=thread, **with_key("tr"))  # type: ignore[arg-type]
+    thread: NewThread = {"messages": [{"role": "user", "content": "Weather in Paris?"}]}
+    r1 = client.beta.threads.create_and_run(
+        assistant_id=a1.id, thread=thread, extra_headers=key_header("tr")
+    )
+    r2 = client.beta.threads.create_and_run(
+        assistant_id=a1.id, thread=thread, extra_headers=key_header("tr")
+    )
     assert (r1.id, r1.thread_id) == (r2.id, r2.thread_id)
     waiting = client.beta.threads.runs.poll(r1.id, thread_id=r1.thread_id, poll_interval_ms=20)
     assert waiting.status == "requires_action" and waiting.required_action is not None
     call = waiting.required_action.submit_tool_outputs.tool_calls[0]
-    outputs = [{"tool_call_id": call.id, "output": "sunny"}]
+    outputs: list[ToolOutput] = [{"tool_call_id": call.id, "output": "sunny"}]
     s1 = client.beta.threads.runs.submit_tool_outputs(
         r1.id,
         thread_id=r1.thread_id,
         tool_outputs=outputs,
-        **with_key("s"),  # type: ignore[arg-type]
+        extra_headers=key_header("s"),
     )
     s2 = client.beta.threads.runs.submit_tool_outputs(
         r1.id,
         thread_id=r1.thread_id,
         tool_outputs=outputs,
-        **with_key("s"),  # type: ignore[arg-type]
+        extra_headers=key_header("s"),
     )
     assert s1.id == s2.id == r1.id  # the second is the first answer, not a state error
     done = client.beta.threads.runs.poll(r1.id, thread_id=r1.thread_id, poll_interval_ms=20)
@@ -177,9 +192,9 @@ def test_an_expired_key_starts_afresh(
     server: LiveServer, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A key older than its time to live is forgotten: the same request creates again."""
-    first = client.beta.assistants.create(model="local", **with_key("old"))
+    first = client.beta.assistants.create(model="local", extra_headers=key_header("old"))
     monkeypatch.setattr(idempotency, "TTL_SECONDS", -10)  # every stored key is now expired
-    second = client.beta.assistants.create(model="local", **with_key("old"))
+    second = client.beta.assistants.create(model="local", extra_headers=key_header("old"))
     assert first.id != second.id
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.beta.thread_create_and_run_params import Thread as NewThread
 
 from tests.keys import make_key
 from tests.server import LiveServer
@@ -123,7 +124,7 @@ def keyed(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Live
     marker = request.node.get_closest_marker("settings")
     database = tmp_path / "limits.db"
     one, two = make_key(database, "one"), make_key(database, "two")
-    live = LiveServer(database, **(dict(marker.kwargs) if marker else {})).start()  # type: ignore[arg-type]
+    live = LiveServer(database, **(dict(marker.kwargs) if marker else {})).start()
     try:
         yield live, one, two
     finally:
@@ -188,12 +189,12 @@ def test_a_key_at_its_active_run_limit_gets_429_while_its_projects_other_key_run
             for k in (first_key, second_key)
         }
         assistant = sdk[first_key].beta.assistants.create(model="local")
-        thread = {"messages": [{"role": "user", "content": "a b"}]}
+        thread: NewThread = {"messages": [{"role": "user", "content": "a b"}]}
 
         def start(key: str) -> Any:
             return sdk[key].beta.threads.create_and_run(
                 assistant_id=assistant.id,
-                thread=thread,  # type: ignore[arg-type]
+                thread=thread,
             )
 
         first = start(first_key)
@@ -216,8 +217,8 @@ def test_a_full_gateway_answers_503_with_retry_after(
     server: LiveServer, client: openai.OpenAI
 ) -> None:
     assistant = client.beta.assistants.create(model="local")
-    thread = {"messages": [{"role": "user", "content": "a b"}]}
-    client.beta.threads.create_and_run(assistant_id=assistant.id, thread=thread)  # type: ignore[arg-type]
+    thread: NewThread = {"messages": [{"role": "user", "content": "a b"}]}
+    client.beta.threads.create_and_run(assistant_id=assistant.id, thread=thread)
     answer = call(
         server, "POST", "/v1/threads/runs", {"assistant_id": assistant.id, "thread": thread}
     )

@@ -20,6 +20,7 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.beta import FunctionToolParam
 
 from gateway.events import EPOCH_GAP
 from gateway.sse import EventStreamResponse
@@ -45,7 +46,7 @@ from tests.server import LiveServer
 from tests.sse_client import Frame
 
 SEED = 20_240_611
-WEATHER = {"type": "function", "function": {"name": "get_weather"}}
+WEATHER: FunctionToolParam = {"type": "function", "function": {"name": "get_weather"}}
 RETRY_MS = 1000  # the default stream_retry_ms
 
 

@@ -8,13 +8,15 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.beta import FunctionToolParam
+from openai.types.beta.threads.runs import FunctionToolCall, RunStepInclude, ToolCallsStepDetails
 from pydantic import BaseModel
 
 from tests.server import LiveServer
 from tests.stores import every_backend  # noqa: F401  (runs each test per store backend)
 from tests.wire import assert_conforms, wire_errors
 
-WEATHER = {
+WEATHER: FunctionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -26,7 +28,7 @@ WEATHER = {
         },
     },
 }
-CLOCK = {"type": "function", "function": {"name": "get_time"}}
+CLOCK: FunctionToolParam = {"type": "function", "function": {"name": "get_time"}}
 POLL = 20
 
 
@@ -87,8 +89,10 @@ def test_function_call_round_trip_as_a_new_user_would(client: openai.OpenAI) -> 
         ("tool_calls", "completed"),
         ("message_creation", "completed"),
     ]
-    tool_call = steps.data[0].step_details.tool_calls[0]  # type: ignore[union-attr]
-    assert tool_call.function.output == '{"temp_c": 21}'
+    details = steps.data[0].step_details
+    assert isinstance(details, ToolCallsStepDetails)
+    tool_call = details.tool_calls[0]
+    assert isinstance(tool_call, FunctionToolCall) and tool_call.function.output == '{"temp_c": 21}'
     assert steps.data[1].step_details.message_creation.message_id == reply.id  # type: ignore[union-attr]
     assert all(s.usage is not None for s in steps.data)
     step = client.beta.threads.runs.steps.retrieve(
@@ -311,11 +315,11 @@ def test_steps_accept_include(client: openai.OpenAI) -> None:
     run = client.beta.threads.runs.create_and_poll(
         thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=POLL
     )
-    include = ["step_details.tool_calls[*].file_search.results[*].content"]
+    include: list[RunStepInclude] = ["step_details.tool_calls[*].file_search.results[*].content"]
     steps = client.beta.threads.runs.steps.list(
         run_id=run.id,
         thread_id=thread.id,
-        include=include,  # type: ignore[list-item]
+        include=include,
     )
     [step] = steps.data
     assert step.status == "in_progress" and step.usage is None  # waiting for outputs
@@ -323,7 +327,7 @@ def test_steps_accept_include(client: openai.OpenAI) -> None:
         step.id,
         thread_id=thread.id,
         run_id=run.id,
-        include=include,  # type: ignore[list-item]
+        include=include,
     )
     assert again.id == step.id
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import pytest
@@ -98,17 +98,17 @@ class Source:
         self.closed.append(why)
 
 
-async def _send_all(response: EventStreamResponse, method: str) -> list[dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
+async def _send_all(response: EventStreamResponse, method: str) -> list[MutableMapping[str, Any]]:
+    sent: list[MutableMapping[str, Any]] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> MutableMapping[str, Any]:
         await asyncio.sleep(3600)  # the client never goes away
         raise AssertionError("unreachable")
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": method, "headers": [], "path": "/"}
+    scope: dict[str, Any] = {"type": "http", "method": method, "headers": [], "path": "/"}
     await asyncio.wait_for(response(scope, receive, send), timeout=5)
     return sent
 

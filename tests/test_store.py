@@ -22,12 +22,11 @@ from gateway.store.base import (
     IdempotentRecord,
     Kind,
     LoggedEvent,
-    PageQuery,
     StoreTx,
 )
 from gateway.store.migrations import MIGRATIONS
 from gateway.store.sqlite import SQLiteRunStore
-from gateway.types import Obj
+from gateway.types import Obj, PageQuery
 from tests.stores import Database, every_backend  # noqa: F401  (runs each test per backend)
 
 
@@ -863,7 +862,7 @@ async def test_a_write_without_reads_is_one_trip_to_the_database_thread(
     assert sqlite_store._writer is not None
     writer = sqlite_store._writer
     trips = 0
-    real = writer._execute
+    real: Any = writer._execute
 
     async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
         nonlocal trips

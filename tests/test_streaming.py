@@ -16,16 +16,21 @@ from typing import Any
 import openai
 import pytest
 from openai import AssistantEventHandler
-from openai.types.beta import AssistantStreamEvent
-from openai.types.beta.threads import Message, Text, TextDelta
-from openai.types.beta.threads.runs import ToolCall, ToolCallDelta
+from openai.types.beta import AssistantStreamEvent, FunctionToolParam
+from openai.types.beta.threads import Message, Run, Text, TextDelta, TextDeltaBlock
+from openai.types.beta.threads.runs import (
+    FunctionToolCallDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallDeltaObject,
+)
 
 from tests.backends import BreakingBackend
 from tests.server import LiveServer
 from tests.sse_client import Stream
 from tests.wire import assert_conforms
 
-WEATHER = {"type": "function", "function": {"name": "get_weather"}}
+WEATHER: FunctionToolParam = {"type": "function", "function": {"name": "get_weather"}}
 POLL = 20
 
 RUN_START = ["thread.run.created", "thread.run.queued", "thread.run.in_progress"]
@@ -73,6 +78,29 @@ def thread_with(client: openai.OpenAI, text: str) -> Any:
 # --- the canonical orders, through the SDK's raw stream=True calls ----------------------------
 
 
+def delta_text(data: Any) -> str:
+    """The text of a message delta's first part (checked to be a text part)."""
+    [block] = data.delta.content
+    assert isinstance(block, TextDeltaBlock) and block.text is not None
+    return block.text.value or ""
+
+
+def call_arguments(data: Any) -> str:
+    """The arguments fragment of a step delta's first tool call."""
+    function = first_call_delta(data).function
+    assert function is not None
+    return function.arguments or ""
+
+
+def first_call_delta(data: Any) -> FunctionToolCallDelta:
+    """The first tool call of a step delta (checked to be a function call)."""
+    details = data.delta.step_details
+    assert isinstance(details, ToolCallDeltaObject) and details.tool_calls
+    call = details.tool_calls[0]
+    assert isinstance(call, FunctionToolCallDelta) and call.function is not None
+    return call
+
+
 def test_sequence_a_text(client: openai.OpenAI, assistant: Any) -> None:
     """runs.create(stream=True) yields sequence A, and the final run matches GET."""
     thread = thread_with(client, "hello there")
@@ -80,11 +108,7 @@ def test_sequence_a_text(client: openai.OpenAI, assistant: Any) -> None:
         client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id, stream=True)
     )
     assert squeeze([e.event for e in events]) == SEQUENCE_A
-    text = "".join(
-        e.data.delta.content[0].text.value  # type: ignore[union-attr]
-        for e in events
-        if e.event == "thread.message.delta"
-    )
+    text = "".join(delta_text(e.data) for e in events if e.event == "thread.message.delta")
     assert text == "You said: hello there"
     final = events[-1].data
     got = client.beta.threads.runs.retrieve(final.id, thread_id=thread.id)  # type: ignore[union-attr]
@@ -112,26 +136,26 @@ def test_sequences_c_and_d_function_call(client: openai.OpenAI, assistant: Any) 
     )
     assert squeeze([e.event for e in events]) == SEQUENCE_C
     deltas = [e.data for e in events if e.event == "thread.run.step.delta"]
-    first = deltas[0].delta.step_details.tool_calls[0]  # type: ignore[union-attr]
-    assert (first.index, first.type, first.function.name, first.function.arguments) == (
+    first = first_call_delta(deltas[0])
+    function = first.function
+    assert function is not None
+    assert (first.index, first.type, function.name, function.arguments) == (
         0,
         "function",
         "get_weather",
         "",
     )
     assert first.id is not None and first.id.startswith("call_")
-    arguments = "".join(
-        d.delta.step_details.tool_calls[0].function.arguments  # type: ignore[union-attr]
-        for d in deltas
-    )
+    arguments = "".join(call_arguments(d) for d in deltas)
     assert arguments == '{"city":"Rome"}'
     run = events[-1].data
-    call = run.required_action.submit_tool_outputs.tool_calls[0]  # type: ignore[union-attr]
+    assert isinstance(run, Run) and run.required_action is not None
+    call = run.required_action.submit_tool_outputs.tool_calls[0]
     assert call.id == first.id and call.function.arguments == arguments
 
     continuation = list(
         client.beta.threads.runs.submit_tool_outputs(
-            run.id,  # type: ignore[union-attr]
+            run.id,
             thread_id=thread.id,
             tool_outputs=[{"tool_call_id": call.id, "output": "warm"}],
             stream=True,

@@ -31,6 +31,8 @@ from typing import Any
 import openai
 import pytest
 import stamina
+from openai.types.beta import FunctionToolParam
+from openai.types.beta.threads import Run
 
 from gateway.config import GatewayConfig, UpstreamConfig
 from tests.fake_upstream import (
@@ -55,7 +57,7 @@ IDLE_TIMEOUT = 0.5
 MAX_RETRIES = 2
 # How long the fake may take to notice a connection the gateway closed.
 CLOSE_BOUND = 2.0
-TOOLS = [
+TOOLS: list[FunctionToolParam] = [
     {
         "type": "function",
         "function": {
@@ -121,13 +123,15 @@ class Rig:
             thread_id=thread.id,
             assistant_id=self.assistant.id,
             stream=True,
-            **({"model": model} if model else {}),
+            model=model or openai.omit,
         ) as stream:
             events = list(stream)
         seconds = time.monotonic() - started
         for event in events:
             assert SECRET not in event.data.model_dump_json()
-        return self.outcome(thread.id, events[0].data.id, [e.event for e in events], seconds)
+        created = events[0].data
+        assert isinstance(created, Run)
+        return self.outcome(thread.id, created.id, [e.event for e in events], seconds)
 
     def outcome(self, thread_id: str, run_id: str, events: list[str], seconds: float) -> Outcome:
         runs = self.client.beta.threads.runs
@@ -433,7 +437,7 @@ def test_one_byte_chunks_crlf_comments_multiline(rig: Rig) -> None:
         tool_outputs=[{"tool_call_id": "call_w1", "output": "sunny"}],
         stream=True,
     ) as stream:
-        events = [event.event for event in stream]
+        events: list[str] = [event.event for event in stream]
     done = rig.outcome(thread_id, outcome.run.id, events, 0.0)
 
     assert done.run.status == "completed"

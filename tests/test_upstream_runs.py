@@ -15,6 +15,8 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.beta import FunctionToolParam
+from openai.types.shared_params.response_format_json_schema import JSONSchema
 
 from gateway.config import GatewayConfig, UpstreamConfig
 from tests.fake_upstream import FakeUpstream, Finish, Script, Sleep, Text, ToolCall, Usage
@@ -22,7 +24,7 @@ from tests.server import LiveServer
 from tests.sse_client import Stream
 
 SECRET = "sk-upstream-secret-1234"
-WEATHER = {
+WEATHER: FunctionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -91,7 +93,7 @@ def test_what_the_upstream_is_sent(client: openai.OpenAI, upstream: FakeUpstream
             },
         ]
     )
-    schema = {"name": "answer", "schema": {"type": "object"}, "strict": True}
+    schema: JSONSchema = {"name": "answer", "schema": {"type": "object"}, "strict": True}
     run = client.beta.threads.runs.create_and_poll(
         thread_id=thread.id,
         assistant_id=assistant.id,

@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.bus.base import BusUnavailableError
+from gateway.bus.fanout import Fanout
 from gateway.bus.subscriber import Subscriber
 from gateway.errors import ServiceUnavailableError
 from gateway.events import Event, follows
@@ -88,7 +89,7 @@ class RedisEventBus:
         self.maxlen = maxlen
         self.ttl_seconds = ttl_seconds
         self.outbox_limit = outbox_limit
-        self._channels: dict[str, set[Subscriber]] = {}
+        self._fanout = Fanout()
         self._positions: dict[str, bytes] = {}  # channel -> last entry id read for it
         self._joining: dict[str, asyncio.Future[None]] = {}  # channel -> its first join
         self._wake_key = f"{self.prefix}wake:{uuid.uuid4().hex}"
@@ -122,8 +123,7 @@ class RedisEventBus:
         if len(self._outbox) > self.outbox_limit:
             lost_channel, _ = self._outbox.pop(0)
             log.error("Redis bus outbox full: dropped an event of %s", lost_channel)
-            for subscriber in self._channels.get(lost_channel, ()):
-                subscriber.overflow()
+            self._fanout.overflow(lost_channel)
         self._outbox_ready.set()
 
     async def _send_loop(self) -> None:
@@ -190,20 +190,15 @@ class RedisEventBus:
             finally:
                 del self._joining[channel]
                 joining.set_result(None)
-        self._channels.setdefault(channel, set()).add(subscriber)
+        self._fanout.add(subscriber)
 
     def leave(self, subscriber: Subscriber) -> None:
-        subscribers = self._channels.get(subscriber.channel)
-        if subscribers is None:
-            return
-        subscribers.discard(subscriber)
-        if not subscribers:
-            del self._channels[subscriber.channel]
+        if self._fanout.remove(subscriber):
             self._positions.pop(subscriber.channel, None)
 
     def subscriber_count(self, channel: str) -> int:
         """Subscribers of `channel` in this process."""
-        return len(self._channels.get(channel, ()))
+        return self._fanout.count(channel)
 
     async def since(self, subscriber: Subscriber, seq: int) -> list[Event]:
         """What the run's Redis stream holds after `seq` now: up to where the subscriber began,
@@ -252,7 +247,6 @@ class RedisEventBus:
             return  # its last subscriber left while the read was out
         self._positions[channel] = entries[-1][0]
         batch = [Event(f[b"n"].decode(), f[b"b"], _seq_of(i)) for i, f in entries]
-        subscribers = self._channels.get(channel, ())
         last = _seq_of(position)
         if last and not follows(last, batch[0].seq or 0):
             # Redis lost entries (it restarted before they were read): these subscribers
@@ -260,12 +254,9 @@ class RedisEventBus:
             log.warning(
                 "Redis bus: events %d to %d of %s were lost", last + 1, batch[0].seq, channel
             )
-            for subscriber in subscribers:
-                subscriber.overflow()
+            self._fanout.overflow(channel)
             return
-        for subscriber in subscribers:
-            for event in batch:
-                subscriber.offer(event)
+        self._fanout.deliver(channel, batch)
 
     # --- health ---------------------------------------------------------------------------
 
@@ -290,10 +281,7 @@ class RedisEventBus:
         for task in self._tasks:
             await _stop(task)
         self._tasks = []
-        for subscribers in self._channels.values():
-            for subscriber in subscribers:
-                subscriber.close()
-        self._channels.clear()
+        self._fanout.close()
         self._positions.clear()
         await self._redis.aclose()
         await self._reader_redis.aclose()

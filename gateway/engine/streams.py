@@ -18,7 +18,7 @@ the bus (the gateway is shutting down). Frames waiting together are yielded as o
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AsyncExitStack
 
 from gateway import events
 from gateway.bus import EventBus, SubscriberOverflowError, Subscription
@@ -133,13 +133,11 @@ class RunStreams:
         )
 
     async def _subscribe(self, run_id: str) -> tuple[Subscription, Callable[[], Awaitable[object]]]:
-        subscribed: AbstractAsyncContextManager[Subscription] = self.bus.subscribe(run_id)
-        subscription = await subscribed.__aenter__()
-
-        async def leave() -> None:
-            await subscribed.__aexit__(None, None, None)
-
-        return subscription, leave
+        """Enter the bus's subscription (an `async with`, held open by an exit stack for as
+        long as the stream lives); the subscription and what leaves it."""
+        stack = AsyncExitStack()
+        subscription = await stack.enter_async_context(self.bus.subscribe(run_id))
+        return subscription, stack.aclose
 
     async def _frames(
         self,

@@ -7,9 +7,10 @@ from starlette.responses import Response
 
 from gateway.api.access import project_of
 from gateway.api.context import catalog_of
+from gateway.api.docs import ASSISTANT, deleted, listing, page
 from gateway.api.http import ok, page_query, read_body, refuse_unserved_tools
 from gateway.api.requests import CreateAssistantRequest, ModifyAssistantRequest
-from gateway.api.routing import resource
+from gateway.api.routing import op, resource
 
 
 async def create_assistant(request: Request) -> Response:
@@ -39,11 +40,16 @@ async def delete_assistant(request: Request) -> Response:
 
 
 routes = [
-    resource("/assistants", creates=True, POST=create_assistant, GET=list_assistants),
+    resource(
+        "/assistants",
+        creates=True,
+        POST=op(create_assistant, "Create an assistant", ASSISTANT, body=CreateAssistantRequest),
+        GET=op(list_assistants, "List assistants", listing(ASSISTANT), query=page("asst_")),
+    ),
     resource(
         "/assistants/{assistant_id}",
-        GET=get_assistant,
-        POST=modify_assistant,
-        DELETE=delete_assistant,
+        GET=op(get_assistant, "Retrieve an assistant", ASSISTANT),
+        POST=op(modify_assistant, "Modify an assistant", ASSISTANT, body=ModifyAssistantRequest),
+        DELETE=op(delete_assistant, "Delete an assistant", deleted("assistant.deleted")),
     ),
 ]

@@ -8,9 +8,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from gateway.api.context import completions_of
+from gateway.api.docs import wire_object
 from gateway.api.http import JSONResponse, read_body
 from gateway.api.requests import ChatCompletionRequest
-from gateway.api.routing import resource
+from gateway.api.routing import op, resource
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -34,4 +35,15 @@ async def chat_completions(request: Request) -> Response:
     return JSONResponse(await completions.complete(fields))
 
 
-routes = [resource("/chat/completions", POST=chat_completions)]
+routes = [
+    resource(
+        "/chat/completions",
+        POST=op(
+            chat_completions,
+            "Chat completions (forwarded to the model's upstream, or the local model)",
+            wire_object("chat.completion"),
+            body=ChatCompletionRequest,
+            streams=True,
+        ),
+    )
+]

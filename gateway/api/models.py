@@ -6,8 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api.context import completions_of
+from gateway.api.docs import MODEL, listing
 from gateway.api.http import ok
-from gateway.api.routing import resource
+from gateway.api.routing import op, resource
 
 
 async def list_models(request: Request) -> Response:
@@ -19,6 +20,6 @@ async def get_model(request: Request) -> Response:
 
 
 routes = [
-    resource("/models", GET=list_models),
-    resource("/models/{model_id:path}", GET=get_model),
+    resource("/models", GET=op(list_models, "List the models runs can use", listing(MODEL))),
+    resource("/models/{model_id:path}", GET=op(get_model, "Retrieve a model", MODEL)),
 ]

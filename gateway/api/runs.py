@@ -9,6 +9,17 @@ from starlette.responses import Response
 
 from gateway.api.access import key_of, project_of
 from gateway.api.context import catalog_of, engine_of, settings_of
+from gateway.api.docs import (
+    ACTIVE_RUN,
+    EVENTS,
+    RUN,
+    STEP,
+    TOKEN,
+    Parameter,
+    Schema,
+    listing,
+    page,
+)
 from gateway.api.http import JSONResponse, ok, page_query, read_body, refuse_unserved_tools
 from gateway.api.requests import (
     CreateRunRequest,
@@ -16,8 +27,8 @@ from gateway.api.requests import (
     ModifyRunRequest,
     SubmitToolOutputsRunRequest,
 )
-from gateway.api.routing import resource
-from gateway.api.streaming import run_events, stream_response
+from gateway.api.routing import op, resource
+from gateway.api.streaming import MAX_EVENT_ID_DIGITS, run_events, stream_response
 from gateway.errors import InvalidRequestError
 from gateway.objects import now
 from gateway.tokens import StreamTokens
@@ -146,18 +157,80 @@ async def get_step(request: Request) -> Response:
     return ok(step)
 
 
+# An event's id, as a stream's position (the query's `after` or the `Last-Event-ID` header):
+# at most 18 digits; empty is no position.
+POSITION: Schema = {"type": "string", "pattern": f"^[0-9]{{0,{MAX_EVENT_ID_DIGITS}}}$"}
+INCLUDE: Parameter = ("include[]", {"type": "string", "enum": sorted(INCLUDABLE)})
+
 routes = [
-    resource("/threads/runs", creates=True, POST=create_thread_and_run),
-    resource("/threads/{thread_id}/runs", creates=True, POST=create_run, GET=list_runs),
-    resource("/threads/{thread_id}/runs/{run_id}", GET=get_run, POST=modify_run),
+    resource(
+        "/threads/runs",
+        creates=True,
+        POST=op(
+            create_thread_and_run,
+            "Create a thread and run it",
+            RUN,
+            body=CreateThreadAndRunRequest,
+            streams=True,
+        ),
+    ),
+    resource(
+        "/threads/{thread_id}/runs",
+        creates=True,
+        POST=op(
+            create_run,
+            "Create a run",
+            RUN,
+            body=CreateRunRequest,
+            query=(INCLUDE,),
+            streams=True,
+            refused=ACTIVE_RUN,
+        ),
+        GET=op(list_runs, "List runs", listing(RUN), query=page("run_")),
+    ),
+    resource(
+        "/threads/{thread_id}/runs/{run_id}",
+        GET=op(get_run, "Retrieve a run", RUN),
+        POST=op(modify_run, "Modify a run", RUN, body=ModifyRunRequest),
+    ),
     resource(
         "/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
         creates=True,
-        POST=submit_tool_outputs,
+        POST=op(
+            submit_tool_outputs,
+            "Submit tool outputs to a run",
+            RUN,
+            body=SubmitToolOutputsRunRequest,
+            streams=True,
+            refused=(
+                "The run is not waiting for these tool outputs (its status, or the calls named)."
+            ),
+        ),
     ),
-    resource("/threads/{thread_id}/runs/{run_id}/cancel", POST=cancel_run),
-    resource("/threads/{thread_id}/runs/{run_id}/events", token_allowed=True, GET=run_events),
-    resource("/threads/{thread_id}/runs/{run_id}/stream_token", POST=stream_token),
-    resource("/threads/{thread_id}/runs/{run_id}/steps", GET=list_steps),
-    resource("/threads/{thread_id}/runs/{run_id}/steps/{step_id}", GET=get_step),
+    resource(
+        "/threads/{thread_id}/runs/{run_id}/cancel",
+        POST=op(cancel_run, "Cancel a run", RUN, refused="The run is not active."),
+    ),
+    resource(
+        "/threads/{thread_id}/runs/{run_id}/events",
+        token_allowed=True,
+        GET=op(
+            run_events,
+            "Stream a run's events (resumable with Last-Event-ID or ?after=)",
+            EVENTS,
+            query=(("after", POSITION), "token", ("Last-Event-ID", POSITION)),
+        ),
+    ),
+    resource(
+        "/threads/{thread_id}/runs/{run_id}/stream_token",
+        POST=op(stream_token, "Make a browser token for a run's event stream", TOKEN),
+    ),
+    resource(
+        "/threads/{thread_id}/runs/{run_id}/steps",
+        GET=op(list_steps, "List run steps", listing(STEP), query=(*page("step_"), INCLUDE)),
+    ),
+    resource(
+        "/threads/{thread_id}/runs/{run_id}/steps/{step_id}",
+        GET=op(get_step, "Retrieve a run step", STEP, query=(INCLUDE,)),
+    ),
 ]

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from gateway.api.access import project_of
 from gateway.api.context import catalog_of, engine_of
+from gateway.api.docs import ACTIVE_RUN, MESSAGE, THREAD, deleted, listing, page
 from gateway.api.http import ok, page_query, read_body
 from gateway.api.requests import (
     CreateMessageRequest,
@@ -14,7 +15,7 @@ from gateway.api.requests import (
     ModifyMessageRequest,
     ModifyThreadRequest,
 )
-from gateway.api.routing import resource
+from gateway.api.routing import op, resource
 
 
 async def create_thread(request: Request) -> Response:
@@ -70,13 +71,33 @@ async def delete_message(request: Request) -> Response:
 
 
 routes = [
-    resource("/threads", creates=True, POST=create_thread),
-    resource("/threads/{thread_id}", GET=get_thread, POST=modify_thread, DELETE=delete_thread),
-    resource("/threads/{thread_id}/messages", creates=True, POST=create_message, GET=list_messages),
+    resource(
+        "/threads",
+        creates=True,
+        POST=op(create_thread, "Create a thread", THREAD, body=CreateThreadRequest),
+    ),
+    resource(
+        "/threads/{thread_id}",
+        GET=op(get_thread, "Retrieve a thread", THREAD),
+        POST=op(modify_thread, "Modify a thread", THREAD, body=ModifyThreadRequest),
+        DELETE=op(delete_thread, "Delete a thread", deleted("thread.deleted")),
+    ),
+    resource(
+        "/threads/{thread_id}/messages",
+        creates=True,
+        POST=op(
+            create_message,
+            "Create a message",
+            MESSAGE,
+            body=CreateMessageRequest,
+            refused=ACTIVE_RUN,
+        ),
+        GET=op(list_messages, "List messages", listing(MESSAGE), query=(*page("msg_"), "run_id")),
+    ),
     resource(
         "/threads/{thread_id}/messages/{message_id}",
-        GET=get_message,
-        POST=modify_message,
-        DELETE=delete_message,
+        GET=op(get_message, "Retrieve a message", MESSAGE),
+        POST=op(modify_message, "Modify a message", MESSAGE, body=ModifyMessageRequest),
+        DELETE=op(delete_message, "Delete a message", deleted("thread.message.deleted")),
     ),
 ]

@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import orjson
 
-from gateway.types import Obj
+from gateway.types import AnyObj, Obj
 
 THREAD_CREATED: Final = "thread.created"
 RUN_CREATED: Final = "thread.run.created"
@@ -107,7 +107,7 @@ class Event:
         self.frame = body if seq is None or not body else b"id: %d\n" % seq + body
 
     @classmethod
-    def of(cls, name: str, data: Obj) -> Event:
+    def of(cls, name: str, data: AnyObj) -> Event:
         return cls(name, b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n")
 
     def numbered(self, seq: int) -> Event:
@@ -134,19 +134,19 @@ class Event:
         return f"Event({self.name!r}, seq={self.seq!r})"
 
 
-def snapshot(name: str, obj: Obj) -> Event:
+def snapshot(name: str, obj: AnyObj) -> Event:
     return Event.of(name, obj)
 
 
-def run_status(run: Obj) -> Event:
+def run_status(run: AnyObj) -> Event:
     return snapshot(RUN_STATUS_EVENTS[run["status"]], run)
 
 
-def step_status(step: Obj) -> Event:
+def step_status(step: AnyObj) -> Event:
     return snapshot(STEP_STATUS_EVENTS[step["status"]], step)
 
 
-def message_status(message: Obj) -> Event:
+def message_status(message: AnyObj) -> Event:
     return snapshot(MESSAGE_STATUS_EVENTS[message["status"]], message)
 
 
@@ -197,7 +197,7 @@ def error(
     *,
     type_: str = "server_error",
     code: str | None = "server_error",
-    run: Obj | None = None,
+    run: AnyObj | None = None,
 ) -> Event:
     """An `error` event the SDK both parses as ErrorObject and raises on (sdk-notes 5);
     `run`, when given, travels with it (the run as it is now)."""

@@ -8,11 +8,13 @@ are legal. The engine and the API both build objects only through this module.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
 from gateway import ids
 from gateway.types import Obj
+from gateway.wire import Assistant, Deleted, Message, Page, Run, Step, Thread, Usage
 
 
 class RunStatus(StrEnum):
@@ -102,7 +104,7 @@ def now() -> int:
     return int(time.time())
 
 
-def assistant(fields: dict[str, Any]) -> Obj:
+def assistant(fields: dict[str, Any]) -> Assistant:
     return {
         "id": ids.assistant_id(),
         "object": "assistant",
@@ -120,7 +122,7 @@ def assistant(fields: dict[str, Any]) -> Obj:
     }
 
 
-def thread(fields: dict[str, Any]) -> Obj:
+def thread(fields: dict[str, Any]) -> Thread:
     return {
         "id": ids.thread_id(),
         "object": "thread",
@@ -152,7 +154,7 @@ def text_part(value: str) -> Obj:
     return {"type": "text", "text": {"value": value, "annotations": []}}
 
 
-def user_message(thread_id: str, fields: dict[str, Any]) -> Obj:
+def user_message(thread_id: str, fields: dict[str, Any]) -> Message:
     """A message created through the API (create message, create thread, additional_messages)."""
     created = now()
     return {
@@ -173,7 +175,7 @@ def user_message(thread_id: str, fields: dict[str, Any]) -> Obj:
     }
 
 
-def assistant_message(run: Obj) -> Obj:
+def assistant_message(run: Run) -> Message:
     """The in-progress message a run writes its answer into."""
     return {
         "id": ids.message_id(),
@@ -196,11 +198,11 @@ def assistant_message(run: Obj) -> Obj:
 def run(
     *,
     thread_id: str,
-    assistant: Obj,
+    assistant: Mapping[str, Any],
     fields: dict[str, Any],
     expiry_seconds: int,
     run_id: str | None = None,
-) -> Obj:
+) -> Run:
     """A queued run that snapshots its effective configuration from the assistant and overrides."""
     created = now()
     instructions = fields.get("instructions")
@@ -247,7 +249,7 @@ def run(
     }
 
 
-def step(run: Obj, step_details: Obj) -> Obj:
+def step(run: Run, step_details: Obj) -> Step:
     return {
         "id": ids.step_id(),
         "object": "thread.run.step",
@@ -268,7 +270,7 @@ def step(run: Obj, step_details: Obj) -> Obj:
     }
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> Obj:
+def usage(prompt_tokens: int, completion_tokens: int) -> Usage:
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
@@ -276,11 +278,11 @@ def usage(prompt_tokens: int, completion_tokens: int) -> Obj:
     }
 
 
-def deleted(object_id: str, kind: str) -> Obj:
+def deleted(object_id: str, kind: str) -> Deleted:
     return {"id": object_id, "object": kind, "deleted": True}
 
 
-def page(data: list[Obj], has_more: bool) -> Obj:
+def page(data: list[Obj], has_more: bool) -> Page:
     return {
         "object": "list",
         "data": data,

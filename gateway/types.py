@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
 # A wire object (assistant, thread, message, run, step) as the JSON the API returns.
 Obj: TypeAlias = dict[str, Any]
+# Any wire object to read or write whole: a typed one (wire.py) or plain JSON.
+AnyObj: TypeAlias = Mapping[str, Any]
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,21 @@
 """Reading a gateway's SSE streams with aiohttp, for tests that drive gateway processes:
-every frame as (id, event, data), in order."""
+every event frame as (id, event, data), in order. Frames are parsed by tests/sse_client.py's
+parser, the one every reader uses."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
+
+from tests.sse_client import Triple, is_event, split_frames, triple
 
 
 @dataclass
 class Seen:
-    """What one client got: frames as (id, event, data)."""
+    """What one client got: event frames as (id, event, data)."""
 
-    frames: list[tuple[int | None, str, Any]] = field(default_factory=list)
+    frames: list[Triple] = field(default_factory=list)
 
     def deltas(self) -> int:
         return sum(1 for _, name, _ in self.frames if name == "thread.message.delta")
@@ -33,21 +34,9 @@ class Seen:
 
 
 async def read_frames(response: aiohttp.ClientResponse, seen: Seen) -> None:
-    buffer = b""
+    """Add each event of `response` to `seen` as it arrives, until the stream ends (a frame cut
+    off by the end, as when the gateway process dies, is dropped)."""
+    rest = b""
     async for chunk in response.content.iter_any():
-        buffer += chunk
-        while b"\n\n" in buffer:
-            block, buffer = buffer.split(b"\n\n", 1)
-            fields = dict(
-                line.split(": ", 1) for line in block.decode().splitlines() if ": " in line
-            )
-            if "event" not in fields:
-                continue
-            data = fields["data"]
-            seen.frames.append(
-                (
-                    int(fields["id"]) if "id" in fields else None,
-                    fields["event"],
-                    data if data == "[DONE]" else json.loads(data),
-                )
-            )
+        frames, rest = split_frames(rest + chunk)
+        seen.frames.extend(triple(f) for f in frames if is_event(f))

@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.waiting import eventually
+
 __all__ = [
     "DEFAULT_SCRIPT",
     "Done",
@@ -376,14 +378,14 @@ class FakeUpstream:
         count = asyncio.run_coroutine_threadsafe(self._count_connections(), self._loop)
         return count.result(_BOUND)
 
-    def wait_open_connections(self, n: int, timeout: float) -> bool:
-        """True once exactly `n` connections are open (the server notices a close a bit later)."""
-        deadline = time.monotonic() + timeout
-        while self.open_connections != n:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
+    def wait_open_connections(self, n: int, timeout: float) -> None:
+        """Wait until exactly `n` connections are open (the server notices a close a bit later);
+        fails the test past `timeout`."""
+        eventually(
+            lambda: self.open_connections == n,
+            timeout=timeout,
+            what=lambda: f"{n} open connections (now {self.open_connections})",
+        )
 
     def start(self) -> FakeUpstream:
         self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)

@@ -3,7 +3,6 @@ resources from outside: a free loopback port, start, and wait until ready."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
@@ -12,6 +11,8 @@ import time
 from pathlib import Path
 
 import aiohttp
+
+from tests.waiting import eventually_async
 
 
 def free_port() -> int:
@@ -38,15 +39,18 @@ def start(
 async def ready(http: aiohttp.ClientSession, port: int, seconds: float = 20) -> float:
     """Seconds until /readyz answers 200."""
     started = time.monotonic()
-    while time.monotonic() - started < seconds:
+
+    async def answers() -> bool:
         try:
             async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
-                if response.status == 200:
-                    return time.monotonic() - started
+                return response.status == 200
         except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError("the gateway did not become ready")
+            return False
+
+    await eventually_async(
+        answers, timeout=seconds, interval=0.05, what="the gateway to become ready"
+    )
+    return time.monotonic() - started
 
 
 async def new_assistant(http: aiohttp.ClientSession, api: str) -> str:

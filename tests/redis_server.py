@@ -7,13 +7,13 @@ import functools
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import redis
 import redis.asyncio as aioredis
 
 from tests.process import free_port
+from tests.waiting import eventually
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -60,14 +60,15 @@ class PrivateRedis:
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
         argv += ["--save", "", "--appendonly", "no", "--dir", str(self.folder)]
         self._process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        eventually(self._answers, interval=0.05, what=f"redis-server to listen on {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self._process is not None:

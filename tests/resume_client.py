@@ -1,25 +1,21 @@
-"""Clients for resuming run streams: SSE over http.client (GET .../events from a position, or a
-streamed POST), frames as comparable (id, event, data) triples, and raw sockets for clients that
-stop reading or only open a stream and drop it."""
+"""Clients for resuming run streams: GET .../events from a position, or a streamed POST, read
+with tests/sse_client.py's Stream; raw sockets for clients that stop reading or only open a
+stream and drop it; and a reader in a process of its own."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import select
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from tests.server import LiveServer
-from tests.sse_client import Frame
-
-Triple = tuple[int | None, str, Any]
+from tests.sse_client import Frame, Stream, is_event, read_stream
 
 
 def events_path(
@@ -32,61 +28,6 @@ def events_path(
     return f"{path}?{urlencode(query)}" if query else path
 
 
-class SSEConnection:
-    """One event-stream request over http.client; frames are read incrementally or at once."""
-
-    def __init__(
-        self,
-        server: LiveServer,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None = None,
-        *,
-        headers: dict[str, str] | None = None,
-        timeout: float = 10,
-    ) -> None:
-        sent = dict(headers or {})
-        payload = None
-        if body is not None:
-            payload = json.dumps(body)
-            sent["Content-Type"] = "application/json"
-        self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
-        self.conn.request(method, path, body=payload, headers=sent)
-        self.response = self.conn.getresponse()
-        self._buffer = b""
-        self._start = 0
-
-    @property
-    def status(self) -> int:
-        return self.response.status
-
-    def frames(self) -> Iterator[Frame]:
-        """Blocks (events, retry, comments) as they arrive, until the server ends the stream."""
-        while True:
-            end = self._buffer.find(b"\n\n", self._start)
-            if end != -1:
-                block, self._start = self._buffer[self._start : end], end + 2
-                yield Frame(block, time.monotonic())
-                continue
-            self._buffer, self._start = self._buffer[self._start :], 0
-            chunk = self.response.read1(65536)
-            if not chunk:
-                assert self._buffer == b"", f"stream ended inside a frame: {self._buffer!r}"
-                return
-            self._buffer += chunk
-
-    def read_rest(self) -> bytes:
-        """The raw rest of the stream, read as fast as it comes (parse it afterwards)."""
-        chunks = [self._buffer[self._start :]]
-        self._buffer, self._start = b"", 0
-        while chunk := self.response.read1(1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def close(self) -> None:
-        self.conn.close()
-
-
 def open_events(
     server: LiveServer,
     thread_id: str,
@@ -97,42 +38,13 @@ def open_events(
     token: str | None = None,
     headers: dict[str, str] | None = None,
     timeout: float = 10,
-) -> SSEConnection:
+) -> Stream:
     """GET the run's event stream, from `Last-Event-ID` or `?after=` when given."""
     sent = dict(headers or {})
     if last_event_id is not None:
         sent["Last-Event-ID"] = str(last_event_id)
     path = events_path(thread_id, run_id, after=after, token=token)
-    return SSEConnection(server, "GET", path, headers=sent, timeout=timeout)
-
-
-def is_event(frame: Frame) -> bool:
-    return not frame.is_comment and frame.field("event") is not None
-
-
-def parse(raw: bytes) -> list[Frame]:
-    """The blocks of a complete SSE body."""
-    assert raw.endswith(b"\n\n") or raw == b"", f"body ends inside a frame: {raw[-200:]!r}"
-    now = time.monotonic()
-    return [Frame(block, now) for block in raw.split(b"\n\n")[:-1]]
-
-
-def retry_of(frames: list[Frame]) -> int | None:
-    """The `retry:` a stream announced, if any."""
-    for frame in frames:
-        value = None if frame.is_comment else frame.field("retry")
-        if value is not None:
-            return int(value)
-    return None
-
-
-def read_stream(stream: SSEConnection) -> list[Frame]:
-    """Every block of a stream that answered 200, then close it."""
-    try:
-        assert stream.status == 200, stream.response.read()
-        return parse(stream.read_rest())
-    finally:
-        stream.close()
+    return Stream(server, "GET", path, headers=sent, timeout=timeout)
 
 
 def read_events(server: LiveServer, thread_id: str, run_id: str, **position: Any) -> list[Frame]:
@@ -144,12 +56,8 @@ def read_events(server: LiveServer, thread_id: str, run_id: str, **position: Any
 
 def post_events(server: LiveServer, path: str, body: dict[str, Any]) -> list[Frame]:
     """Every event frame of one streamed POST to `/v1{path}`, to the end of the stream."""
-    stream = SSEConnection(server, "POST", f"/v1{path}", body)
+    stream = Stream(server, "POST", f"/v1{path}", body)
     return [f for f in read_stream(stream) if is_event(f)]
-
-
-def triples(frames: list[Frame]) -> list[Triple]:
-    return [(f.id, f.event, f.data) for f in frames]
 
 
 def raw_request(
@@ -206,16 +114,6 @@ def drain_to_eof(sock: socket.socket, deadline_seconds: float) -> bytes:
         if not more:
             return data
         data += more
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
-    """Poll `predicate` until it holds or `timeout` passes; returns its last answer."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return predicate()
-        time.sleep(interval)
-    return True
 
 
 # A client in its own process reads at full speed: in-process reader threads share the GIL with

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +15,7 @@ from gateway.config import GatewayConfig
 from gateway.models.base import ModelBackend
 from gateway.serving import build_server
 from gateway.settings import Settings
+from tests.waiting import eventually
 
 
 class LiveServer:
@@ -63,11 +63,10 @@ class LiveServer:
             target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
         )
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("gateway did not start")
-            time.sleep(0.01)
+        server, thread = self._server, self._thread
+        eventually(lambda: server.started or not thread.is_alive(), what="the gateway to start")
+        if not server.started:
+            raise RuntimeError("gateway did not start")
         return self
 
     def stop(self) -> None:

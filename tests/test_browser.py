@@ -8,14 +8,10 @@ the run, a test puts a loopback TCP proxy between the browser and the gateway.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import socket
 import struct
 import threading
-import time
-import urllib.error
-import urllib.request
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.conftest import need
+from tests.http import call, ok
 from tests.keys import make_key
 from tests.server import LiveServer
+from tests.waiting import eventually
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -75,28 +73,6 @@ def page(browser: Browser) -> Iterator[Page]:
     yield tab
     context.close()
     assert errors == []
-
-
-def call(server: LiveServer, method: str, path: str, body: Any = None) -> Any:
-    """One JSON request to the gateway's API, straight from the test (not through the browser)."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        f"{server.base_url}{path}",
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def fetch(server: LiveServer, path: str) -> tuple[int, dict[str, str], bytes]:
-    try:
-        with urllib.request.urlopen(f"{server.root_url}{path}", timeout=10) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, dict(exc.headers), exc.read()
 
 
 def png_facts(path: Path) -> tuple[int, int, int]:
@@ -239,15 +215,18 @@ def create_assistant_in_page(page: Page, tools: str = "") -> None:
 
 def test_playground_page_and_assets_are_served(server: LiveServer) -> None:
     """GET /playground serves the page as HTML, and its script and style sheet beside it."""
-    status, headers, body = fetch(server, "/playground")
-    assert status == 200
-    assert headers["content-type"] == "text/html; charset=utf-8"
-    assert b'src="/playground/playground.js"' in body
-    assert "default-src 'none'" in headers["content-security-policy"]
-    status, headers, _ = fetch(server, "/playground/playground.js")
-    assert (status, headers["content-type"]) == (200, "text/javascript; charset=utf-8")
-    status, headers, _ = fetch(server, "/playground/playground.css")
-    assert (status, headers["content-type"]) == (200, "text/css; charset=utf-8")
+    html = call(server, "GET", "/playground")
+    assert html.status == 200
+    assert html.headers["content-type"] == "text/html; charset=utf-8"
+    assert b'src="/playground/playground.js"' in html.raw
+    assert "default-src 'none'" in html.headers["content-security-policy"]
+    script = call(server, "GET", "/playground/playground.js")
+    assert (script.status, script.headers["content-type"]) == (
+        200,
+        "text/javascript; charset=utf-8",
+    )
+    style = call(server, "GET", "/playground/playground.css")
+    assert (style.status, style.headers["content-type"]) == (200, "text/css; charset=utf-8")
 
 
 @pytest.mark.parametrize(
@@ -264,9 +243,9 @@ def test_playground_page_and_assets_are_served(server: LiveServer) -> None:
 )
 def test_playground_serves_nothing_else(server: LiveServer, path: str) -> None:
     """Only the static folder's own files are served, at the root, and no path leaves it."""
-    status, _, body = fetch(server, path)
-    assert status == 404
-    assert json.loads(body)["error"]["code"] == "unknown_url"
+    answer = call(server, "GET", path)
+    assert answer.status == 404
+    assert answer.json()["error"]["code"] == "unknown_url"
 
 
 # --- the playground in a browser ----------------------------------------------------------
@@ -324,14 +303,12 @@ def test_playground_with_api_keys(server: LiveServer, page: Page) -> None:
     # Off this thread: Playwright's own event loop runs on it, and the CLI starts one.
     with ThreadPoolExecutor(1) as other:
         alpha, beta = other.map(make_key, [server.settings.database] * 2, ["alpha", "beta"])
-    time.sleep(1.2)  # the server rereads its keys every second
-    hidden = urllib.request.Request(
-        f"{server.base_url}/assistants",
-        data=json.dumps({"model": "local", "name": "beta's"}).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {beta}"},
+    # The server rereads its keys every second: once it has, a call without a key is refused.
+    eventually(
+        lambda: call(server, "GET", "/v1/assistants").status == 401,
+        what="the server to see its new keys",
     )
-    with urllib.request.urlopen(hidden, timeout=10):
-        pass
+    ok(server, "POST", "/v1/assistants", {"model": "local", "name": "beta's"}, key=beta)
 
     page.goto(f"{server.root_url}/playground")
     expect(page.get_by_role("alert")).to_contain_text("missing_api_key")
@@ -409,10 +386,12 @@ def test_plain_eventsource_survives_a_server_side_drop(
     """A plain `new EventSource(url)` whose connection is cut mid-run reconnects by itself with
     Last-Event-ID and ends with the full text, once."""
     page.goto(f"http://127.0.0.1:{proxy.port}/playground")  # same origin as the stream
-    assistant = call(server, "POST", "/assistants", {"model": "gpt-4o"})
+    assistant = ok(server, "POST", "/v1/assistants", {"model": "gpt-4o"})
     thread = {"messages": [{"role": "user", "content": LONG_MESSAGE}]}
-    run = call(server, "POST", "/threads/runs", {"assistant_id": assistant["id"], "thread": thread})
-    token = call(server, "POST", f"/threads/{run['thread_id']}/runs/{run['id']}/stream_token")
+    run = ok(
+        server, "POST", "/v1/threads/runs", {"assistant_id": assistant["id"], "thread": thread}
+    )
+    token = ok(server, "POST", f"/v1/threads/{run['thread_id']}/runs/{run['id']}/stream_token")
     page.evaluate(
         """(url) => {
             window.collected = ""; window.deltas = 0; window.opens = 0;

@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.process import free_port, new_assistant, ready, start
+from tests.waiting import eventually_async
 
 ROUND = 240  # connections per round, 40 of each kind
 ROUNDS = 3  # after one warm-up round
@@ -42,13 +43,20 @@ async def gauges(http: aiohttp.ClientSession, port: int) -> dict[str, float]:
 
 async def at_rest(http: aiohttp.ClientSession, port: int) -> dict[str, float]:
     """The gauges once no stream or run is left (bounded wait)."""
-    for _ in range(200):
-        now = await gauges(http, port)
-        if now["gateway_active_streams"] == 0 and now["gateway_active_runs"] == 0:
-            await asyncio.sleep(0.3)  # let closed connections' callbacks run
-            return await gauges(http, port)
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"streams or runs still active: {now}")
+    last: dict[str, float] = {}
+
+    async def idle() -> bool:
+        nonlocal last
+        last = await gauges(http, port)
+        return last["gateway_active_streams"] == 0 and last["gateway_active_runs"] == 0
+
+    await eventually_async(
+        idle, interval=0.05, what=lambda: f"no stream or run active (now {last})"
+    )
+    # A fixed settling time: no gauge says that the callbacks of closed connections have run,
+    # and the task and fd counts taken next must not catch them halfway.
+    await asyncio.sleep(0.3)
+    return await gauges(http, port)
 
 
 def request(method: str, path: str, body: dict[str, object] | None = None) -> bytes:

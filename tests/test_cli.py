@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import gateway
+from tests.waiting import eventually
 
 GATEWAY_SCRIPT = Path(sys.executable).parent / "gateway"
 LAUNCHERS = {
@@ -99,11 +100,12 @@ def serving(
             command, cwd=cwd, env=environ() if env is None else env, stdout=out, stderr=out
         )
     try:
-        deadline = time.monotonic() + 10
-        while get_assistants(port) != 200:
+
+        def answering() -> bool:
             assert proc.poll() is None, f"server exited {proc.returncode}: {log.read_text()}"
-            assert time.monotonic() < deadline, f"server not ready: {log.read_text()}"
-            time.sleep(0.05)
+            return get_assistants(port) == 200
+
+        eventually(answering, interval=0.05, what=lambda: f"server ready: {log.read_text()}")
         yield proc
     finally:
         if proc.poll() is None:

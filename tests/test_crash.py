@@ -17,9 +17,21 @@ import aiohttp
 from gateway.events import EPOCH_GAP
 from tests.aio_sse import Seen, read_frames
 from tests.process import free_port, new_assistant, ready, start
+from tests.waiting import eventually_async
 
 RUNS = 100
 WORDS = 300  # at 20 ms a token a run streams for about 6 s: all are mid-answer at the kill
+
+
+async def all_streaming(seen: list[Seen], deltas: int) -> None:
+    """Wait (30 s at most) until every client got `deltas` deltas of its run."""
+
+    async def streaming() -> bool:
+        return all(s.deltas() >= deltas for s in seen)
+
+    await eventually_async(
+        streaming, timeout=30, interval=0.05, what="the runs to all start streaming"
+    )
 
 
 def url_of(api: str, thread: str, run_id: str) -> str:
@@ -72,10 +84,7 @@ async def test_kill_9_under_load_then_restart(tmp_path: Path) -> None:
                     pass  # the process died under it
 
             tasks = [asyncio.create_task(stream(t, s)) for t, s in zip(threads, seen, strict=True)]
-            deadline = time.monotonic() + 30
-            while not all(s.deltas() >= 3 for s in seen):
-                assert time.monotonic() < deadline, "the runs did not all start streaming"
-                await asyncio.sleep(0.05)
+            await all_streaming(seen, 3)
             os.kill(gateway.pid, signal.SIGKILL)
             gateway.wait(10)
             await asyncio.wait_for(asyncio.gather(*tasks), 20)
@@ -169,10 +178,7 @@ async def test_sigterm_under_load_ends_every_stream_and_run_within_the_grace(
                     await read_frames(response, into)
 
             tasks = [asyncio.create_task(stream(s)) for s in seen]
-            deadline = time.monotonic() + 30
-            while not all(s.deltas() >= 2 for s in seen):
-                assert time.monotonic() < deadline, "the runs did not all start streaming"
-                await asyncio.sleep(0.05)
+            await all_streaming(seen, 2)
             stopped = time.monotonic()
             gateway.send_signal(signal.SIGTERM)
             await asyncio.wait_for(asyncio.gather(*tasks), 15)

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import shutil
 import sqlite3
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +21,10 @@ import pytest
 from openai.types.beta.threads import TextContentBlock
 
 from tests.conftest import need
+from tests.http import call
 from tests.server import LiveServer
-from tests.test_limits import call, error_of
+from tests.sse_client import is_event, parse
+from tests.waiting import eventually
 
 WORDS = 150  # at 20 ms a token, about 3 s of streaming
 
@@ -61,18 +63,23 @@ def fill(disk: Path) -> Path:
     return filler
 
 
-def test_a_full_disk_is_a_503_the_run_pauses_and_service_recovers(tmp_path: Path) -> None:
+def test_a_full_disk_is_a_503_the_run_pauses_and_service_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     reason = can_mount()
     need(reason is None, reason or "")
+    caplog.set_level(logging.WARNING, logger="gateway.retrying")
     with small_disk(tmp_path / "disk") as disk:
         server = LiveServer(disk / "gateway.db", local_model_delay_ms=20).start()
         try:
-            run_through_a_full_disk(server, disk)
+            run_through_a_full_disk(server, disk, caplog)
         finally:
             server.stop()
 
 
-def run_through_a_full_disk(server: LiveServer, disk: Path) -> None:
+def run_through_a_full_disk(
+    server: LiveServer, disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     client = openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0)
     assistant = client.beta.assistants.create(model="local")
     thread = client.beta.threads.create()
@@ -103,13 +110,24 @@ def run_through_a_full_disk(server: LiveServer, disk: Path) -> None:
     filler = fill(disk)
     try:
         answer = call(server, "POST", "/v1/assistants", {"model": "local", "name": "refused"})
-        assert answer[0] == 503, answer
-        assert error_of(answer)["code"] == "store_unavailable"
-        assert int(answer[1]["retry-after"]) >= 1
-        assert call(server, "GET", f"/v1/assistants/{assistant.id}")[0] == 200
-        # The run reaches its end while the disk is full: it waits to save it, it does not
-        # fail and it is not forgotten; its stream stays open.
-        time.sleep(WORDS * 0.02 + 1.0)
+        assert answer.status == 503, answer
+        assert answer.error()["code"] == "store_unavailable"
+        assert int(answer.headers["retry-after"]) >= 1
+        assert call(server, "GET", f"/v1/assistants/{assistant.id}").status == 200
+        # The run reaches its end while the disk is full: it waits to save it (the write
+        # that ends it is refused and retried, which the log says), it does not fail and it
+        # is not forgotten; its stream stays open.
+        run = client.beta.threads.runs.list(thread_id=thread.id).data[0]
+        eventually(
+            lambda: any(
+                r.getMessage().startswith(f"ending run {run.id} in ")
+                and " failed (" in r.getMessage()
+                for r in caplog.records
+                if r.name == "gateway.retrying"
+            ),
+            timeout=WORDS * 0.02 + 10,
+            what="the run's ending to be refused by the full disk, and retried",
+        )
         assert reader.is_alive(), names[-3:]
         assert "thread.run.completed" not in names
         run = client.beta.threads.runs.list(thread_id=thread.id).data[0]
@@ -141,20 +159,9 @@ def run_through_a_full_disk(server: LiveServer, disk: Path) -> None:
 
 
 def replay(server: LiveServer, thread_id: str, run_id: str) -> list[tuple[int | None, str]]:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    try:
-        conn.request("GET", f"/v1/threads/{thread_id}/runs/{run_id}/events")
-        body = conn.getresponse().read().decode()
-    finally:
-        conn.close()
-    frames: list[tuple[int | None, str]] = []
-    for block in body.split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-        if "event" in fields:
-            frames.append((int(fields["id"]) if "id" in fields else None, fields["event"]))
-    return frames
+    """The run's logged events from the start, as (id, event)."""
+    answer = call(server, "GET", f"/v1/threads/{thread_id}/runs/{run_id}/events")
+    return [(f.id, f.event) for f in parse(answer.raw) if is_event(f)]
 
 
 pytestmark = pytest.mark.timeout(90)

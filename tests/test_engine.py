@@ -22,7 +22,9 @@ from gateway.models.local import LocalModelBackend
 from gateway.store import Kind, StoreTx
 from gateway.store.sqlite import SQLiteRunStore
 from gateway.types import Obj
+from gateway.wire import Assistant, Thread
 from tests.backends import BreakingBackend
+from tests.waiting import eventually_async
 
 WEATHER = {"type": "function", "function": {"name": "get_weather"}}
 
@@ -31,7 +33,7 @@ class Harness:
     def __init__(self, store: SQLiteRunStore, bus: MemoryEventBus, engine: RunEngine) -> None:
         self.store, self.bus, self.engine = store, bus, engine
 
-    async def assistant(self, **fields: Any) -> Obj:
+    async def assistant(self, **fields: Any) -> Assistant:
         assistant = objects.assistant({"model": "local", **fields})
 
         async def write(tx: StoreTx) -> None:
@@ -40,7 +42,7 @@ class Harness:
         await self.store.write(write)
         return assistant
 
-    async def thread(self, *texts: str) -> Obj:
+    async def thread(self, *texts: str) -> Thread:
         return await self.engine.catalog.create_thread(
             {"messages": [{"role": "user", "content": t} for t in texts]}, project=""
         )
@@ -216,17 +218,19 @@ async def test_outputs_submitted_as_soon_as_the_run_reads_requires_action_come_a
 
     async def slow_end(channel: str, event: Event) -> None:
         if event.name == events.RUN_REQUIRES_ACTION:
-            await asyncio.sleep(0.2)  # the window, made wide
+            await asyncio.sleep(0.2)  # the window, made wide: this delay is the point
         await real_publish(channel, event)
 
     monkeypatch.setattr(harness.bus, "publish", slow_end)
     run = await harness.engine.create_run(thread["id"], {"assistant_id": assistant["id"]})
-    for _ in range(200):
-        waiting = await harness.store.get(Kind.RUN, run["id"])
-        if waiting is not None and waiting["status"] == "requires_action":
-            break
-        await asyncio.sleep(0.005)
-    assert waiting is not None and waiting["status"] == "requires_action"
+
+    async def requires_action() -> Obj | None:
+        found = await harness.store.get(Kind.RUN, run["id"])
+        return found if found is not None and found["status"] == "requires_action" else None
+
+    waiting = await eventually_async(
+        requires_action, interval=0.005, what="the run saved in requires_action"
+    )
     call = waiting["required_action"]["submit_tool_outputs"]["tool_calls"][0]
     seen: list[Event] = []
     async with harness.bus.subscribe(run["id"]) as subscription:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
-import json
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -12,7 +9,9 @@ from typing import Any
 import openai
 import pytest
 
+from tests.http import Answer, call
 from tests.server import LiveServer
+from tests.waiting import eventually
 
 ENVELOPE_KEYS = {"message", "type", "param", "code"}
 PREFIXES = ["/v1", ""]
@@ -33,16 +32,6 @@ TERMINAL = {"completed", "incomplete", "failed", "cancelled", "expired"}
 # --- raw HTTP -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    raw: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.raw)
-
-
 def send(
     server: LiveServer,
     method: str,
@@ -51,22 +40,10 @@ def send(
     *,
     raw: bytes | None = None,
     headers: dict[str, str] | None = None,
-) -> Reply:
-    """One request on a fresh connection: `body` goes as JSON, `raw` as given bytes."""
-    sent = {"Authorization": "Bearer sk-test", "OpenAI-Beta": "assistants=v2"}
-    if body is not None:
-        raw = json.dumps(body).encode()
-        sent["Content-Type"] = "application/json"
-    sent.update(headers or {})
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    try:
-        conn.request(method, path, body=raw, headers=sent)
-        response = conn.getresponse()
-        return Reply(
-            response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-        )
-    finally:
-        conn.close()
+) -> Answer:
+    """One request as the SDK would send it: `body` goes as JSON, `raw` as given bytes."""
+    sent = {"Authorization": "Bearer sk-test", "OpenAI-Beta": "assistants=v2", **(headers or {})}
+    return call(server, method, path, body, raw=raw, headers=sent)
 
 
 def ok(server: LiveServer, method: str, path: str, body: Any = None) -> Any:
@@ -76,7 +53,7 @@ def ok(server: LiveServer, method: str, path: str, body: Any = None) -> Any:
 
 
 def assert_envelope(
-    reply: Reply, status: int, *, param: object = UNCHECKED, contains: str | None = None
+    reply: Answer, status: int, *, param: object = UNCHECKED, contains: str | None = None
 ) -> dict[str, Any]:
     """The reply is `status` with exactly OpenAI's four-field invalid_request_error envelope."""
     assert reply.status == status, reply
@@ -126,14 +103,13 @@ def fail(
 
 def wait_for_status(server: LiveServer, thread_id: str, run_id: str, status: str) -> dict[str, Any]:
     """Poll the run until it reaches `status` (bounded); fail on any other terminal status."""
-    deadline = time.monotonic() + 10
-    while True:
+
+    def reached() -> dict[str, Any] | None:
         run: dict[str, Any] = ok(server, "GET", f"/v1/threads/{thread_id}/runs/{run_id}")
-        if run["status"] == status:
-            return run
-        assert run["status"] not in TERMINAL, run
-        assert time.monotonic() < deadline, f"run stuck in {run['status']}, wanted {status}"
-        time.sleep(0.01)
+        assert run["status"] == status or run["status"] not in TERMINAL, run
+        return run if run["status"] == status else None
+
+    return eventually(reached, what=f"run {run_id} to reach {status}")
 
 
 def start_run(server: LiveServer, tools: list[Any], text: str) -> tuple[str, str, str]:
@@ -994,11 +970,13 @@ def test_sdk_sees_active_run_conflict_as_400(client: openai.OpenAI) -> None:
     assistant = client.beta.assistants.create(model="m", tools=[GET_WEATHER])  # type: ignore[list-item]
     thread = client.beta.threads.create(messages=[{"role": "user", "content": CALL_WEATHER}])
     run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
-    deadline = time.monotonic() + 10
-    while run.status != "requires_action":
-        assert time.monotonic() < deadline, run.status
-        time.sleep(0.01)
-        run = client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
+    eventually(
+        lambda: (
+            client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status
+            == "requires_action"
+        ),
+        what="the run to require action",
+    )
     with pytest.raises(openai.BadRequestError) as info:
         client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
     assert info.value.status_code == 400

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ from gateway.engine.eventlog import EventLog, ReplayUnavailableError
 from gateway.events import EPOCH_GAP, Event
 from gateway.store import Kind, LoggedEvent, StoreTx
 from gateway.store.sqlite import SQLiteRunStore
-from gateway.types import Obj
+from gateway.wire import Run
+from tests.waiting import eventually_async
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteRunStore]:
     await s.close()
 
 
-async def a_run(store: SQLiteRunStore, status: str = "in_progress") -> Obj:
+async def a_run(store: SQLiteRunStore, status: str = "in_progress") -> Run:
     assistant = objects.assistant({"model": "m"})
     thread = objects.thread({})
     run = objects.run(thread_id=thread["id"], assistant=assistant, fields={}, expiry_seconds=600)
@@ -256,8 +257,10 @@ async def test_a_seal_waits_for_a_flush_holding_the_runs_events(
 
     monkeypatch.setattr(store, "write", slow_first)
     flushing = asyncio.create_task(log.flush())
-    await asyncio.sleep(0)
+    await until(lambda: order == ["flush"], "the flush to be writing")
     sealing = asyncio.create_task(log.seal(run["id"], _nothing, list))
+    # A window for the seal to write too early, were it not waiting: what is asserted is that
+    # nothing happens meanwhile, so a fixed wait is the point.
     await asyncio.sleep(0.05)
     assert order == ["flush"] and not sealing.done()
     release.set()
@@ -288,12 +291,17 @@ async def test_a_seal_waits_for_a_flush_that_starts_while_it_waits(
 
     monkeypatch.setattr(store, "write", gated)
     first = asyncio.create_task(log.flush())
-    await asyncio.sleep(0)
+    await until(lambda: order == ["write 1"], "the first flush to be writing")
     await log.publish(run["id"], delta(1))
     sealing = asyncio.create_task(log.seal(run["id"], _nothing, list))
+    # The seal must be waiting for the first flush before that one ends; nothing observable
+    # says it is, so it gets a fixed moment to get there.
     await asyncio.sleep(0.01)
     gates[0].set()
     second = asyncio.create_task(log.flush())  # takes event 2 as the first flush ends
+    await until(lambda: first.done() and order == ["write 1", "write 2"], "the second flush")
+    # A window for the seal, woken by the first flush's end, to write too early were it not
+    # waiting for the second: what is asserted is that nothing happens, so the wait is fixed.
     await asyncio.sleep(0.05)
     assert order == ["write 1", "write 2"] and not sealing.done()  # the seal waits for it
     gates[1].set()
@@ -315,7 +323,7 @@ async def test_a_cancelled_caller_still_gets_its_seal_published(
 
     async def slow(fn: Any) -> Any:
         writing.set()
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # a slow write, on purpose: the cancel lands during it
         return await real_write(fn)
 
     monkeypatch.setattr(store, "write", slow)
@@ -347,7 +355,7 @@ async def test_an_abandoned_seal_leaves_its_write_to_finish_alone(
         writes += 1
 
         async def later() -> Any:
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # a slow write, on purpose: both cancels land during it
             return await real_write(fn)
 
         # As the stores do: the write goes on if its caller goes.
@@ -355,17 +363,30 @@ async def test_an_abandoned_seal_leaves_its_write_to_finish_alone(
 
     monkeypatch.setattr(store, "write", slow)
     sealing = asyncio.create_task(log.seal(run["id"], _nothing, list))
-    await asyncio.sleep(0.02)
+    await until(lambda: writes == 1, "the seal's write to be under way")
     sealing.cancel()
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop: the first cancel lands before the second
     sealing.cancel()
     with pytest.raises(asyncio.CancelledError):
         await sealing
-    await asyncio.sleep(0.2)  # the write commits on its own
+
+    async def committed() -> bool:  # the write commits on its own
+        return len(await store.events_after(run["id"], 0)) == 2
+
+    await eventually_async(committed, what="the abandoned seal's write to commit")
     await log.flush()
     assert writes == 1  # nothing was queued again for a flush
     stored = await store.events_after(run["id"], 0)
     assert [(e.seq, e.name) for e in stored] == [(1, events.MESSAGE_DELTA), (2, events.STREAM_END)]
+
+
+async def until(holds: Callable[[], bool], what: str) -> None:
+    """Let the loop run until `holds()` (5 s at most)."""
+
+    async def check() -> bool:
+        return holds()
+
+    await eventually_async(check, timeout=5, interval=0.001, what=what)
 
 
 async def _nothing(tx: StoreTx) -> None:
@@ -403,7 +424,7 @@ async def test_a_position_not_readable_yet_is_waited_for_then_unavailable(
     since = _elsewhere(held)
 
     async def arrives() -> None:
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # the events arrive late, on purpose: they are waited for
         held.append(delta(2).numbered(3))
         held.append(delta(3).numbered(4))
 

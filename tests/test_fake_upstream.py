@@ -26,6 +26,7 @@ from tests.fake_upstream import (
     ToolCall,
     Usage,
 )
+from tests.waiting import eventually_async
 
 CHAT = {"model": "m-1", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 
@@ -291,7 +292,7 @@ async def test_open_connections_return_to_zero(upstream: FakeUpstream) -> None:
 
         await asyncio.gather(fetch(), fetch())
         assert upstream.open_connections == 2
-    assert await asyncio.to_thread(upstream.wait_open_connections, 0, 2.0)
+    await asyncio.to_thread(upstream.wait_open_connections, 0, 2.0)
 
 
 async def test_models_lists_the_configured_ids(
@@ -313,19 +314,14 @@ async def test_stop_closes_a_stalled_connection_quickly(session: aiohttp.ClientS
     fake = FakeUpstream().start()
     fake.enqueue(Script([Stall()]))
     request = asyncio.create_task(session.post(f"{fake.base_url}/chat/completions", json=CHAT))
-    assert await asyncio.to_thread(lambda: _until(lambda: len(fake.requests) == 1))
+
+    async def received() -> bool:
+        return len(fake.requests) == 1
+
+    await eventually_async(received, timeout=2.0, what="the fake to receive the request")
     started = time.monotonic()
     await asyncio.to_thread(fake.stop)
     assert time.monotonic() - started < 1.0
     with pytest.raises(aiohttp.ServerDisconnectedError):
         await request
     assert fake.disconnects == 0
-
-
-def _until(condition: Any, timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True

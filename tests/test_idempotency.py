@@ -4,7 +4,6 @@ answer and creates nothing; another request under the same key is a 400."""
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import sqlite3
 import threading
@@ -18,7 +17,9 @@ from openai.types.beta.thread_create_and_run_params import Thread as NewThread
 from openai.types.beta.threads.run_submit_tool_outputs_params import ToolOutput
 
 from gateway.engine import idempotency
+from tests.http import Answer, call
 from tests.server import LiveServer
+from tests.sse_client import is_event, parse
 
 WEATHER: FunctionToolParam = {
     "type": "function",
@@ -26,19 +27,9 @@ WEATHER: FunctionToolParam = {
 }
 
 
-def post(
-    server: LiveServer, path: str, body: dict[str, Any], key: str | None
-) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    headers = {"Content-Type": "application/json"}
-    if key is not None:
-        headers["Idempotency-Key"] = key
-    try:
-        conn.request("POST", path, body=json.dumps(body), headers=headers)
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
+def post(server: LiveServer, path: str, body: dict[str, Any], key: str | None) -> Answer:
+    """POST `body` as JSON, under Idempotency-Key `key` unless it is None."""
+    return call(server, "POST", path, body, headers=None if key is None else key_header(key))
 
 
 def key_header(key: str) -> dict[str, str]:
@@ -54,12 +45,12 @@ def test_a_retried_create_run_yields_one_run(server: LiveServer, client: openai.
     path = f"/v1/threads/{thread.id}/runs"
     first = post(server, path, body, "retry-1")
     again = post(server, path, body, "retry-1")
-    assert first[0] == again[0] == 200
-    assert json.loads(again[2]) == json.loads(first[2])
-    assert again[1].get("idempotent-replayed") == "true"
-    assert "idempotent-replayed" not in first[1]
+    assert first.status == again.status == 200
+    assert again.json() == first.json()
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert "idempotent-replayed" not in first.headers
     runs = client.beta.threads.runs.list(thread_id=thread.id).data
-    assert [r.id for r in runs] == [json.loads(first[2])["id"]]
+    assert [r.id for r in runs] == [first.json()["id"]]
 
 
 def test_every_create_honours_the_key(server: LiveServer, client: openai.OpenAI) -> None:
@@ -117,9 +108,9 @@ def test_the_same_key_for_another_request_is_refused(
     """Another body, or another path, under a used key: a 400 naming the header; nothing made."""
     post(server, "/v1/assistants", {"model": "local"}, "k")
     for path, body in (("/v1/assistants", {"model": "other"}), ("/v1/threads", {})):
-        status, _, raw = post(server, path, body, "k")
-        assert status == 400
-        error = json.loads(raw)["error"]
+        answer = post(server, path, body, "k")
+        assert answer.status == 400
+        error = answer.json()["error"]
         assert (error["code"], error["param"]) == ("idempotency_key_reused", "Idempotency-Key")
     assert len(client.beta.assistants.list().data) == 1
 
@@ -129,10 +120,10 @@ def test_errors_are_answered_again_but_server_errors_are_not_kept(server: LiveSe
     path = "/v1/threads/thread_missing/messages"
     first = post(server, path, {"role": "user", "content": "x"}, "e")
     again = post(server, path, {"role": "user", "content": "x"}, "e")
-    assert first[0] == again[0] == 404
-    assert again[2] == first[2] and again[1].get("idempotent-replayed") == "true"
-    status, _, raw = post(server, "/v1/threads", {}, "x" * 256)
-    assert status == 400 and json.loads(raw)["error"]["code"] == "invalid_idempotency_key"
+    assert first.status == again.status == 404
+    assert again.raw == first.raw and again.headers.get("idempotent-replayed") == "true"
+    answer = post(server, "/v1/threads", {}, "x" * 256)
+    assert answer.status == 400 and answer.json()["error"]["code"] == "invalid_idempotency_key"
 
 
 def test_a_retried_streamed_create_replays_the_same_run(
@@ -145,24 +136,20 @@ def test_a_retried_streamed_create_replays_the_same_run(
     body = {"assistant_id": assistant.id, "stream": True}
     first = post(server, path, body, "s1")
     again = post(server, path, body, "s1")
-    assert first[0] == again[0] == 200
+    assert first.status == again.status == 200
 
     def run_ids(raw: bytes) -> set[str]:
-        found = set()
-        for block in raw.decode().split("\n\n"):
-            lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-            if lines.get("event") == "thread.run.created":
-                found.add(json.loads(lines["data"])["id"])
-        return found
+        created = [f for f in parse(raw) if is_event(f) and f.event == "thread.run.created"]
+        return {f.data["id"] for f in created}
 
-    assert run_ids(first[2]) == run_ids(again[2]) and len(run_ids(first[2])) == 1
-    assert again[2].endswith(b"event: done\ndata: [DONE]\n\n")
-    assert again[1].get("idempotent-replayed") == "true"
+    assert run_ids(first.raw) == run_ids(again.raw) and len(run_ids(first.raw)) == 1
+    assert again.raw.endswith(b"event: done\ndata: [DONE]\n\n")
+    assert again.headers.get("idempotent-replayed") == "true"
     assert len(client.beta.threads.runs.list(thread_id=thread.id).data) == 1
     # The replay's header belongs to its own response: later streams do not carry it.
     other = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
     later = post(server, f"/v1/threads/{other.id}/runs", body, None)
-    assert later[0] == 200 and "idempotent-replayed" not in later[1], later[1]
+    assert later.status == 200 and "idempotent-replayed" not in later.headers, later.headers
 
 
 def test_concurrent_duplicates_make_one_run(server: LiveServer, client: openai.OpenAI) -> None:
@@ -170,7 +157,7 @@ def test_concurrent_duplicates_make_one_run(server: LiveServer, client: openai.O
     assistant = client.beta.assistants.create(model="local")
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
     path = f"/v1/threads/{thread.id}/runs"
-    answers: list[tuple[int, dict[str, str], bytes]] = []
+    answers: list[Answer] = []
     lock = threading.Lock()
 
     def one() -> None:
@@ -183,8 +170,8 @@ def test_concurrent_duplicates_make_one_run(server: LiveServer, client: openai.O
         t.start()
     for t in threads:
         t.join(20)
-    assert len(answers) == 8 and {a[0] for a in answers} == {200}
-    assert len({json.loads(a[2])["id"] for a in answers}) == 1
+    assert len(answers) == 8 and {a.status for a in answers} == {200}
+    assert len({a.json()["id"] for a in answers}) == 1
     assert len(client.beta.threads.runs.list(thread_id=thread.id).data) == 1
 
 
@@ -215,8 +202,8 @@ def test_a_claim_its_process_never_answered_is_taken_over(
             (fingerprint, int(time.time())),
         )
     started = time.monotonic()
-    status, headers, answer = post(server, "/v1/assistants", json.loads(body), "orphan")
+    answer = post(server, "/v1/assistants", json.loads(body), "orphan")
     waited = time.monotonic() - started
-    assert status == 200 and "idempotent-replayed" not in headers
-    assert json.loads(answer)["name"] == "orphaned"
+    assert answer.status == 200 and "idempotent-replayed" not in answer.headers
+    assert answer.json()["name"] == "orphaned"
     assert 2 <= waited < 5, waited

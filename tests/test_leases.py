@@ -8,11 +8,11 @@ import pytest
 from gateway import objects
 from gateway.engine.leases import Leases
 from gateway.store import Kind, RunStore, StoreTx
-from gateway.types import Obj
+from gateway.wire import Run
 from tests.stores import Database
 
 
-async def _run_leased_to(store: RunStore, owner: str, until: float) -> Obj:
+async def _run_leased_to(store: RunStore, owner: str, until: float) -> Run:
     assistant = objects.assistant({"model": "local"})
     thread = objects.thread({})
     run = objects.run(thread_id=thread["id"], assistant=assistant, fields={}, expiry_seconds=600)

@@ -3,7 +3,6 @@ where waiting helps, Retry-After."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import time
@@ -15,34 +14,9 @@ import openai
 import pytest
 from openai.types.beta.thread_create_and_run_params import Thread as NewThread
 
+from tests.http import call
 from tests.keys import make_key
 from tests.server import LiveServer
-
-
-def call(
-    server: LiveServer, method: str, path: str, body: Any = None, key: str | None = None
-) -> tuple[int, dict[str, str], dict[str, Any]]:
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    headers = {"Content-Type": "application/json"}
-    if key is not None:
-        headers["Authorization"] = f"Bearer {key}"
-    try:
-        conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
-        response = conn.getresponse()
-        raw = response.read()
-        return (
-            response.status,
-            {k.lower(): v for k, v in response.getheaders()},
-            json.loads(raw) if raw else {},
-        )
-    finally:
-        conn.close()
-
-
-def error_of(answer: tuple[int, dict[str, str], dict[str, Any]]) -> dict[str, Any]:
-    error: dict[str, Any] = answer[2]["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    return error
 
 
 @pytest.mark.settings(max_body_bytes=1000)
@@ -50,7 +24,7 @@ def test_a_body_over_the_limit_is_413(server: LiveServer, client: openai.OpenAI)
     """Too large by its Content-Length, or by its chunks without one: 413 either way, nothing
     stored, and the server answers on."""
     answer = call(server, "POST", "/v1/assistants", {"model": "local", "name": "x" * 2000})
-    assert answer[0] == 413 and error_of(answer)["code"] == "request_too_large"
+    assert answer.status == 413 and answer.error()["code"] == "request_too_large"
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         chunk = json.dumps({"model": "local", "description": "y" * 1500}).encode()
         sock.sendall(
@@ -60,7 +34,7 @@ def test_a_body_over_the_limit_is_413(server: LiveServer, client: openai.OpenAI)
         reply = sock.recv(65536)
     assert reply.startswith(b"HTTP/1.1 413") and b'"request_too_large"' in reply
     assert client.beta.assistants.list().data == []
-    assert call(server, "POST", "/v1/assistants", {"model": "local"})[0] == 200
+    assert call(server, "POST", "/v1/assistants", {"model": "local"}).status == 200
 
 
 @pytest.mark.settings(
@@ -112,8 +86,8 @@ def test_text_and_list_limits_are_400s_naming_the_field(
     ]
     for path, body, param in cases:
         answer = call(server, "POST", path, body)
-        assert answer[0] == 400, (path, answer)
-        error = error_of(answer)
+        assert answer.status == 400, (path, answer)
+        error = answer.error()
         assert (error["code"], error["param"]) == ("limit_exceeded", param), path
     assert client.beta.threads.messages.list(thread.id).data == []
     assert len(client.beta.assistants.list().data) == 1
@@ -138,16 +112,18 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(
     """A burst of 5, then 429 with Retry-After; another key is not affected; after waiting,
     the key works again."""
     server, one, two = keyed
-    statuses = [call(server, "GET", "/v1/assistants", key=one)[0] for _ in range(5)]
+    statuses = [call(server, "GET", "/v1/assistants", key=one).status for _ in range(5)]
     assert statuses == [200] * 5
     refused = call(server, "GET", "/v1/assistants", key=one)
-    assert refused[0] == 429
-    error = error_of(refused)
+    assert refused.status == 429
+    error = refused.error()
     assert (error["type"], error["code"]) == ("rate_limit_error", "rate_limit_exceeded")
-    assert int(refused[1]["retry-after"]) >= 1
-    assert call(server, "GET", "/v1/assistants", key=two)[0] == 200
+    assert int(refused.headers["retry-after"]) >= 1
+    assert call(server, "GET", "/v1/assistants", key=two).status == 200
+    # Time passing is what is tested: at 2 a second the bucket holds a token again after 0.5 s,
+    # so the key works after a fixed wait (no condition to await but the clock).
     time.sleep(0.6)
-    assert call(server, "GET", "/v1/assistants", key=one)[0] == 200
+    assert call(server, "GET", "/v1/assistants", key=one).status == 200
 
 
 @pytest.mark.settings(max_active_runs_per_project=2, local_model_delay_ms=5000)
@@ -222,9 +198,9 @@ def test_a_full_gateway_answers_503_with_retry_after(
     answer = call(
         server, "POST", "/v1/threads/runs", {"assistant_id": assistant.id, "thread": thread}
     )
-    assert answer[0] == 503
-    assert error_of(answer)["code"] == "overloaded"
-    assert int(answer[1]["retry-after"]) >= 1
+    assert answer.status == 503
+    assert answer.error()["code"] == "overloaded"
+    assert int(answer.headers["retry-after"]) >= 1
 
 
 @pytest.mark.sqlite_only
@@ -243,9 +219,9 @@ def test_a_locked_database_is_a_503_and_service_comes_back(
         holder.execute("BEGIN IMMEDIATE")
         started = time.monotonic()
         answer = call(server, "POST", "/v1/assistants", {"model": "local", "name": "refused"})
-        assert answer[0] == 503, answer
-        assert error_of(answer)["code"] == "store_unavailable"
-        assert int(answer[1]["retry-after"]) >= 1
+        assert answer.status == 503, answer
+        assert answer.error()["code"] == "store_unavailable"
+        assert int(answer.headers["retry-after"]) >= 1
         assert time.monotonic() - started < 5
         assert [a.id for a in client.beta.assistants.list().data] == [kept.id]
     finally:

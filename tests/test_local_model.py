@@ -302,6 +302,7 @@ async def test_zero_delay_still_lets_cancel_land_between_chunks() -> None:
             received.append(chunk)
 
     task = asyncio.create_task(consume())
+    # Exactly two turns of the loop, not a wait: the stream runs one burst, then the cancel.
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     task.cancel()

@@ -8,9 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
+
+from tests.waiting import eventually
 
 
 def free_port() -> int:
@@ -26,14 +27,15 @@ def test_json_logs_carry_the_request_id_and_no_token(tmp_path: Path) -> None:
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
+
+        def healthy() -> bool:
             try:
                 with urllib.request.urlopen(f"{base}/healthz", timeout=2):
-                    break
+                    return True
             except OSError:
-                assert time.monotonic() < deadline, "the gateway did not start"
-                time.sleep(0.05)
+                return False
+
+        eventually(healthy, timeout=20, interval=0.05, what="the gateway to start")
         request = urllib.request.Request(
             f"{base}/v1/assistants", headers={"X-Request-ID": "trace-42"}
         )

@@ -19,7 +19,8 @@ from gateway.objects import (
     check_run_transition,
     check_step_transition,
 )
-from gateway.types import Obj
+from gateway.types import AnyObj, Obj
+from gateway.wire import Assistant, Run, Step
 from tests.wire import wire_errors
 
 TERMINAL_STEP_STATUSES = frozenset(StepStatus) - {StepStatus.IN_PROGRESS}
@@ -123,16 +124,16 @@ def test_unknown_status_is_a_value_error() -> None:
 # -- builders against the official schema --------------------------------------------------------
 
 
-def _built() -> dict[str, Callable[[], Obj]]:
-    def assistant() -> Obj:
+def _built() -> dict[str, Callable[[], AnyObj]]:
+    def assistant() -> Assistant:
         return objects.assistant({"model": "gateway-local"})
 
-    def run() -> Obj:
+    def run() -> Run:
         return objects.run(
             thread_id=objects.thread({})["id"], assistant=assistant(), fields={}, expiry_seconds=600
         )
 
-    def step() -> Obj:
+    def step() -> Step:
         details = {"type": "message_creation", "message_creation": {"message_id": "msg_x"}}
         return objects.step(run(), details)
 

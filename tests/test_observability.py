@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import http.client
-import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,18 +12,10 @@ import pytest
 from gateway.config import GatewayConfig, UpstreamConfig
 from tests.conftest import need
 from tests.fake_upstream import FakeUpstream, Finish, Script, Sleep, Text
+from tests.http import call
 from tests.redis_server import PrivateRedis
 from tests.server import LiveServer
-
-
-def get(server: LiveServer, path: str) -> tuple[int, dict[str, str], str]:
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read().decode()
-    finally:
-        conn.close()
+from tests.waiting import eventually
 
 
 def sample(metrics: str, name: str, labels: str = "") -> float:
@@ -39,10 +28,10 @@ def sample(metrics: str, name: str, labels: str = "") -> float:
 
 def test_health_and_readiness(server: LiveServer) -> None:
     """/healthz and /readyz answer 200 on a running gateway; readiness reports each part."""
-    assert get(server, "/healthz")[0] == 200
-    status, _, body = get(server, "/readyz")
-    assert status == 200
-    assert json.loads(body) == {"status": "ready", "database": "ok", "bus": "ok"}
+    assert call(server, "GET", "/healthz").status == 200
+    ready = call(server, "GET", "/readyz")
+    assert ready.status == 200
+    assert ready.json() == {"status": "ready", "database": "ok", "bus": "ok"}
 
 
 def test_readiness_reports_a_bus_that_went_away(tmp_path: Path) -> None:
@@ -52,16 +41,17 @@ def test_readiness_reports_a_bus_that_went_away(tmp_path: Path) -> None:
     redis_server = PrivateRedis(tmp_path).start()
     server = LiveServer(tmp_path / "gateway.db", bus=redis_server.url).start()
     try:
-        assert json.loads(get(server, "/readyz")[2])["bus"] == "ok"
+        assert call(server, "GET", "/readyz").json()["bus"] == "ok"
         redis_server.stop()
-        status, _, body = get(server, "/readyz")
-        assert status == 503
-        assert json.loads(body) == {"status": "unavailable", "database": "ok", "bus": "unavailable"}
+        ready = call(server, "GET", "/readyz")
+        assert ready.status == 503
+        assert ready.json() == {"status": "unavailable", "database": "ok", "bus": "unavailable"}
         redis_server.start()
-        deadline = time.monotonic() + 10
-        while (answer := get(server, "/readyz"))[0] != 200 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert answer[0] == 200, answer
+        eventually(
+            lambda: call(server, "GET", "/readyz").status == 200,
+            interval=0.1,
+            what="/readyz to answer 200 once Redis is back",
+        )
     finally:
         server.stop()
         redis_server.stop()
@@ -76,8 +66,9 @@ def test_metrics_count_runs_streams_and_first_tokens(
     events = list(
         client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id, stream=True)
     )
-    status, headers, text = get(server, "/metrics")
-    assert status == 200 and headers["content-type"].startswith("text/plain")
+    metrics = call(server, "GET", "/metrics")
+    assert metrics.status == 200 and metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.raw.decode()
     assert sample(text, "gateway_run_status_changes_total", 'status="completed"') == 1
     assert sample(text, "gateway_events_sent_total") == len(events)
     assert sample(text, "gateway_stream_ends_total", 'reason="done"') == 1
@@ -88,7 +79,7 @@ def test_metrics_count_runs_streams_and_first_tokens(
 
 def test_overhead_header_on_plain_calls(server: LiveServer) -> None:
     """Every response says how long the gateway itself took, in milliseconds."""
-    _, headers, _ = get(server, "/v1/assistants")
+    headers = call(server, "GET", "/v1/assistants").headers
     assert 0 <= float(headers["x-gateway-overhead-ms"]) < 1000
 
 

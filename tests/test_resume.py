@@ -8,8 +8,6 @@ import asyncio
 import contextlib
 import ctypes
 import gc
-import http.client
-import json
 import os
 import random
 import socket
@@ -24,26 +22,21 @@ from openai.types.beta import FunctionToolParam
 
 from gateway.events import EPOCH_GAP
 from gateway.sse import EventStreamResponse
+from tests.http import call, ok
 from tests.resume_client import (
-    SSEConnection,
     drain_to_eof,
     events_path,
-    is_event,
     open_events,
-    parse,
     post_events,
     raw_request,
     read_events,
-    read_stream,
     read_until,
     reader_status,
-    retry_of,
     spawn_reader,
-    triples,
-    wait_until,
 )
 from tests.server import LiveServer
-from tests.sse_client import Frame
+from tests.sse_client import Frame, Stream, is_event, parse, read_stream, retry_of, triples
+from tests.waiting import eventually
 
 SEED = 20_240_611
 WEATHER: FunctionToolParam = {"type": "function", "function": {"name": "get_weather"}}
@@ -67,10 +60,10 @@ def new_thread(client: openai.OpenAI, text: str) -> str:
     return client.beta.threads.create(messages=[{"role": "user", "content": text}]).id
 
 
-def start_run(server: LiveServer, thread_id: str, assistant_id: str) -> SSEConnection:
+def start_run(server: LiveServer, thread_id: str, assistant_id: str) -> Stream:
     """POST a streamed run; the response is open, no frame read yet."""
     body = {"assistant_id": assistant_id, "stream": True}
-    stream = SSEConnection(server, "POST", f"/v1/threads/{thread_id}/runs", body)
+    stream = Stream(server, "POST", f"/v1/threads/{thread_id}/runs", body)
     assert stream.status == 200
     return stream
 
@@ -81,7 +74,7 @@ def run_to_end(server: LiveServer, thread_id: str, assistant_id: str) -> tuple[s
     return frames[0].data["id"], frames
 
 
-def cut(stream: SSEConnection, count: int) -> list[Frame]:
+def cut(stream: Stream, count: int) -> list[Frame]:
     """The first `count` event frames of a stream, then drop the connection."""
     got: list[Frame] = []
     for frame in stream.frames():
@@ -100,25 +93,16 @@ def subscribers(server: LiveServer, run_id: str) -> int:
     return count
 
 
-def unsubscribed(server: LiveServer, run_id: str, timeout: float = 10) -> bool:
-    """Whether every stream of the run has left the bus within `timeout`."""
-    return wait_until(lambda: subscribers(server, run_id) == 0, timeout)
-
-
-def get_json(server: LiveServer, path: str) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    try:
-        conn.request("GET", f"/v1{path}")
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
+def wait_unsubscribed(server: LiveServer, run_id: str, what: str = "") -> None:
+    """Wait (10 s at most) until every stream of the run has left the bus."""
+    eventually(
+        lambda: subscribers(server, run_id) == 0,
+        what=what or f"every stream of {run_id} to leave the bus",
+    )
 
 
 def get_run(server: LiveServer, thread_id: str, run_id: str) -> Any:
-    status, run = get_json(server, f"/threads/{thread_id}/runs/{run_id}")
-    assert status == 200, run
-    return run
+    return ok(server, "GET", f"/v1/threads/{thread_id}/runs/{run_id}")
 
 
 def read_within(
@@ -282,7 +266,7 @@ def test_resume_live_cuts_of_a_running_run(
         assert_whole(log)
         assert log[-2].event == "thread.run.completed"
         assert_resumes(log, k, resumed)
-        assert unsubscribed(server, run_id), "the dropped POST stream left its subscriber"
+        wait_unsubscribed(server, run_id, "the dropped POST stream to leave its subscriber")
 
 
 # --- 2. across a restart, and a crash ---------------------------------------------------------
@@ -347,7 +331,12 @@ def test_resume_after_a_crash_reaches_the_recovery_in_a_new_epoch(
                 ).fetchone()
         return kept is not None and kept >= position and status == "in_progress"
 
-    assert wait_until(snapshot_keeps_the_cut, 5, interval=0.05)
+    eventually(
+        snapshot_keeps_the_cut,
+        timeout=5,
+        interval=0.05,
+        what="a copy of the database that has the cut and the run in progress",
+    )
     with contextlib.closing(sqlite3.connect(crashed)) as copy:
         (last_kept,) = copy.execute(
             "SELECT max(last_seq) FROM run_event_blocks WHERE run_id=?", (run_id,)
@@ -413,7 +402,7 @@ def test_a_pruned_log_is_unavailable_but_the_run_remains(
         blocks = read_stream(open_events(server, thread_id, run_id))
         return any(f.event == "error" for f in blocks if is_event(f))
 
-    assert wait_until(pruned, 5, interval=0.1), "the events were never pruned"
+    eventually(pruned, timeout=5, interval=0.1, what="the events to be pruned")
     run = get_run(server, thread_id, run_id)
     assert run["status"] == "completed" and run["usage"]["completion_tokens"] == 12
     assert run == frames[-2].data
@@ -463,7 +452,7 @@ def test_a_slow_subscriber_is_dropped_while_fast_ones_get_everything(
             assert [f.raw for f in frames] == [f.raw for f in log], out.name
         assert get_run(server, thread_id, run.id)["status"] == "completed"
 
-        assert unsubscribed(server, run.id), "the slow stream is still subscribed"
+        wait_unsubscribed(server, run.id, "the slow stream to be dropped")
         dropped = time.monotonic() - started
         # The server ended the slow stream: reading now reaches its close, and no done.
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
@@ -503,7 +492,10 @@ def open_and_drop(server: LiveServer, thread_id: str, run_id: str) -> dict[str, 
                 head = read_until(sock, b"\r\n\r\n")
                 assert head.startswith(b"HTTP/1.1 200"), head[:200]
                 read_until(sock, b"\n\nid: 1\n", head)  # the retry block, then the first event
-        assert wait_until(lambda: subscribers(server, run_id) == STREAMS, 10)
+        eventually(
+            lambda: subscribers(server, run_id) == STREAMS,
+            what=lambda: f"{STREAMS} subscribers (now {subscribers(server, run_id)})",
+        )
         return {"fds": open_fds(), "rss_kb": rss_kb(), "responses": live_responses()}
     finally:
         for sock in sockets:
@@ -523,7 +515,7 @@ def test_a_thousand_streams_open_and_drop_without_leaks(
     # One stream first, so that one-time state (sse-starlette's shutdown watcher task) exists
     # before the baseline.
     assert read_within(5, server, thread_id, run.id, last_event_id=10**9)[-1].event == "done"
-    assert unsubscribed(server, run.id)
+    wait_unsubscribed(server, run.id)
     loop = server_loop(server)  # None: the task sub-check cannot run (reported below)
     fds_before = open_fds()
     tasks_before = task_count(loop) if loop is not None else -1
@@ -532,14 +524,23 @@ def test_a_thousand_streams_open_and_drop_without_leaks(
     for round_ in range(2):
         started = time.monotonic()
         peak = open_and_drop(server, thread_id, run.id)
-        assert unsubscribed(server, run.id), subscribers(server, run.id)
+        wait_unsubscribed(server, run.id)
         assert peak["responses"] >= STREAMS, "the object census sees the open streams"
-        assert wait_until(lambda: live_responses() == 0, 10, interval=0.2), live_responses()
-        assert wait_until(lambda: open_fds() <= fds_before + 3, 10), (fds_before, open_fds())
+        eventually(
+            lambda: live_responses() == 0,
+            interval=0.2,
+            what=lambda: f"no live event-stream response (now {live_responses()})",
+        )
+        eventually(
+            lambda: open_fds() <= fds_before + 3,
+            what=lambda: f"the open fds back to {fds_before} + 3 (now {open_fds()})",
+        )
         if loop is not None:
             # +1: a store transaction of the running run may be in flight.
-            tasks_back = wait_until(lambda: task_count(loop) <= tasks_before + 1, 10)
-            assert tasks_back, (tasks_before, task_count(loop))
+            eventually(
+                lambda: task_count(loop) <= tasks_before + 1,
+                what=lambda: f"the tasks back to {tasks_before} + 1 (now {task_count(loop)})",
+            )
         rss.append(rss_kb())
         figures.append(
             f"round {round_}: {time.monotonic() - started:.2f} s;"
@@ -569,17 +570,9 @@ def mint(client: openai.OpenAI, thread_id: str, run_id: str) -> Any:
 
 def refused(server: LiveServer, url: str) -> Any:
     """GET `url` and expect the 401 envelope for a bad stream token; returns the error."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    try:
-        conn.request("GET", url)
-        response = conn.getresponse()
-        body = json.loads(response.read())
-    finally:
-        conn.close()
-    assert response.status == 401, body
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert set(error) == {"message", "type", "param", "code"}
+    answer = call(server, "GET", url)
+    assert answer.status == 401, answer
+    error = answer.error()
     assert (error["type"], error["param"], error["code"]) == (
         "invalid_request_error",
         "token",
@@ -625,31 +618,16 @@ def test_an_expired_stream_token_is_refused(
     token = mint(client, thread_id, run_id)
     assert read_events(server, thread_id, run_id, token=token["token"])[-1].event == "done"
 
-    def expired() -> bool:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-        try:
-            conn.request("GET", token["url"])
-            return conn.getresponse().status == 401
-        finally:
-            conn.close()
-
-    assert wait_until(expired, 4, interval=0.25)
+    eventually(
+        lambda: call(server, "GET", token["url"]).status == 401,
+        timeout=4,
+        interval=0.25,
+        what="the stream token to expire",
+    )
     assert "expired" in refused(server, token["url"])["message"]
 
 
 # --- 7. CORS ----------------------------------------------------------------------------------
-
-
-def request(server: LiveServer, method: str, path: str, headers: dict[str, str]) -> Any:
-    """Status and headers of one request (the body read and dropped)."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    try:
-        conn.request(method, path, headers=headers)
-        response = conn.getresponse()
-        response.read()
-        return response.status, response.headers
-    finally:
-        conn.close()
 
 
 @pytest.mark.settings(cors_origins="http://app.test")
@@ -666,15 +644,17 @@ def test_cors_allows_the_configured_origin_only(
         "Access-Control-Request-Headers": "last-event-id",
     }
 
-    status, headers = request(server, "OPTIONS", path, {"Origin": "http://app.test", **preflight})
-    assert status == 200
-    assert headers["access-control-allow-origin"] == "http://app.test"
-    assert "GET" in headers["access-control-allow-methods"]
-    status, headers = request(server, "GET", path, {"Origin": "http://app.test"})
-    assert status == 200 and headers["access-control-allow-origin"] == "http://app.test"
-    assert headers["content-type"].startswith("text/event-stream")
+    answer = call(server, "OPTIONS", path, headers={"Origin": "http://app.test", **preflight})
+    assert answer.status == 200
+    assert answer.headers["access-control-allow-origin"] == "http://app.test"
+    assert "GET" in answer.headers["access-control-allow-methods"]
+    answer = call(server, "GET", path, headers={"Origin": "http://app.test"})
+    assert (
+        answer.status == 200 and answer.headers["access-control-allow-origin"] == "http://app.test"
+    )
+    assert answer.headers["content-type"].startswith("text/event-stream")
 
-    status, headers = request(server, "OPTIONS", path, {"Origin": "http://evil.test", **preflight})
-    assert status == 400 and "access-control-allow-origin" not in headers
-    status, headers = request(server, "GET", path, {"Origin": "http://evil.test"})
-    assert status == 200 and "access-control-allow-origin" not in headers
+    answer = call(server, "OPTIONS", path, headers={"Origin": "http://evil.test", **preflight})
+    assert answer.status == 400 and "access-control-allow-origin" not in answer.headers
+    answer = call(server, "GET", path, headers={"Origin": "http://evil.test"})
+    assert answer.status == 200 and "access-control-allow-origin" not in answer.headers

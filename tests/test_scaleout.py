@@ -5,6 +5,7 @@ a restart of Redis mid-stream loses no event for a client that resumes."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from tests.process import free_port, new_assistant, ready, start
 from tests.redis_server import REDIS_URL, PrivateRedis, forget_prefix, redis_missing
 from tests.slow_link import SlowLink
 from tests.stores import Database, database, postgres_missing
+from tests.waiting import eventually_async
 
 WORDS = 120  # at 20 ms a token, a run streams for about 2.5 s
 
@@ -125,12 +127,12 @@ async def follow(
 
 
 async def until(check: Callable[[], bool], seconds: float = 20) -> None:
-    """Poll `check` until it holds (bounded)."""
-    for _ in range(int(seconds / 0.01)):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("timed out waiting")
+    """Let the loop run until `check()` holds (bounded): a client's frames arrive meanwhile."""
+
+    async def holds() -> bool:
+        return check()
+
+    await eventually_async(holds, timeout=seconds, what="the clients to have seen enough frames")
 
 
 async def test_a_run_on_one_gateway_streams_whole_from_another(
@@ -263,7 +265,7 @@ async def test_a_redis_restart_mid_stream_loses_nothing_for_a_resuming_client(
                 following = asyncio.create_task(follow(http, b, thread, run, into=followed))
                 await until(lambda: followed.deltas() >= 20)
                 redis_server.stop()  # every key is gone
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.5)  # an outage of a fixed length is the point
                 redis_server.start()
                 await streaming
                 await asyncio.wait_for(following, 30)
@@ -376,8 +378,9 @@ async def test_a_dead_gateways_run_ends_on_another_within_the_lease(
             made = await post(http, f"{a}/threads/{thread}/runs", {"assistant_id": assistant})
             run = made["id"]
             await poll_until(http, b, thread, run, {"in_progress"})
-            following = asyncio.create_task(follow(http, b, thread, run))
-            await asyncio.sleep(0.5)
+            followed = Seen()
+            following = asyncio.create_task(follow(http, b, thread, run, into=followed))
+            await until(lambda: followed.deltas() >= 1)  # B's stream is under way
             gateways.processes[0].kill()
             killed_at = asyncio.get_running_loop().time()
             followed = await asyncio.wait_for(following, 20)
@@ -400,13 +403,22 @@ async def poll_until(
     *,
     pause: float = 0.05,
 ) -> dict[str, Any]:
-    for _ in range(int(20 / pause)):
+    """The run, read through `api` every `pause` seconds, once its status is one of `statuses`
+    (20 s at most)."""
+    last: dict[str, Any] = {}
+
+    async def reached() -> dict[str, Any] | None:
+        nonlocal last
         async with http.get(f"{api}/threads/{thread}/runs/{run}") as response:
-            found: dict[str, Any] = await response.json()
-        if found["status"] in statuses:
-            return found
-        await asyncio.sleep(pause)
-    raise AssertionError(f"run {run} never reached {statuses}: {found['status']}")
+            last = await response.json()
+        return last if last["status"] in statuses else None
+
+    return await eventually_async(
+        reached,
+        timeout=20,
+        interval=pause,
+        what=lambda: f"run {run} to reach {statuses} (now {last.get('status')})",
+    )
 
 
 def children_of(pid: int) -> list[int]:
@@ -585,7 +597,9 @@ async def test_a_process_that_lost_its_runs_lease_writes_nothing_more(
             run = run_of(origin)
             await lapse_lease(db, run)
             await asyncio.wait_for(streaming, 20)
-            await asyncio.sleep(5)  # past the time A would have completed the run
+            # A fixed wait is the point: past the time A would have completed the run, had it
+            # gone on writing; there is no event to await for a write that must not happen.
+            await asyncio.sleep(5)
             final = await poll_until(http, a, thread, run, TERMINAL)
     finally:
         gateways.stop()
@@ -642,8 +656,13 @@ async def test_one_idempotency_key_on_two_gateways_at_once_makes_one_run(
                 try:
                     await lock.execute("BEGIN; LOCK TABLE runs IN EXCLUSIVE MODE")
                     first = asyncio.create_task(create(a, f"key-{stream}", stream))
-                    await asyncio.sleep(0.5)  # A has claimed the key; its insert waits
+                    await eventually_async(  # then its insert waits for the table lock
+                        functools.partial(claimed, lock, f"key-{stream}"),
+                        what="A to claim the key",
+                    )
                     second = asyncio.create_task(create(b, f"key-{stream}", stream))
+                    # B polls A's claim in its own process, which nothing outside shows: it
+                    # gets a fixed half second to arrive and wait while A is held.
                     await asyncio.sleep(0.5)
                     pending = not first.done() and not second.done()
                 finally:
@@ -660,6 +679,11 @@ async def test_one_idempotency_key_on_two_gateways_at_once_makes_one_run(
     assert plain[0][2] == plain[1][2] and len(runs) == 1
     assert [(status, replayed) for status, replayed, _ in streamed] == [(200, ""), (200, "true")]
     assert streamed[0][2] == streamed[1][2]
+
+
+async def claimed(conn: Any, key: str) -> bool:
+    """Whether a request has claimed Idempotency-Key `key` (its claim is committed)."""
+    return bool(await conn.fetchval("SELECT count(*) FROM idempotency_keys WHERE key=$1", key))
 
 
 def thread_of(answer: tuple[int, str, Any]) -> str:

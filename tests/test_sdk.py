@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import openai
 import pytest
 from openai.types.beta import FunctionToolParam
+from openai.types.beta.threads import Run
 from openai.types.beta.threads.runs import FunctionToolCall, RunStepInclude, ToolCallsStepDetails
 from pydantic import BaseModel
 
 from tests.server import LiveServer
 from tests.stores import every_backend  # noqa: F401  (runs each test per store backend)
+from tests.waiting import eventually
 from tests.wire import assert_conforms, wire_errors
 
 WEATHER: FunctionToolParam = {
@@ -340,10 +341,12 @@ def test_cancel_stops_a_running_run(client: openai.OpenAI) -> None:
         messages=[{"role": "user", "content": " ".join(["word"] * 100)}]
     )
     run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
-    deadline = time.monotonic() + 5
-    while not client.beta.threads.messages.list(thread.id, run_id=run.id).data:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    eventually(
+        lambda: client.beta.threads.messages.list(thread.id, run_id=run.id).data,
+        timeout=5,
+        interval=0.02,
+        what="the run to start writing its message",
+    )
     cancelled = client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
     assert cancelled.status in ("cancelling", "cancelled")
     final = client.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=POLL)
@@ -386,11 +389,12 @@ def test_requires_action_expires(client: openai.OpenAI) -> None:
         thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=POLL
     )
     assert run.status == "requires_action" and run.expires_at == run.created_at + 2
-    deadline = time.monotonic() + 5
-    while run.status == "requires_action":
-        assert time.monotonic() < deadline, "run never expired"
-        time.sleep(0.05)
-        run = client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
+
+    def settled() -> Run | None:
+        found = client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
+        return None if found.status == "requires_action" else found
+
+    run = eventually(settled, timeout=5, interval=0.05, what="the run to expire")
     assert run.status == "expired"
     [step] = client.beta.threads.runs.steps.list(run_id=run.id, thread_id=thread.id).data
     assert step.status == "expired" and step.expired_at is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from gateway.objects import RUN_TRANSITIONS, RunStatus
 from gateway.store import Kind, StoreTx
 from gateway.store.sqlite import SQLiteRunStore
 from gateway.types import Obj
+from gateway.wire import Assistant
+from tests.waiting import eventually_async
 
 TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete"}
 INTERNAL = "The server had an error while processing the run."
@@ -57,7 +60,7 @@ class RunLife(RuleBasedStateMachine):
         await self.engine.stop()
         await self.store.close()
 
-    async def _assistant(self) -> Obj:
+    async def _assistant(self) -> Assistant:
         assistant = objects.assistant({"model": "local", "tools": [WEATHER]})
 
         async def write(tx: StoreTx) -> None:
@@ -90,7 +93,7 @@ class RunLife(RuleBasedStateMachine):
     def cancel(self, pick: int, pause: float) -> None:
         assert self.engine is not None
         thread_id, run_id = self.runs[pick % len(self.runs)]
-        self._do(asyncio.sleep(pause))
+        self._do(asyncio.sleep(pause))  # when the cancel lands is what hypothesis varies
         self._do(self.engine.cancel_run(thread_id, run_id))
 
     @precondition(lambda self: bool(self.runs))
@@ -114,11 +117,11 @@ class RunLife(RuleBasedStateMachine):
         handle = self.engine.registry.get(run_id)
         if handle is not None and handle.run.get("expires_at") is not None:
             handle.run["expires_at"] = objects.now() - 1
-        self._do(asyncio.sleep(0.05))
+        self._do(asyncio.sleep(0.05))  # time passing is the rule: the expiry check may run
 
     @rule(pause=st.sampled_from([0.0, 0.02, 0.1]))
     def wait(self, pause: float) -> None:
-        self._do(asyncio.sleep(pause))
+        self._do(asyncio.sleep(pause))  # time passing is the rule itself
 
     @rule()
     def restart(self) -> None:
@@ -144,22 +147,30 @@ class RunLife(RuleBasedStateMachine):
             self.loop.close()
 
     async def _all_terminal(self, seconds: float) -> None:
-        assert self.engine is not None
-        deadline = asyncio.get_running_loop().time() + seconds
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        statuses: dict[str, str] = {}
         for thread_id, run_id in self.runs:
-            while True:
-                run = await self.engine.get_run(thread_id, run_id)
-                if run["status"] in TERMINAL:
-                    break
-                if run["status"] == "requires_action":
-                    # Waiting for its client, legitimately (expiry would end it in time): the
-                    # client gives up.
-                    with contextlib.suppress(GatewayError):
-                        await self.engine.cancel_run(thread_id, run_id)
-                assert asyncio.get_running_loop().time() < deadline, (run["status"], run_id)
-                await asyncio.sleep(0.02)
+            run = await eventually_async(
+                functools.partial(self._ended, thread_id, run_id, statuses),
+                timeout=max(0.0, deadline - loop.time()),
+                interval=0.02,
+                what=lambda: f"every run to end (now {statuses})",
+            )
             error = run.get("last_error") or {}
             assert error.get("message") != INTERNAL, run
+
+    async def _ended(self, thread_id: str, run_id: str, statuses: dict[str, str]) -> Obj | None:
+        """The run once it is terminal, else None (its status noted in `statuses`)."""
+        assert self.engine is not None
+        run = await self.engine.get_run(thread_id, run_id)
+        statuses[run_id] = run["status"]
+        if run["status"] == "requires_action":
+            # Waiting for its client, legitimately (expiry would end it in time): the client
+            # gives up.
+            with contextlib.suppress(GatewayError):
+                await self.engine.cancel_run(thread_id, run_id)
+        return run if run["status"] in TERMINAL else None
 
 
 async def _tempdir() -> str:

@@ -7,7 +7,7 @@ import asyncio
 import socket
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,10 @@ from gateway.store.base import (
 )
 from gateway.store.migrations import MIGRATIONS
 from gateway.store.sqlite import SQLiteRunStore
-from gateway.types import Obj, PageQuery
+from gateway.types import AnyObj, Obj, PageQuery
+from gateway.wire import Assistant, Run, Step
 from tests.stores import Database, every_backend  # noqa: F401  (runs each test per backend)
+from tests.waiting import eventually_async
 
 
 @pytest.fixture
@@ -63,20 +65,20 @@ def _pragma(path: Path, name: str) -> Any:
         conn.close()
 
 
-def _new_assistant() -> Obj:
+def _new_assistant() -> Assistant:
     return objects.assistant({"model": "gateway-local", "name": "helper"})
 
 
-def _new_run(thread: Obj, assistant: Obj) -> Obj:
+def _new_run(thread: AnyObj, assistant: AnyObj) -> Run:
     return objects.run(thread_id=thread["id"], assistant=assistant, fields={}, expiry_seconds=600)
 
 
-def _new_step(run: Obj) -> Obj:
+def _new_step(run: Run) -> Step:
     details = {"type": "message_creation", "message_creation": {"message_id": "msg_x"}}
     return objects.step(run, details)
 
 
-async def _insert(store: RunStore, *items: tuple[Kind, Obj]) -> None:
+async def _insert(store: RunStore, *items: tuple[Kind, AnyObj]) -> None:
     async def fn(tx: StoreTx) -> None:
         for kind, obj in items:
             await tx.insert(kind, obj)
@@ -84,14 +86,14 @@ async def _insert(store: RunStore, *items: tuple[Kind, Obj]) -> None:
     await store.write(fn)
 
 
-async def _seed(store: RunStore) -> dict[Kind, Obj]:
+async def _seed(store: RunStore) -> dict[Kind, AnyObj]:
     """One object of every kind, parents first, inserted in one write."""
     assistant = _new_assistant()
     thread = objects.thread({})
     message = objects.user_message(thread["id"], {"role": "user", "content": "hi"})
     run = _new_run(thread, assistant)
     step = _new_step(run)
-    seeded = {
+    seeded: dict[Kind, AnyObj] = {
         Kind.ASSISTANT: assistant,
         Kind.THREAD: thread,
         Kind.MESSAGE: message,
@@ -110,22 +112,22 @@ async def _assistants(store: RunStore, count: int) -> list[str]:
     return [a["id"] for a in made]
 
 
-async def _eventually(store: RunStore, kind: Kind, object_id: str) -> Obj | None:
+async def _eventually(store: RunStore, kind: Kind, object_id: str) -> Obj:
     """The object once a write still in flight has committed it (SQLite's single writer
     commits in order; PostgreSQL's concurrent transactions need not): polled for up to 5 s."""
-    for _ in range(100):
-        found = await store.get(kind, object_id)
-        if found is not None:
-            return found
-        await asyncio.sleep(0.05)
-    return None
+    return await eventually_async(
+        lambda: store.get(kind, object_id),
+        timeout=5,
+        interval=0.05,
+        what=f"{kind.name} {object_id} to be committed",
+    )
 
 
 def _cursor_query(param: str, cursor: str) -> PageQuery:
     return PageQuery(after=cursor) if param == "after" else PageQuery(before=cursor)
 
 
-def _ids(items: list[Obj]) -> list[str]:
+def _ids(items: Sequence[AnyObj]) -> list[str]:
     return [item["id"] for item in items]
 
 
@@ -531,7 +533,7 @@ async def test_unknown_cursor_raises(store: RunStore, param: str) -> None:
     assert caught.value.cursor == "asst_missing"
 
 
-async def _two_threads_of_messages(store: RunStore) -> tuple[dict[str, list[str]], Obj]:
+async def _two_threads_of_messages(store: RunStore) -> tuple[dict[str, list[str]], Run]:
     """Two threads with three messages each, interleaved; the last two of thread A tie to a run."""
     assistant = _new_assistant()
     thread_a, thread_b = objects.thread({}), objects.thread({})
@@ -705,11 +707,23 @@ async def test_close_leaves_no_threads(db_path: Path) -> None:
 
 
 async def test_close_twice_is_harmless(db: Database) -> None:
-    """A second close() is a no-op."""
+    """A second close() is a no-op: it raises nothing, the store stays closed (it refuses a
+    write, saying so), and the database opens again with what was written before."""
     store = db.store()
     await store.open()
+    kept = _new_assistant()
+    await _insert(store, (Kind.ASSISTANT, kept))
     await store.close()
     await store.close()
+    with pytest.raises(AssertionError, match="store is not open"):
+        await _insert(store, (Kind.ASSISTANT, _new_assistant()))
+    again = db.store()
+    await again.open()
+    try:
+        assert await again.get(Kind.ASSISTANT, kept["id"]) == kept
+        assert await again.list_all(Kind.ASSISTANT) == [kept], "the refused write left nothing"
+    finally:
+        await again.close()
 
 
 def test_migration_3_moves_row_per_event_logs_into_blocks(db_path: Path) -> None:
@@ -761,7 +775,7 @@ async def test_concurrent_writes_share_transactions(sqlite_store: SQLiteRunStore
     traced = await _traced(sqlite_store)
     assistants = [_new_assistant() for _ in range(50)]
 
-    def writer(assistant: Obj) -> Callable[[StoreTx], Awaitable[str]]:
+    def writer(assistant: AnyObj) -> Callable[[StoreTx], Awaitable[str]]:
         async def fn(tx: StoreTx) -> str:
             await tx.insert(Kind.ASSISTANT, assistant)
             return str(assistant["id"])
@@ -785,7 +799,7 @@ async def test_a_failing_write_does_not_undo_the_others_in_its_group(
     fine = [_new_assistant() for _ in range(3)]
     duplicate = {**_new_assistant(), "id": taken}
 
-    async def ok(tx: StoreTx, assistant: Obj) -> None:
+    async def ok(tx: StoreTx, assistant: AnyObj) -> None:
         await tx.insert(Kind.ASSISTANT, assistant)
 
     async def refuses(tx: StoreTx) -> None:
@@ -925,7 +939,7 @@ async def test_postgres_unreachable_is_an_open_error() -> None:
 # --- run leases (both backends) -----------------------------------------------------------------
 
 
-async def _active_run(store: RunStore) -> Obj:
+async def _active_run(store: RunStore) -> Run:
     assistant, thread = _new_assistant(), objects.thread({})
     run = _new_run(thread, assistant)
     await _insert(store, (Kind.ASSISTANT, assistant), (Kind.THREAD, thread), (Kind.RUN, run))

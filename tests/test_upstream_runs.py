@@ -21,7 +21,7 @@ from openai.types.shared_params.response_format_json_schema import JSONSchema
 from gateway.config import GatewayConfig, UpstreamConfig
 from tests.fake_upstream import FakeUpstream, Finish, Script, Sleep, Text, ToolCall, Usage
 from tests.server import LiveServer
-from tests.sse_client import Stream
+from tests.sse_client import post_stream
 
 SECRET = "sk-upstream-secret-1234"
 WEATHER: FunctionToolParam = {
@@ -248,7 +248,7 @@ def test_deltas_keep_the_upstream_timing(
     upstream.enqueue(Script([*steps, Finish("stop")]))
     assistant = client.beta.assistants.create(model="fake-large")
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "go"}])
-    stream = Stream(
+    stream = post_stream(
         live, f"/threads/{thread.id}/runs", {"assistant_id": assistant.id, "stream": True}
     )
     deltas = [f for f in stream.frames() if not f.is_comment and f.event == "thread.message.delta"]

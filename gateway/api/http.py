@@ -17,7 +17,7 @@ from gateway.api.requests import Body
 from gateway.api.validation import validate
 from gateway.errors import InvalidRequestError, UnsupportedMediaTypeError
 from gateway.settings import Settings
-from gateway.types import Obj, PageQuery
+from gateway.types import AnyObj, PageQuery
 
 _JSON_TYPES = ("application/json", "text/json")
 
@@ -101,5 +101,5 @@ def page_query(request: Request) -> PageQuery:
     )
 
 
-def ok(obj: Obj) -> JSONResponse:
+def ok(obj: AnyObj) -> JSONResponse:
     return JSONResponse(obj)

@@ -32,12 +32,12 @@ from gateway.api.streaming import MAX_EVENT_ID_DIGITS, run_events, stream_respon
 from gateway.errors import InvalidRequestError
 from gateway.objects import now
 from gateway.tokens import StreamTokens
-from gateway.types import Obj
+from gateway.types import AnyObj
 
 INCLUDABLE = frozenset({"step_details.tool_calls[*].file_search.results[*].content"})
 
 
-def run_response(request: Request, run: Obj) -> Response:
+def run_response(request: Request, run: AnyObj) -> Response:
     """A run, with the hint the SDK's poll helpers use to pace their GETs."""
     return JSONResponse(
         run, headers={"openai-poll-after-ms": str(settings_of(request).poll_after_ms)}

@@ -16,6 +16,7 @@ from gateway import objects
 from gateway.errors import InvalidRequestError, not_found
 from gateway.store import CursorNotFoundError, Kind, RunStore, StoreTx
 from gateway.types import Obj, PageQuery
+from gateway.wire import Assistant, Deleted, Page, Thread
 
 _LABELS = {
     Kind.ASSISTANT: "assistant",
@@ -47,7 +48,7 @@ class Catalog:
 
     # --- assistants -----------------------------------------------------------------------
 
-    async def create_assistant(self, fields: dict[str, Any], *, project: str) -> Obj:
+    async def create_assistant(self, fields: dict[str, Any], *, project: str) -> Assistant:
         assistant = objects.assistant(fields)
 
         async def write(tx: StoreTx) -> None:
@@ -56,7 +57,7 @@ class Catalog:
         await self.store.write(write)
         return assistant
 
-    async def list_assistants(self, query: PageQuery, *, project: str) -> Obj:
+    async def list_assistants(self, query: PageQuery, *, project: str) -> Page:
         return await self._page(Kind.ASSISTANT, query, project=project)
 
     async def get_assistant(self, assistant_id: str) -> Obj:
@@ -68,13 +69,13 @@ class Catalog:
         kept = {name: value for name, value in changes.items() if name != "reasoning_effort"}
         return await self._modify(Kind.ASSISTANT, assistant_id, lambda a: a.update(kept))
 
-    async def delete_assistant(self, assistant_id: str) -> Obj:
+    async def delete_assistant(self, assistant_id: str) -> Deleted:
         await self._delete(Kind.ASSISTANT, assistant_id)
         return objects.deleted(assistant_id, "assistant.deleted")
 
     # --- threads and messages -------------------------------------------------------------
 
-    async def create_thread(self, fields: dict[str, Any], *, project: str) -> Obj:
+    async def create_thread(self, fields: dict[str, Any], *, project: str) -> Thread:
         thread = objects.thread(fields)
         messages = [objects.user_message(thread["id"], m) for m in fields.get("messages") or []]
 
@@ -98,7 +99,7 @@ class Catalog:
 
         return await self._modify(Kind.THREAD, thread_id, apply)
 
-    async def list_messages(self, thread_id: str, query: PageQuery, *, run_id: str = "") -> Obj:
+    async def list_messages(self, thread_id: str, query: PageQuery, *, run_id: str = "") -> Page:
         await self.get_thread(thread_id)
         filters = {"thread_id": thread_id} | ({"run_id": run_id} if run_id else {})
         return await self._page(Kind.MESSAGE, query, **filters)
@@ -120,7 +121,7 @@ class Catalog:
 
         return await self._modify(Kind.MESSAGE, message_id, apply)
 
-    async def delete_message(self, thread_id: str, message_id: str) -> Obj:
+    async def delete_message(self, thread_id: str, message_id: str) -> Deleted:
         await self.get_message(thread_id, message_id)
         await self._delete(Kind.MESSAGE, message_id)
         return objects.deleted(message_id, "thread.message.deleted")
@@ -133,11 +134,11 @@ class Catalog:
             raise not_found("run", run_id)
         return run
 
-    async def list_runs(self, thread_id: str, query: PageQuery) -> Obj:
+    async def list_runs(self, thread_id: str, query: PageQuery) -> Page:
         await self.get_thread(thread_id)
         return await self._page(Kind.RUN, query, thread_id=thread_id)
 
-    async def list_steps(self, thread_id: str, run_id: str, query: PageQuery) -> Obj:
+    async def list_steps(self, thread_id: str, run_id: str, query: PageQuery) -> Page:
         await self.get_run(thread_id, run_id)
         return await self._page(Kind.STEP, query, run_id=run_id)
 
@@ -156,7 +157,7 @@ class Catalog:
             raise not_found(_LABELS[kind], object_id)
         return obj
 
-    async def _page(self, kind: Kind, query: PageQuery, **filters: str) -> Obj:
+    async def _page(self, kind: Kind, query: PageQuery, **filters: str) -> Page:
         """One page of `kind` in the list envelope; a cursor naming nothing listed is a 400."""
         try:
             items, has_more = await self.store.list_page(kind, query, **filters)

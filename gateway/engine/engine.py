@@ -36,7 +36,8 @@ from gateway.metrics import Metrics
 from gateway.models.base import ModelBackend
 from gateway.objects import ACTIVE_RUN_STATUSES, RunStatus, StepStatus, usage
 from gateway.store import Kind, RunStore, StoreTx
-from gateway.types import Obj
+from gateway.types import AnyObj, Obj
+from gateway.wire import Deleted, Message, Run, Step
 
 log = logging.getLogger("gateway.engine")
 
@@ -116,7 +117,7 @@ class RunEngine:
 
     # --- threads and messages, where a run may be active ----------------------------------
 
-    async def delete_thread(self, thread_id: str) -> Obj:
+    async def delete_thread(self, thread_id: str) -> Deleted:
         if await self.store.get(Kind.THREAD, thread_id) is None:
             raise not_found("thread", thread_id)
         active = self.registry.active_on(thread_id)
@@ -132,7 +133,7 @@ class RunEngine:
             raise not_found("thread", thread_id)
         return objects.deleted(thread_id, "thread.deleted")
 
-    async def create_message(self, thread_id: str, fields: dict[str, Any]) -> Obj:
+    async def create_message(self, thread_id: str, fields: dict[str, Any]) -> Message:
         if await self.store.get(Kind.THREAD, thread_id) is None:
             raise not_found("thread", thread_id)
         active = self.registry.active_on(thread_id)
@@ -161,7 +162,7 @@ class RunEngine:
         run_id: str | None = None,
         project: str | None = None,
         key: str = "",
-    ) -> Obj:
+    ) -> Run:
         """Create a queued run and start it; with a `project`, the assistant must belong to it.
         `run_id` (from `gateway.ids.run_id()`) is for a caller that subscribed to it first
         (see `stream_run`)."""
@@ -206,7 +207,7 @@ class RunEngine:
         run_id: str | None = None,
         project: str = "",
         key: str = "",
-    ) -> Obj:
+    ) -> Run:
         """Create a thread in `project` and a run on it; the assistant must be in `project`."""
         self._check_open()
         assistant = await self._assistant(fields["assistant_id"], project=project)
@@ -295,7 +296,9 @@ class RunEngine:
     async def get_run(self, thread_id: str, run_id: str) -> Obj:
         return await self.catalog.get_run(thread_id, run_id)
 
-    async def modify_run(self, thread_id: str, run_id: str, metadata: dict[str, str] | None) -> Obj:
+    async def modify_run(
+        self, thread_id: str, run_id: str, metadata: dict[str, str] | None
+    ) -> AnyObj:
         await self.get_run(thread_id, run_id)
         handle = self.registry.get(run_id)
         if handle is not None:
@@ -317,7 +320,7 @@ class RunEngine:
 
     async def submit_tool_outputs(
         self, thread_id: str, run_id: str, tool_outputs: list[dict[str, str]]
-    ) -> Obj:
+    ) -> Run:
         self._check_open()
         run = await self.get_run(thread_id, run_id)
         handle = self.registry.get(run_id)
@@ -402,7 +405,7 @@ class RunEngine:
             )
 
 
-def _match_outputs(step: Obj, tool_outputs: list[dict[str, str]]) -> dict[str, str]:
+def _match_outputs(step: Step, tool_outputs: list[dict[str, str]]) -> dict[str, str]:
     """Each pending call's output; every call answered exactly once, nothing else (else 400)."""
     expected = [c["id"] for c in step["step_details"]["tool_calls"]]
     outputs: dict[str, str] = {}

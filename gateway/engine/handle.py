@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from gateway.types import Obj
+from gateway.wire import Message, Run, Step
 
 
 class StopReason(StrEnum):
@@ -17,7 +17,7 @@ class StopReason(StrEnum):
 
 @dataclass(eq=False)
 class RunHandle:
-    run: Obj
+    run: Run
     # The project of the run's thread ("" while the server is open).
     project: str = ""
     # The API key that made the run ("" while open, or for a run adopted from another process).
@@ -30,8 +30,8 @@ class RunHandle:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     # What is open right now: the step being written, and the message of a message step.
-    step: Obj | None = None
-    message: Obj | None = None
+    step: Step | None = None
+    message: Message | None = None
     # Text fragments written so far into the open message.
     fragments: list[str] = field(default_factory=list)
     # Usage of the segment that produced the open tool_calls step, set on it when it completes.

@@ -27,7 +27,8 @@ from gateway.objects import (
     usage,
 )
 from gateway.store import Kind, RunStore, StoreTx
-from gateway.types import Obj
+from gateway.types import AnyObj, Obj
+from gateway.wire import LastError, Message, Run, Step
 
 
 class Lifecycle:
@@ -42,7 +43,7 @@ class Lifecycle:
             await self.log.publish(handle.id, event)
 
     async def save(
-        self, handle: RunHandle, *objs: tuple[Kind, Obj], own_metadata: bool = False
+        self, handle: RunHandle, *objs: tuple[Kind, AnyObj], own_metadata: bool = False
     ) -> None:
         """Save objects of `handle`'s run in one transaction, retrying while the database
         refuses writes.
@@ -61,7 +62,7 @@ class Lifecycle:
     async def end_segment(
         self,
         handle: RunHandle,
-        objs: Sequence[tuple[Kind, Obj]],
+        objs: Sequence[tuple[Kind, AnyObj]],
         announce: Callable[[], Sequence[Event]],
     ) -> None:
         """Save `objs` as `save` does, and with them, in the same transaction, the run's events
@@ -70,7 +71,7 @@ class Lifecycle:
         await self.log.seal(handle.id, self._writer(handle, objs), announce)
 
     def _writer(
-        self, handle: RunHandle, objs: Sequence[tuple[Kind, Obj]], *, own_metadata: bool = False
+        self, handle: RunHandle, objs: Sequence[tuple[Kind, AnyObj]], *, own_metadata: bool = False
     ) -> Callable[[StoreTx], Awaitable[None]]:
         shared = self.store.shared
 
@@ -80,14 +81,16 @@ class Lifecycle:
                 raise LeaseLostError(handle.id)
             for kind, obj in objs:
                 if stored is not None and kind is Kind.RUN and not own_metadata:
-                    obj["metadata"] = stored["metadata"]
+                    # Metadata is the one field other processes change (modify run): theirs.
+                    handle.run["metadata"] = stored["metadata"]
+                    obj = {**obj, "metadata": stored["metadata"]}
                 await tx.save(kind, obj)
 
         return write
 
     # --- runs -----------------------------------------------------------------------------
 
-    def set_run_status(self, run: Obj, status: RunStatus) -> None:
+    def set_run_status(self, run: Run, status: RunStatus) -> None:
         check_run_transition(run["status"], status)
         run["status"] = status.value
         self.metrics.run_statuses.labels(status.value).inc()
@@ -122,7 +125,7 @@ class Lifecycle:
     # --- steps and messages ---------------------------------------------------------------
 
     @staticmethod
-    def set_step_status(step: Obj, status: StepStatus, **fields: object) -> None:
+    def set_step_status(step: Step, status: StepStatus, **fields: object) -> None:
         check_step_transition(step["status"], status)
         step["status"] = status.value
         stamp_field = {
@@ -131,11 +134,11 @@ class Lifecycle:
             StepStatus.FAILED: "failed_at",
             StepStatus.EXPIRED: "expired_at",
         }[status]
-        step[stamp_field] = now()
-        step.update(fields)
+        changed: Obj = {stamp_field: now(), **fields}
+        step.update(changed)  # type: ignore[typeddict-item]  # fields of Step, by name
 
     @staticmethod
-    def close_message(message: Obj, content: Sequence[Obj], reason: str | None) -> None:
+    def close_message(message: Message, content: Sequence[Obj], reason: str | None) -> None:
         """Complete the message (reason None) or mark it incomplete for `reason`."""
         message["content"] = list(content)
         if reason is None:
@@ -162,7 +165,7 @@ class Lifecycle:
         """Close the open message and step, then bring the run to `run_status`, atomically with
         the run's events to the end of the stream: theirs, then `trailer`, then the marker."""
         run = handle.run
-        changed: list[tuple[Kind, Obj]] = []
+        changed: list[tuple[Kind, AnyObj]] = []
         if handle.message is not None:
             self.close_message(handle.message, content, message_reason)
             changed.append((Kind.MESSAGE, handle.message))
@@ -213,7 +216,7 @@ class Lifecycle:
     ) -> None:
         """Fail the run. An `internal` failure (the gateway's own, not the model's) is also sent
         to streams as an `error` event after thread.run.failed, so that the SDK raises."""
-        error = {"code": code, "message": message}
+        error: LastError = {"code": code, "message": message}
         handle.run["last_error"] = error
         step_code = code if code in ("server_error", "rate_limit_exceeded") else "server_error"
         await self.end(

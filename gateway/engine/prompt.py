@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway.models.base import ChatMessage, ModelBackend, ModelRequest, ToolCall
-from gateway.types import Obj
+from gateway.types import AnyObj, Obj
+from gateway.wire import Run
 
 
 class PromptTooLongError(Exception):
     """Even truncated, the prompt is over the run's max_prompt_tokens."""
 
 
-def thread_message(message: Obj) -> ChatMessage:
+def thread_message(message: AnyObj) -> ChatMessage:
     texts: list[str] = []
     parts: list[Obj] = []
     for part in message["content"]:
@@ -25,7 +26,7 @@ def thread_message(message: Obj) -> ChatMessage:
     return ChatMessage(role="user", content="\n".join(texts), parts=tuple(parts))
 
 
-def tool_round(step: Obj) -> list[ChatMessage]:
+def tool_round(step: AnyObj) -> list[ChatMessage]:
     """An answered tool_calls step as the assistant's calls followed by one tool message each."""
     calls = [c for c in step["step_details"]["tool_calls"] if c["type"] == "function"]
     out = [
@@ -45,7 +46,7 @@ def tool_round(step: Obj) -> list[ChatMessage]:
 
 
 def build_request(
-    run: Obj, messages: Sequence[Obj], steps: Sequence[Obj], backend: ModelBackend
+    run: Run, messages: Sequence[AnyObj], steps: Sequence[AnyObj], backend: ModelBackend
 ) -> ModelRequest:
     """The model request for the next segment of `run` (raises PromptTooLongError)."""
     system = (
@@ -59,8 +60,9 @@ def build_request(
         for m in tool_round(s)
     ]
     truncation = run["truncation_strategy"]
-    if truncation["type"] == "last_messages" and truncation.get("last_messages"):
-        history = history[-truncation["last_messages"] :]
+    keep = truncation["last_messages"]
+    if truncation["type"] == "last_messages" and keep:
+        history = history[-keep:]
     limit = run["max_prompt_tokens"]
     if limit is not None:
         # Drop the oldest thread messages (never the newest) until the prompt fits.

@@ -13,7 +13,7 @@ from gateway.engine.handle import RunHandle
 from gateway.errors import ConflictError, RateLimitError, ServiceUnavailableError
 from gateway.metrics import Metrics
 from gateway.objects import ACTIVE_RUN_STATUSES
-from gateway.types import Obj
+from gateway.wire import Run
 
 
 class Registry:
@@ -80,7 +80,7 @@ class Registry:
                 retry_after=1,
             )
 
-    def register(self, run: Obj, project: str = "", key: str = "") -> RunHandle:
+    def register(self, run: Run, project: str = "", key: str = "") -> RunHandle:
         handle = RunHandle(run=run, project=project, key=key)
         self._handles[run["id"]] = handle
         self.metrics.active_runs.inc()

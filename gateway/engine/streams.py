@@ -27,7 +27,7 @@ from gateway.engine.eventlog import EventLog, Replay, ReplayUnavailableError
 from gateway.events import DONE_FRAME, Event, retry_frame
 from gateway.metrics import Metrics
 from gateway.objects import ACTIVE_RUN_STATUSES
-from gateway.types import Obj
+from gateway.types import AnyObj, Obj
 
 # Events sent are added to the metric in steps of this many (and at the stream's end), not per
 # send: the counter takes a lock.
@@ -86,7 +86,7 @@ class RunStreams:
         self.metrics = metrics
         self.retry_ms = retry_ms
 
-    async def start(self, run_id: str, begin: Callable[[], Awaitable[Obj]]) -> RunStream:
+    async def start(self, run_id: str, begin: Callable[[], Awaitable[AnyObj]]) -> RunStream:
         """Subscribe to `run_id`, call `begin()`, then stream the segment it began: earlier
         events still on their way (the end of the segment before tool outputs were submitted)
         are skipped by their numbers."""

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Final, NamedTuple, Protocol, TypeVar
 
 from gateway.errors import ConflictError
-from gateway.types import Obj, PageQuery
+from gateway.types import AnyObj, Obj, PageQuery
 
 
 class Kind(StrEnum):
@@ -89,12 +89,12 @@ class StoreTx(Protocol):
     """Reads and writes inside one write transaction; reads see the transaction's own writes."""
 
     async def get(self, kind: Kind, object_id: str) -> Obj | None: ...
-    async def insert(self, kind: Kind, obj: Obj, *, project: str = "") -> None:
+    async def insert(self, kind: Kind, obj: AnyObj, *, project: str = "") -> None:
         """Add a new object; its id must be new. Assistants and threads are added to `project`
         (which later saves never change)."""
         ...
 
-    async def save(self, kind: Kind, obj: Obj) -> None:
+    async def save(self, kind: Kind, obj: AnyObj) -> None:
         """Insert or overwrite the object with this id (never touches its children)."""
         ...
 

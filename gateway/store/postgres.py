@@ -36,7 +36,7 @@ from gateway.store.base import (
 from gateway.store.eventblocks import event_blocks, split_block
 from gateway.store.pg_migrations import MIGRATIONS
 from gateway.store.rows import TABLES, decode_first, insert_sql, row_values, upsert_sql
-from gateway.types import Obj, PageQuery
+from gateway.types import AnyObj, Obj, PageQuery
 
 log = logging.getLogger("gateway.store")
 
@@ -91,13 +91,13 @@ class _PostgresTx:
         rows = await self._conn.fetch(f"SELECT body FROM {TABLES[kind]} WHERE id=$1", object_id)
         return decode_first(rows)
 
-    async def insert(self, kind: Kind, obj: Obj, *, project: str = "") -> None:
+    async def insert(self, kind: Kind, obj: AnyObj, *, project: str = "") -> None:
         values = [obj["id"], *row_values(kind, obj)]
         if kind in OWNED_KINDS:
             values.append(project)
         await self._conn.execute(_INSERT[kind], *values)
 
-    async def save(self, kind: Kind, obj: Obj) -> None:
+    async def save(self, kind: Kind, obj: AnyObj) -> None:
         await self._conn.execute(_UPSERT[kind], obj["id"], *row_values(kind, obj))
 
     async def delete(self, kind: Kind, object_id: str) -> bool:

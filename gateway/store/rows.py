@@ -10,7 +10,7 @@ from typing import Any, Final
 import orjson
 
 from gateway.store.base import OWNED_KINDS, Kind
-from gateway.types import Obj
+from gateway.types import AnyObj, Obj
 
 TABLES: Final = {
     Kind.ASSISTANT: "assistants",
@@ -31,7 +31,7 @@ COLUMNS: Final[dict[Kind, tuple[str, ...]]] = {
 Mark = Callable[[int], str]
 
 
-def row_values(kind: Kind, obj: Obj) -> tuple[Any, ...]:
+def row_values(kind: Kind, obj: AnyObj) -> tuple[Any, ...]:
     """The object's lookup columns and its body, in the order of COLUMNS then `body`."""
     return (*(obj.get(c) for c in COLUMNS[kind]), orjson.dumps(obj))
 

@@ -43,7 +43,7 @@ from gateway.store.base import (
 from gateway.store.eventblocks import event_blocks, split_block
 from gateway.store.migrations import MIGRATIONS
 from gateway.store.rows import TABLES, decode_first, insert_sql, row_values, upsert_sql
-from gateway.types import Obj, PageQuery
+from gateway.types import AnyObj, Obj, PageQuery
 
 log = logging.getLogger("gateway.store")
 
@@ -147,11 +147,11 @@ class _SQLiteTx:
         await self.flush()
         return await _get(self._conn, kind, object_id)
 
-    async def insert(self, kind: Kind, obj: Obj, *, project: str = "") -> None:
+    async def insert(self, kind: Kind, obj: AnyObj, *, project: str = "") -> None:
         values = (obj["id"], *row_values(kind, obj))
         self.held.append((_INSERT[kind], (*values, project) if kind in OWNED_KINDS else values))
 
-    async def save(self, kind: Kind, obj: Obj) -> None:
+    async def save(self, kind: Kind, obj: AnyObj) -> None:
         self.held.append((_UPSERT[kind], (obj["id"], *row_values(kind, obj))))
 
     async def delete(self, kind: Kind, object_id: str) -> bool:

@@ -517,3 +517,19 @@ class ChatCompletionRequest(BaseModel):
 
 # What a request body model is, for modules that name the type without importing pydantic.
 Body = BaseModel
+
+# The models a request body (or, for tool outputs, each item of one) is validated with: the ones
+# whose error paths are named from the top of the body (validation.py).
+TOP_LEVEL: tuple[type[BaseModel], ...] = (
+    CreateAssistantRequest,
+    ModifyAssistantRequest,
+    CreateThreadRequest,
+    ModifyThreadRequest,
+    CreateMessageRequest,
+    ModifyMessageRequest,
+    CreateRunRequest,
+    CreateThreadAndRunRequest,
+    ModifyRunRequest,
+    SubmitToolOutputsRunRequest,
+    ToolOutput,
+)

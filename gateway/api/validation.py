@@ -19,19 +19,7 @@ from pydantic import BaseModel, Tag, ValidationError
 from pydantic.json_schema import models_json_schema
 from pydantic_core import ErrorDetails
 
-from gateway.api.requests import (
-    CreateAssistantRequest,
-    CreateMessageRequest,
-    CreateRunRequest,
-    CreateThreadAndRunRequest,
-    CreateThreadRequest,
-    ModifyAssistantRequest,
-    ModifyMessageRequest,
-    ModifyRunRequest,
-    ModifyThreadRequest,
-    SubmitToolOutputsRunRequest,
-    ToolOutput,
-)
+from gateway.api.requests import TOP_LEVEL
 from gateway.errors import InvalidRequestError
 
 M = TypeVar("M", bound=BaseModel)
@@ -62,22 +50,7 @@ def json_schemas(
 
 # -- errors -----------------------------------------------------------------------------------
 
-_BODIES: dict[str, type[BaseModel]] = {
-    cls.__name__: cls
-    for cls in (
-        CreateAssistantRequest,
-        ModifyAssistantRequest,
-        CreateThreadRequest,
-        ModifyThreadRequest,
-        CreateMessageRequest,
-        ModifyMessageRequest,
-        CreateRunRequest,
-        CreateThreadAndRunRequest,
-        ModifyRunRequest,
-        SubmitToolOutputsRunRequest,
-        ToolOutput,
-    )
-}
+_BODIES: dict[str, type[BaseModel]] = {cls.__name__: cls for cls in TOP_LEVEL}
 
 _EXPECTED = {
     "string_type": "a string",

@@ -34,7 +34,7 @@ from gateway.errors import (
 )
 from gateway.metrics import Metrics
 from gateway.models.base import ModelBackend
-from gateway.objects import ACTIVE_RUN_STATUSES, RunStatus, StepStatus, usage
+from gateway.objects import ACTIVE_RUN_STATUSES, RunStatus
 from gateway.store import Kind, RunStore, StoreTx
 from gateway.types import AnyObj, Obj
 from gateway.wire import Deleted, Message, Run, Step
@@ -302,8 +302,7 @@ class RunEngine:
         await self.get_run(thread_id, run_id)
         handle = self.registry.get(run_id)
         if handle is not None:
-            handle.run["metadata"] = metadata or {}
-            await self.lc.save(handle, (Kind.RUN, handle.run), own_metadata=True)
+            await self.lc.set_metadata(handle, metadata or {})
             return copy.deepcopy(handle.run)
 
         # Held by no one, or by another process: change the stored run's metadata only (that
@@ -337,16 +336,8 @@ class RunEngine:
             raise ConflictError(
                 f'Runs in status "{status}" do not accept tool outputs.', param="tool_outputs"
             )
-        step = handle.step
-        assert step is not None, "a run in requires_action has an open tool_calls step"
-        outputs = _match_outputs(step, tool_outputs)
-        for call in step["step_details"]["tool_calls"]:
-            call["function"]["output"] = outputs[call["id"]]
-        self.lc.set_step_status(step, StepStatus.COMPLETED, usage=usage(*handle.step_usage))
-        self.lc.set_run_status(handle.run, RunStatus.QUEUED)
-        handle.step = None
-        await self.lc.save(handle, (Kind.STEP, step), (Kind.RUN, handle.run))
-        await self.lc.publish(handle, events.step_status(step), events.run_status(handle.run))
+        assert handle.step is not None, "a run in requires_action has an open tool_calls step"
+        await self.lc.accept_outputs(handle, _match_outputs(handle.step, tool_outputs))
         self.driver.spawn(handle)
         return copy.deepcopy(handle.run)
 

@@ -90,6 +90,24 @@ class Lifecycle:
 
     # --- runs -----------------------------------------------------------------------------
 
+    async def set_metadata(self, handle: RunHandle, metadata: dict[str, str]) -> None:
+        """Replace the run's metadata (modify run), saved as this run's own."""
+        handle.run["metadata"] = metadata
+        await self.save(handle, (Kind.RUN, handle.run), own_metadata=True)
+
+    async def accept_outputs(self, handle: RunHandle, outputs: dict[str, str]) -> None:
+        """Answer the waiting tool calls (`outputs` by call id, every call's): the tool step
+        completes and the run is queued again, saved, then announced."""
+        step = handle.step
+        assert step is not None and step["type"] == "tool_calls"
+        for call in step["step_details"]["tool_calls"]:
+            call["function"]["output"] = outputs[call["id"]]
+        self.set_step_status(step, StepStatus.COMPLETED, usage=usage(*handle.step_usage))
+        self.set_run_status(handle.run, RunStatus.QUEUED)
+        handle.step = None
+        await self.save(handle, (Kind.STEP, step), (Kind.RUN, handle.run))
+        await self.publish(handle, events.step_status(step), events.run_status(handle.run))
+
     def set_run_status(self, run: Run, status: RunStatus) -> None:
         check_run_transition(run["status"], status)
         run["status"] = status.value

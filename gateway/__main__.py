@@ -16,7 +16,7 @@ from gateway.config import GatewayConfig
 from gateway.config_file import ConfigError, load_config
 from gateway.settings import Settings, SettingsError, env_name, from_env, sqlite_path
 from gateway.store import StoreOpenError, is_postgres, open_store
-from gateway.store.sqlite import count_keys_in_file
+from gateway.store.sqlite_check import count_keys_in_file
 
 DEFAULTS = Settings()
 

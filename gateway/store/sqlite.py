@@ -556,29 +556,3 @@ class SQLiteRunStore:
             wanted,
         )
         return [orjson.loads(row[0]) for row in rows]
-
-
-def count_keys_in_file(path: Path) -> int:
-    """Open the database file once for writing, outside any event loop (the CLI's check before
-    serving); how many API keys it holds. StoreOpenError when it cannot be used: locked,
-    unreadable, or made by a newer gateway."""
-    try:
-        conn = sqlite3.connect(path, timeout=5, isolation_level=None)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            has_keys = conn.execute(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='api_keys'"
-            ).fetchone()[0]
-            keys = conn.execute("SELECT count(*) FROM api_keys").fetchone()[0] if has_keys else 0
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise StoreOpenError(str(exc)) from None
-    if version > len(MIGRATIONS):
-        raise StoreOpenError(
-            f"it has schema version {version}, newer than this gateway knows "
-            f"({len(MIGRATIONS)}): upgrade the gateway"
-        )
-    return int(keys)

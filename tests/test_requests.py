@@ -8,6 +8,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from gateway.api.requests import (
+    ChatCompletionRequest,
     CreateAssistantRequest,
     CreateMessageRequest,
     CreateRunRequest,
@@ -675,3 +676,17 @@ def test_a_whole_number_written_with_a_fraction_is_an_integer() -> None:
     body = CreateRunRequest.model_validate({"assistant_id": "a", "max_prompt_tokens": 300.0})
     assert body.model_dump(exclude_unset=True)["max_prompt_tokens"] == 300
     assert type(body.model_dump(exclude_unset=True)["max_prompt_tokens"]) is int
+
+
+@pytest.mark.parametrize("kind", ["code_interpreter", "file_search"])
+def test_chat_tool_choice_names_only_functions(kind: str) -> None:
+    """Chat completions take 'none', 'auto', 'required' or a function as tool_choice; an
+    Assistants tool there is refused naming tool_choice.type (schemathesis found it accepted
+    against the published schema)."""
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    for choice in ("auto", {"type": "function", "function": {"name": "f"}}):
+        ChatCompletionRequest.model_validate(body | {"tool_choice": choice})
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.model_validate(body | {"tool_choice": {"type": kind}})
+    message, param = validation_error_param(info.value)
+    assert param == "tool_choice.type" and f"'{kind}'" in message

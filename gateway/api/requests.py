@@ -237,6 +237,13 @@ ToolChoice = Annotated[
     _shape_union("'none', 'auto', 'required' or an object naming a tool"),
 ]
 
+# Chat completions name only functions: the Assistants tools have no meaning there.
+ChatToolChoice = Annotated[
+    Annotated[Literal["none", "auto", "required"], Tag("string")]
+    | Annotated[NamedFunctionChoice, Tag("object")],
+    _shape_union("'none', 'auto', 'required' or an object naming a function"),
+]
+
 
 # -- tool resources ---------------------------------------------------------------------------
 
@@ -506,7 +513,7 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessageIn] = Field(min_length=1)
     stream: bool | None = None
     tools: list[FunctionTool] | None = None
-    tool_choice: ToolChoice | None = None
+    tool_choice: ChatToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: FreeFormObject | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -532,4 +539,5 @@ TOP_LEVEL: tuple[type[BaseModel], ...] = (
     ModifyRunRequest,
     SubmitToolOutputsRunRequest,
     ToolOutput,
+    ChatCompletionRequest,
 )

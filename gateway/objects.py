@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from gateway import ids
+from gateway.bodies import AssistantBody, MessageBody, RunSettings, ThreadBody
 from gateway.types import Obj
 from gateway.wire import Assistant, Deleted, Message, Page, Run, Step, Thread, Usage
 
@@ -104,7 +105,7 @@ def now() -> int:
     return int(time.time())
 
 
-def assistant(fields: dict[str, Any]) -> Assistant:
+def assistant(fields: AssistantBody) -> Assistant:
     return {
         "id": ids.assistant_id(),
         "object": "assistant",
@@ -122,7 +123,7 @@ def assistant(fields: dict[str, Any]) -> Assistant:
     }
 
 
-def thread(fields: dict[str, Any]) -> Thread:
+def thread(fields: ThreadBody) -> Thread:
     return {
         "id": ids.thread_id(),
         "object": "thread",
@@ -154,7 +155,7 @@ def text_part(value: str) -> Obj:
     return {"type": "text", "text": {"value": value, "annotations": []}}
 
 
-def user_message(thread_id: str, fields: dict[str, Any]) -> Message:
+def user_message(thread_id: str, fields: MessageBody) -> Message:
     """A message created through the API (create message, create thread, additional_messages)."""
     created = now()
     return {
@@ -199,7 +200,7 @@ def run(
     *,
     thread_id: str,
     assistant: Mapping[str, Any],
-    fields: dict[str, Any],
+    fields: RunSettings,
     expiry_seconds: int,
     run_id: str | None = None,
 ) -> Run:

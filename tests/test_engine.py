@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import pytest
 
 from gateway import events, ids, objects
+from gateway.bodies import AssistantChanges
 from gateway.bus.memory import MemoryEventBus
 from gateway.engine import RunEngine
 from gateway.errors import ConflictError, InvalidRequestError
@@ -33,7 +34,7 @@ class Harness:
     def __init__(self, store: SQLiteRunStore, bus: MemoryEventBus, engine: RunEngine) -> None:
         self.store, self.bus, self.engine = store, bus, engine
 
-    async def assistant(self, **fields: Any) -> Assistant:
+    async def assistant(self, **fields: Unpack[AssistantChanges]) -> Assistant:
         assistant = objects.assistant({"model": "local", **fields})
 
         async def write(tx: StoreTx) -> None:

@@ -3,11 +3,12 @@ system message, tool rounds, truncation by `last_messages` and by `max_prompt_to
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import pytest
 
 from gateway import objects
+from gateway.bodies import RunSettings
 from gateway.engine.prompt import PromptTooLongError, build_request, thread_message, tool_round
 from gateway.models.base import ChatMessage, ToolCall
 from gateway.models.local import LocalModelBackend
@@ -19,7 +20,7 @@ BACKEND = LocalModelBackend()
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
 
 
-def a_run(**fields: Any) -> Run:
+def a_run(**fields: Unpack[RunSettings]) -> Run:
     assistant = objects.assistant({"model": "m"})
     thread = objects.thread({})
     return objects.run(
@@ -93,7 +94,7 @@ def test_text_parts_are_joined_by_newlines_and_other_parts_kept() -> None:
     are passed through as they are stored, in order."""
     run = a_run()
     image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
-    content = [
+    content: list[dict[str, Any]] = [
         {"type": "text", "text": "look"},
         image,
         {"type": "text", "text": "at this"},

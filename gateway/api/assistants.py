@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -11,10 +13,11 @@ from gateway.api.docs import ASSISTANT, deleted, listing, page
 from gateway.api.http import ok, page_query, read_body, refuse_unserved_tools
 from gateway.api.requests import CreateAssistantRequest, ModifyAssistantRequest
 from gateway.api.routing import op, resource
+from gateway.bodies import AssistantBody, AssistantChanges
 
 
 async def create_assistant(request: Request) -> Response:
-    fields = await read_body(request, CreateAssistantRequest)
+    fields = cast(AssistantBody, await read_body(request, CreateAssistantRequest))
     refuse_unserved_tools(fields)
     return ok(await catalog_of(request).create_assistant(fields, project=project_of(request)))
 
@@ -29,7 +32,7 @@ async def get_assistant(request: Request) -> Response:
 
 
 async def modify_assistant(request: Request) -> Response:
-    changes = await read_body(request, ModifyAssistantRequest)
+    changes = cast(AssistantChanges, await read_body(request, ModifyAssistantRequest))
     refuse_unserved_tools(changes)
     assistant_id = request.path_params["assistant_id"]
     return ok(await catalog_of(request).modify_assistant(assistant_id, changes))

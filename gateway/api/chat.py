@@ -3,6 +3,8 @@ model's (see engine/completions.py)."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -12,12 +14,13 @@ from gateway.api.docs import wire_object
 from gateway.api.http import JSONResponse, read_body
 from gateway.api.requests import ChatCompletionRequest
 from gateway.api.routing import op, resource
+from gateway.bodies import ChatBody
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 async def chat_completions(request: Request) -> Response:
-    fields = await read_body(request, ChatCompletionRequest)
+    fields = cast(ChatBody, await read_body(request, ChatCompletionRequest))
     completions = completions_of(request)
     proxied = await completions.proxy(fields["model"], await request.body())
     if proxied is not None:

@@ -59,7 +59,7 @@ async def read_body(request: Request, model: type[Body]) -> dict[str, Any]:
 UNSERVED_TOOLS = frozenset({"code_interpreter", "file_search"})
 
 
-def refuse_unserved_tools(fields: dict[str, Any]) -> None:
+def refuse_unserved_tools(fields: AnyObj) -> None:
     """400 for a code_interpreter or file_search tool, rather than dropping it silently."""
     for index, tool in enumerate(fields.get("tools") or ()):
         if tool["type"] in UNSERVED_TOOLS:

@@ -29,6 +29,7 @@ from gateway.api.requests import (
 )
 from gateway.api.routing import op, resource
 from gateway.api.streaming import MAX_EVENT_ID_DIGITS, run_events, stream_response
+from gateway.bodies import RunBody, ThreadAndRunBody
 from gateway.errors import InvalidRequestError
 from gateway.objects import now
 from gateway.tokens import StreamTokens
@@ -59,7 +60,7 @@ def _check_include(request: Request) -> None:
 
 async def create_run(request: Request) -> Response:
     _check_include(request)
-    fields = await read_body(request, CreateRunRequest)
+    fields = cast(RunBody, await read_body(request, CreateRunRequest))
     refuse_unserved_tools(fields)
     engine, thread_id = engine_of(request), request.path_params["thread_id"]
     project, key = project_of(request), key_of(request)
@@ -72,7 +73,7 @@ async def create_run(request: Request) -> Response:
 
 
 async def create_thread_and_run(request: Request) -> Response:
-    fields = await read_body(request, CreateThreadAndRunRequest)
+    fields = cast(ThreadAndRunBody, await read_body(request, CreateThreadAndRunRequest))
     refuse_unserved_tools(fields)
     engine, project, key = engine_of(request), project_of(request), key_of(request)
     if fields.get("stream"):

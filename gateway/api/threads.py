@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,10 +18,11 @@ from gateway.api.requests import (
     ModifyThreadRequest,
 )
 from gateway.api.routing import op, resource
+from gateway.bodies import MessageBody, ThreadBody
 
 
 async def create_thread(request: Request) -> Response:
-    fields = await read_body(request, CreateThreadRequest)
+    fields = cast(ThreadBody, await read_body(request, CreateThreadRequest))
     return ok(await catalog_of(request).create_thread(fields, project=project_of(request)))
 
 
@@ -28,7 +31,7 @@ async def get_thread(request: Request) -> Response:
 
 
 async def modify_thread(request: Request) -> Response:
-    fields = await read_body(request, ModifyThreadRequest)
+    fields = cast(ThreadBody, await read_body(request, ModifyThreadRequest))
     return ok(await catalog_of(request).modify_thread(request.path_params["thread_id"], fields))
 
 
@@ -37,7 +40,7 @@ async def delete_thread(request: Request) -> Response:
 
 
 async def create_message(request: Request) -> Response:
-    fields = await read_body(request, CreateMessageRequest)
+    fields = cast(MessageBody, await read_body(request, CreateMessageRequest))
     return ok(await engine_of(request).create_message(request.path_params["thread_id"], fields))
 
 

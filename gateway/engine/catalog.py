@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
 
 from gateway import objects
+from gateway.bodies import AssistantBody, AssistantChanges, ThreadBody
 from gateway.errors import InvalidRequestError, not_found
 from gateway.store import CursorNotFoundError, Kind, RunStore, StoreTx
 from gateway.types import Obj, PageQuery
@@ -48,7 +48,7 @@ class Catalog:
 
     # --- assistants -----------------------------------------------------------------------
 
-    async def create_assistant(self, fields: dict[str, Any], *, project: str) -> Assistant:
+    async def create_assistant(self, fields: AssistantBody, *, project: str) -> Assistant:
         assistant = objects.assistant(fields)
 
         async def write(tx: StoreTx) -> None:
@@ -63,7 +63,7 @@ class Catalog:
     async def get_assistant(self, assistant_id: str) -> Obj:
         return await self._get(Kind.ASSISTANT, assistant_id)
 
-    async def modify_assistant(self, assistant_id: str, changes: dict[str, Any]) -> Obj:
+    async def modify_assistant(self, assistant_id: str, changes: AssistantChanges) -> Obj:
         """Replace the fields in `changes` (reasoning_effort is accepted but, as at OpenAI,
         neither kept nor echoed)."""
         kept = {name: value for name, value in changes.items() if name != "reasoning_effort"}
@@ -75,7 +75,7 @@ class Catalog:
 
     # --- threads and messages -------------------------------------------------------------
 
-    async def create_thread(self, fields: dict[str, Any], *, project: str) -> Thread:
+    async def create_thread(self, fields: ThreadBody, *, project: str) -> Thread:
         thread = objects.thread(fields)
         messages = [objects.user_message(thread["id"], m) for m in fields.get("messages") or []]
 
@@ -90,7 +90,7 @@ class Catalog:
     async def get_thread(self, thread_id: str) -> Obj:
         return await self._get(Kind.THREAD, thread_id)
 
-    async def modify_thread(self, thread_id: str, fields: dict[str, Any]) -> Obj:
+    async def modify_thread(self, thread_id: str, fields: ThreadBody) -> Obj:
         def apply(thread: Obj) -> None:
             if "metadata" in fields:
                 thread["metadata"] = fields["metadata"] or {}

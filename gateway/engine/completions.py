@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from gateway import ids
+from gateway.bodies import ChatBody
 from gateway.errors import UpstreamUnavailableError, not_found
 from gateway.models import chat
 from gateway.models.base import Finish, ModelBackendError, ModelRequest, TextChunk
@@ -44,7 +45,7 @@ class Completions:
         except ModelBackendError as exc:
             raise UpstreamUnavailableError(exc.message, code="upstream_unavailable") from None
 
-    def stream(self, fields: dict[str, Any]) -> AsyncIterator[bytes]:
+    def stream(self, fields: ChatBody) -> AsyncIterator[bytes]:
         """The built-in model's answer as chat-completion chunks (SSE `data:` lines); a request
         the model cannot take is refused here, before the first chunk."""
         return self._chunks(_model_request(fields))
@@ -72,7 +73,7 @@ class Completions:
                     yield frame({"tool_calls": [call]})
         yield b"data: [DONE]\n\n"
 
-    async def complete(self, fields: dict[str, Any]) -> dict[str, Any]:
+    async def complete(self, fields: ChatBody) -> dict[str, Any]:
         """The built-in model's whole answer as a chat completion."""
         request = _model_request(fields)
         text: list[str] = []
@@ -104,13 +105,13 @@ class Completions:
         )
 
 
-def _model_request(fields: dict[str, Any]) -> ModelRequest:
+def _model_request(fields: ChatBody) -> ModelRequest:
     return ModelRequest(
         model=fields["model"],
         messages=chat.from_chat_messages(fields["messages"]),
         tools=fields.get("tools") or (),
         tool_choice=fields.get("tool_choice") or "auto",
-        parallel_tool_calls=fields.get("parallel_tool_calls", True),
+        parallel_tool_calls=fields.get("parallel_tool_calls") is not False,
         response_format=fields.get("response_format") or "auto",
         temperature=fields.get("temperature"),
         top_p=fields.get("top_p"),

@@ -12,9 +12,9 @@ import asyncio
 import copy
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from gateway import events, ids, objects
+from gateway.bodies import MessageBody, RunBody, ThreadAndRunBody
 from gateway.bus import BusUnavailableError, EventBus
 from gateway.engine.catalog import Catalog
 from gateway.engine.cluster import Cluster
@@ -133,7 +133,7 @@ class RunEngine:
             raise not_found("thread", thread_id)
         return objects.deleted(thread_id, "thread.deleted")
 
-    async def create_message(self, thread_id: str, fields: dict[str, Any]) -> Message:
+    async def create_message(self, thread_id: str, fields: MessageBody) -> Message:
         if await self.store.get(Kind.THREAD, thread_id) is None:
             raise not_found("thread", thread_id)
         active = self.registry.active_on(thread_id)
@@ -157,7 +157,7 @@ class RunEngine:
     async def create_run(
         self,
         thread_id: str,
-        fields: dict[str, Any],
+        fields: RunBody,
         *,
         run_id: str | None = None,
         project: str | None = None,
@@ -202,7 +202,7 @@ class RunEngine:
 
     async def create_thread_and_run(
         self,
-        fields: dict[str, Any],
+        fields: ThreadAndRunBody,
         *,
         run_id: str | None = None,
         project: str = "",
@@ -242,7 +242,7 @@ class RunEngine:
         return copy.deepcopy(run)
 
     async def stream_run(
-        self, thread_id: str, fields: dict[str, Any], *, project: str, key: str = ""
+        self, thread_id: str, fields: RunBody, *, project: str, key: str = ""
     ) -> RunStream:
         """`create_run`, and the stream of the run from its first event."""
         run_id = ids.run_id()
@@ -252,7 +252,7 @@ class RunEngine:
         )
 
     async def stream_thread_and_run(
-        self, fields: dict[str, Any], *, project: str, key: str = ""
+        self, fields: ThreadAndRunBody, *, project: str, key: str = ""
     ) -> RunStream:
         """`create_thread_and_run`, and the stream of the run from its first event."""
         run_id = ids.run_id()

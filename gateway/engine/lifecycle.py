@@ -82,8 +82,9 @@ class Lifecycle:
             for kind, obj in objs:
                 if stored is not None and kind is Kind.RUN and not own_metadata:
                     # Metadata is the one field other processes change (modify run): theirs.
+                    # The run saved is always the handle's, so taking it there saves it too.
+                    assert obj is handle.run
                     handle.run["metadata"] = stored["metadata"]
-                    obj = {**obj, "metadata": stored["metadata"]}
                 await tx.save(kind, obj)
 
         return write

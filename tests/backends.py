@@ -22,3 +22,17 @@ class BreakingBackend:
         for text in self.texts:
             yield TextChunk(text)
         raise self.error
+
+
+class ScriptedBackend:
+    """Streams exactly `chunks`, as an upstream model would have sent them."""
+
+    def __init__(self, *chunks: ModelChunk) -> None:
+        self.chunks = chunks
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return 1
+
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelChunk, None]:
+        for chunk in self.chunks:
+            yield chunk

@@ -26,7 +26,7 @@ from gateway.objects import ACTIVE_RUN_STATUSES, RunStatus
 from gateway.periodic import Periodic
 from gateway.store import Kind, RunStore, StoreTx
 from gateway.types import Obj
-from gateway.wire import Message, Run, Step
+from gateway.wire import Run
 
 log = logging.getLogger("gateway.engine")
 
@@ -89,14 +89,7 @@ class Cluster:
         await self.log.attach(run["id"])
         project = await self.store.project_of(Kind.THREAD, run["thread_id"])
         handle = self.registry.register(cast(Run, run), project or "")
-        steps = cast(list[Step], await self.store.list_all(Kind.STEP, run_id=run["id"]))
-        handle.step = next((s for s in reversed(steps) if s["status"] == "in_progress"), None)
-        if handle.step is not None and handle.step["type"] == "message_creation":
-            message_id = handle.step["step_details"]["message_creation"]["message_id"]
-            handle.message = cast(Message | None, await self.store.get(Kind.MESSAGE, message_id))
-            # The text streamed before the crash, as far as the log kept it: the message
-            # ends with what a client resuming from the log has been sent.
-            handle.fragments = await self.log.text_of(run["id"], message_id)
+        await self.lc.restore(handle)
         status = run["status"]
         guard = self.driver.guard
         if status == RunStatus.QUEUED:

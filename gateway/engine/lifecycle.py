@@ -1,5 +1,10 @@
-"""Status changes of runs, steps and messages: checked against the transition table, saved,
-then announced, in that order, so that a client who saw an event finds the same state on GET.
+"""The one writer of a live run's state: its run, its open step and message, the text written
+so far and its token counts, all held by its RunHandle.
+
+Every change is checked against the transition tables, saved, then announced, in that order, so
+that a client who saw an event finds the same state on GET. The runner says what the model
+produced (text, a tool call, a finish); the driver and the engine say what happened to the run
+(cancel, expiry, failure, outputs, metadata); only this module writes the objects.
 
 Each `end_*` method closes what is open (message first, then step, then run), the order of the
 canonical stream sequences E to H.
@@ -8,8 +13,9 @@ canonical stream sequences E to H.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import cast
 
-from gateway import events
+from gateway import events, objects
 from gateway.engine.durable import until_stored
 from gateway.engine.eventlog import EventLog
 from gateway.engine.handle import RunHandle
@@ -88,6 +94,17 @@ class Lifecycle:
                 await tx.save(kind, obj)
 
         return write
+
+    async def restore(self, handle: RunHandle) -> None:
+        """Take up what an adopted run had open when its process stopped: the step in progress
+        and, for a message step, its message with the text streamed before, as far as the log
+        kept it (the message then ends with what a client resuming from the log was sent)."""
+        steps = cast(list[Step], await self.store.list_all(Kind.STEP, run_id=handle.id))
+        handle.step = next((s for s in reversed(steps) if s["status"] == "in_progress"), None)
+        if handle.step is not None and handle.step["type"] == "message_creation":
+            message_id = handle.step["step_details"]["message_creation"]["message_id"]
+            handle.message = cast(Message | None, await self.store.get(Kind.MESSAGE, message_id))
+            handle.fragments = await self.log.text_of(handle.id, message_id)
 
     # --- runs -----------------------------------------------------------------------------
 
@@ -168,6 +185,123 @@ class Lifecycle:
             message["incomplete_at"] = now()
             message["incomplete_details"] = {"reason": reason}
 
+    # --- what the model writes ------------------------------------------------------------
+
+    def count_tokens(self, handle: RunHandle, prompt: int, completion: int) -> None:
+        """Add a segment's token usage to the run's (set on the run when it ends)."""
+        handle.prompt_tokens += prompt
+        handle.completion_tokens += completion
+
+    async def open_message(self, handle: RunHandle) -> None:
+        """Open a message_creation step and its assistant message, saved, then announced."""
+        message = objects.assistant_message(handle.run)
+        step = objects.step(
+            handle.run,
+            {"type": "message_creation", "message_creation": {"message_id": message["id"]}},
+        )
+        handle.step, handle.message, handle.fragments = step, message, []
+        await self.save(handle, (Kind.STEP, step), (Kind.MESSAGE, message))
+        await self.publish(
+            handle,
+            events.snapshot(events.STEP_CREATED, step),
+            events.snapshot(events.STEP_IN_PROGRESS, step),
+            events.snapshot(events.MESSAGE_CREATED, message),
+            events.snapshot(events.MESSAGE_IN_PROGRESS, message),
+        )
+
+    async def write_text(self, handle: RunHandle, text: str) -> None:
+        """Add `text` to the open message (opened first if none is). The text is kept in the
+        handle and in the log's delta events; the message is saved with it when it closes."""
+        if handle.message is None:
+            await self.open_message(handle)
+        assert handle.message is not None
+        first = not handle.fragments
+        handle.fragments.append(text)
+        # Straight to the log: the one event a token makes, on the hottest path there is.
+        await self.log.publish(
+            handle.id, events.message_text_delta(handle.message["id"], 0, text, first=first)
+        )
+
+    async def start_tool_call(self, handle: RunHandle, call_id: str, name: str) -> int:
+        """Add a function call to the segment's tool_calls step (opened first if none is: the
+        open message, if text came first, completes before it); returns the call's index."""
+        if handle.step is None or handle.step["type"] != "tool_calls":
+            await self._open_tool_step(handle)
+        step = handle.step
+        assert step is not None
+        calls = step["step_details"]["tool_calls"]
+        index = len(calls)
+        calls.append(
+            {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": name, "arguments": "", "output": None},
+            }
+        )
+        delta = {
+            "index": index,
+            "id": call_id,
+            "type": "function",
+            "function": {"name": name, "arguments": "", "output": None},
+        }
+        await self.publish(handle, events.tool_call_delta(step["id"], delta))
+        return index
+
+    async def add_tool_arguments(self, handle: RunHandle, index: int, arguments: str) -> None:
+        """Add a fragment of the arguments of the open step's call `index`."""
+        step = handle.step
+        assert step is not None and step["type"] == "tool_calls"
+        step["step_details"]["tool_calls"][index]["function"]["arguments"] += arguments
+        delta = {"index": index, "type": "function", "function": {"arguments": arguments}}
+        await self.publish(handle, events.tool_call_delta(step["id"], delta))
+
+    async def _open_tool_step(self, handle: RunHandle) -> None:
+        if handle.message is not None:
+            # Text came before the calls: its message step completes before the tool step opens.
+            message, step = handle.message, handle.step
+            assert step is not None
+            self.close_message(message, [text_part("".join(handle.fragments))], None)
+            self.set_step_status(step, StepStatus.COMPLETED, usage=usage(0, 0))
+            await self.save(handle, (Kind.MESSAGE, message), (Kind.STEP, step))
+            await self.publish(handle, events.message_status(message), events.step_status(step))
+            handle.message, handle.fragments = None, []
+        step = objects.step(handle.run, {"type": "tool_calls", "tool_calls": []})
+        handle.step = step
+        await self.save(handle, (Kind.STEP, step))
+        await self.publish(
+            handle,
+            events.snapshot(events.STEP_CREATED, step),
+            events.snapshot(events.STEP_IN_PROGRESS, step),
+        )
+
+    async def require_action(self, handle: RunHandle, step_usage: tuple[int, int]) -> None:
+        """End the segment waiting for the outputs of the open step's calls: the run asks for
+        them (requires_action), saved with the step and announced atomically with the end of
+        the segment. `step_usage` is the segment's, set on the step when it completes."""
+        step, run = handle.step, handle.run
+        assert step is not None and step["type"] == "tool_calls"
+        handle.step_usage = step_usage
+        self.set_run_status(run, RunStatus.REQUIRES_ACTION)
+        run["required_action"] = {
+            "type": "submit_tool_outputs",
+            "submit_tool_outputs": {
+                "tool_calls": [
+                    {
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {
+                            "name": call["function"]["name"],
+                            "arguments": call["function"]["arguments"],
+                        },
+                    }
+                    for call in step["step_details"]["tool_calls"]
+                ]
+            },
+        }
+        await self.end_segment(
+            handle, [(Kind.STEP, step), (Kind.RUN, run)], lambda: [events.run_status(run)]
+        )
+
     # --- endings --------------------------------------------------------------------------
 
     async def end(
@@ -209,6 +343,37 @@ class Lifecycle:
             ] + list(trailer)
 
         await self.end_segment(handle, changed, announce)
+
+    async def end_answered(
+        self,
+        handle: RunHandle,
+        step_usage: tuple[int, int],
+        incomplete: tuple[str, str] | None = None,
+    ) -> None:
+        """End the segment with the model's answer: the open message (an empty one if the model
+        wrote no text) and its step complete, and the run completes; or, for `incomplete` =
+        (the run's reason, the message's), the message and the run end incomplete."""
+        if handle.message is None:
+            await self.open_message(handle)
+        status, message_reason = RunStatus.COMPLETED, None
+        if incomplete is not None:
+            handle.run["incomplete_details"] = {"reason": incomplete[0]}
+            status, message_reason = RunStatus.INCOMPLETE, incomplete[1]
+        await self.end(
+            handle,
+            status,
+            step_status=StepStatus.COMPLETED,
+            message_reason=message_reason,
+            content=_partial(handle),
+            step_fields={"usage": usage(*step_usage)},
+        )
+
+    async def end_prompt_too_long(self, handle: RunHandle) -> None:
+        """End the run incomplete before any model call: its prompt cannot be made to fit."""
+        handle.run["incomplete_details"] = {"reason": "max_prompt_tokens"}
+        await self.end(
+            handle, RunStatus.INCOMPLETE, step_status=StepStatus.COMPLETED, message_reason=None
+        )
 
     async def end_cancelled(self, handle: RunHandle) -> None:
         if handle.run["status"] != RunStatus.CANCELLING:

@@ -2,25 +2,27 @@
 
 The runner asks the model backend for the next answer and turns its chunks into steps, messages
 and stream events: a message_creation step when text arrives, a tool_calls step when tool calls
-arrive, and the ending the finish reason calls for.
+arrive, and the ending the finish reason calls for. It writes nothing itself: every change
+goes through the lifecycle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 
-from gateway import events, objects
 from gateway.engine.handle import RunHandle
 from gateway.engine.lifecycle import Lifecycle
 from gateway.engine.prompt import PromptTooLongError, build_request
 from gateway.metrics import Metrics
 from gateway.models.base import Finish, ModelBackend, ModelBackendError, TextChunk, ToolCallChunk
-from gateway.objects import RunStatus, StepStatus, usage
+from gateway.objects import RunStatus
 from gateway.store import Kind, RunStore
-from gateway.types import Obj
+
+log = logging.getLogger("gateway.engine")
 
 
 class Runner:
@@ -44,19 +46,15 @@ class Runner:
             self.store.list_all(Kind.MESSAGE, thread_id=handle.thread_id),
             self.store.list_all(Kind.STEP, run_id=handle.id),
         )
-        run = handle.run
-        backend = self.backend_for(run["model"])
+        backend = self.backend_for(handle.run["model"])
         try:
-            request = build_request(run, messages, steps, backend)
+            request = build_request(handle.run, messages, steps, backend)
         except PromptTooLongError:
-            run["incomplete_details"] = {"reason": "max_prompt_tokens"}
-            await self.lc.end(
-                handle, RunStatus.INCOMPLETE, step_status=StepStatus.COMPLETED, message_reason=None
-            )
+            await self.lc.end_prompt_too_long(handle)
             return
 
-        calls: list[Obj] = []
-        positions: dict[int, int] = {}
+        # The model's call indexes (its numbering) -> the calls' places in the tool step.
+        calls: dict[int, int] = {}
         finish: Finish | None = None
         started, first = time.monotonic(), True
         # aclosing: a cancelled run closes the model stream (and its upstream connection) now,
@@ -67,175 +65,42 @@ class Runner:
                     self.metrics.first_token.observe(time.monotonic() - started)
                     first = False
                 if isinstance(chunk, TextChunk):
-                    await self._text(handle, chunk.text)
+                    await self._text(handle, chunk.text, calling=bool(calls))
                 elif isinstance(chunk, ToolCallChunk):
-                    await self._tool_call(handle, chunk, calls, positions)
+                    await self._tool_call(handle, chunk, calls)
                 else:
                     finish = chunk
         if finish is None:
             raise ModelBackendError("The model stream ended without a finish reason.")
-        handle.prompt_tokens += finish.prompt_tokens
-        handle.completion_tokens += finish.completion_tokens
-        segment_usage = usage(finish.prompt_tokens, finish.completion_tokens)
-
+        self.lc.count_tokens(handle, finish.prompt_tokens, finish.completion_tokens)
+        step_usage = (finish.prompt_tokens, finish.completion_tokens)
         if calls:
-            await self._requires_action(
-                handle, calls, (finish.prompt_tokens, finish.completion_tokens)
-            )
-            return
-        if handle.message is None:
-            await self._open_message(handle)
-        content = [objects.text_part("".join(handle.fragments))] if handle.fragments else []
-        if finish.reason == "stop":
-            await self.lc.end(
-                handle,
-                RunStatus.COMPLETED,
-                step_status=StepStatus.COMPLETED,
-                message_reason=None,
-                content=content,
-                step_fields={"usage": segment_usage},
-            )
-            return
-        reason = "max_tokens" if finish.reason == "length" else finish.reason
-        run["incomplete_details"] = {
-            "reason": "max_completion_tokens" if finish.reason == "length" else finish.reason
-        }
-        await self.lc.end(
-            handle,
-            RunStatus.INCOMPLETE,
-            step_status=StepStatus.COMPLETED,
-            message_reason=reason,
-            content=content,
-            step_fields={"usage": segment_usage},
-        )
+            await self.lc.require_action(handle, step_usage)
+        elif finish.reason == "stop":
+            await self.lc.end_answered(handle, step_usage)
+        elif finish.reason == "length":
+            incomplete = ("max_completion_tokens", "max_tokens")
+            await self.lc.end_answered(handle, step_usage, incomplete)
+        else:
+            await self.lc.end_answered(handle, step_usage, (finish.reason, finish.reason))
 
-    # --- text -----------------------------------------------------------------------------
-
-    async def _open_message(self, handle: RunHandle) -> None:
-        message = objects.assistant_message(handle.run)
-        step = objects.step(
-            handle.run,
-            {"type": "message_creation", "message_creation": {"message_id": message["id"]}},
-        )
-        handle.step, handle.message, handle.fragments = step, message, []
-        await self.lc.save(handle, (Kind.STEP, step), (Kind.MESSAGE, message))
-        await self.lc.publish(
-            handle,
-            events.snapshot(events.STEP_CREATED, step),
-            events.snapshot(events.STEP_IN_PROGRESS, step),
-            events.snapshot(events.MESSAGE_CREATED, message),
-            events.snapshot(events.MESSAGE_IN_PROGRESS, message),
-        )
-
-    async def _text(self, handle: RunHandle, text: str) -> None:
+    async def _text(self, handle: RunHandle, text: str, *, calling: bool) -> None:
         if not text:
             return
-        if handle.message is None:
-            await self._open_message(handle)
-        assert handle.message is not None
-        first = not handle.fragments
-        handle.fragments.append(text)
-        # Straight to the log: the one event a token makes, on the hottest path there is.
-        await self.lc.log.publish(
-            handle.id, events.message_text_delta(handle.message["id"], 0, text, first=first)
-        )
-
-    # --- tool calls -----------------------------------------------------------------------
-
-    async def _open_tool_step(self, handle: RunHandle) -> None:
-        if handle.message is not None:
-            # Text came before the calls: finish that message step before the tool step opens.
-            content = [objects.text_part("".join(handle.fragments))]
-            self.lc.close_message(handle.message, content, None)
-            assert handle.step is not None
-            self.lc.set_step_status(handle.step, StepStatus.COMPLETED, usage=usage(0, 0))
-            await self.lc.save(handle, (Kind.MESSAGE, handle.message), (Kind.STEP, handle.step))
-            await self.lc.publish(
-                handle, events.message_status(handle.message), events.step_status(handle.step)
-            )
-            handle.message, handle.fragments = None, []
-        step = objects.step(handle.run, {"type": "tool_calls", "tool_calls": []})
-        handle.step = step
-        await self.lc.save(handle, (Kind.STEP, step))
-        await self.lc.publish(
-            handle,
-            events.snapshot(events.STEP_CREATED, step),
-            events.snapshot(events.STEP_IN_PROGRESS, step),
-        )
+        if calling:
+            # Text after the tool calls began: the answer of this segment is the calls (the
+            # tool step stays the open step); the text is not part of any message.
+            log.warning("run %s: model text after its tool calls is dropped", handle.id)
+            return
+        await self.lc.write_text(handle, text)
 
     async def _tool_call(
-        self,
-        handle: RunHandle,
-        chunk: ToolCallChunk,
-        calls: list[Obj],
-        positions: dict[int, int],
+        self, handle: RunHandle, chunk: ToolCallChunk, calls: dict[int, int]
     ) -> None:
-        if handle.step is None or handle.step["type"] != "tool_calls":
-            await self._open_tool_step(handle)
-        assert handle.step is not None
-        step_id = handle.step["id"]
-        index = positions.get(chunk.index)
+        index = calls.get(chunk.index)
         if index is None:
             if chunk.id is None or chunk.name is None:
                 raise ModelBackendError("The model sent a tool call without an id and a name.")
-            index = positions[chunk.index] = len(calls)
-            calls.append(
-                {
-                    "id": chunk.id,
-                    "type": "function",
-                    "function": {"name": chunk.name, "arguments": "", "output": None},
-                }
-            )
-            await self.lc.publish(
-                handle,
-                events.tool_call_delta(
-                    step_id,
-                    {
-                        "index": index,
-                        "id": chunk.id,
-                        "type": "function",
-                        "function": {"name": chunk.name, "arguments": "", "output": None},
-                    },
-                ),
-            )
+            index = calls[chunk.index] = await self.lc.start_tool_call(handle, chunk.id, chunk.name)
         if chunk.arguments:
-            calls[index]["function"]["arguments"] += chunk.arguments
-            await self.lc.publish(
-                handle,
-                events.tool_call_delta(
-                    step_id,
-                    {
-                        "index": index,
-                        "type": "function",
-                        "function": {"arguments": chunk.arguments},
-                    },
-                ),
-            )
-
-    async def _requires_action(
-        self, handle: RunHandle, calls: list[Obj], step_usage: tuple[int, int]
-    ) -> None:
-        assert handle.step is not None
-        handle.step["step_details"]["tool_calls"] = calls
-        handle.step_usage = step_usage
-        run = handle.run
-        self.lc.set_run_status(run, RunStatus.REQUIRES_ACTION)
-        run["required_action"] = {
-            "type": "submit_tool_outputs",
-            "submit_tool_outputs": {
-                "tool_calls": [
-                    {
-                        "id": c["id"],
-                        "type": "function",
-                        "function": {
-                            "name": c["function"]["name"],
-                            "arguments": c["function"]["arguments"],
-                        },
-                    }
-                    for c in calls
-                ]
-            },
-        }
-        await self.lc.end_segment(
-            handle, [(Kind.STEP, handle.step), (Kind.RUN, run)], lambda: [events.run_status(run)]
-        )
+            await self.lc.add_tool_arguments(handle, index, chunk.arguments)

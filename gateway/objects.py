@@ -8,7 +8,7 @@ are legal. The engine and the API both build objects only through this module.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -114,8 +114,8 @@ def assistant(fields: AssistantBody) -> Assistant:
         "description": fields.get("description"),
         "model": fields["model"],
         "instructions": fields.get("instructions"),
-        "tools": fields.get("tools") or [],
-        "tool_resources": tool_resources(fields.get("tool_resources")),
+        "tools": tools(fields.get("tools")),
+        "tool_resources": tool_resources(fields.get("tool_resources"), fields.get("tools") or ()),
         "metadata": fields.get("metadata") or {},
         "temperature": _or(fields.get("temperature"), 1.0),
         "top_p": _or(fields.get("top_p"), 1.0),
@@ -133,9 +133,47 @@ def thread(fields: ThreadBody) -> Thread:
     }
 
 
-def tool_resources(requested: dict[str, Any] | None) -> Obj:
-    """Stored tool resources; the vector_stores helper is kept as given (no vector stores yet)."""
-    return dict(requested) if requested else {}
+# The ranker OpenAI names for file_search when none is asked for.
+DEFAULT_RANKER = "default_2024_08_21"
+
+
+def tools(requested: Sequence[Mapping[str, Any]] | None) -> list[Obj]:
+    """Declared tools as OpenAI echoes them: file_search with its ranking options filled in
+    (ranker and a score_threshold of 0), max_num_results only when given."""
+    echoed: list[Obj] = []
+    for tool in requested or ():
+        if tool["type"] != "file_search":
+            echoed.append(dict(tool))
+            continue
+        given = tool.get("file_search") or {}
+        options = given.get("ranking_options") or {}
+        search: Obj = {}
+        if given.get("max_num_results") is not None:
+            search["max_num_results"] = given["max_num_results"]
+        search["ranking_options"] = {
+            "ranker": options.get("ranker") or DEFAULT_RANKER,
+            "score_threshold": float(options.get("score_threshold") or 0.0),
+        }
+        echoed.append({"type": "file_search", "file_search": search})
+    return echoed
+
+
+def tool_resources(
+    requested: Mapping[str, Any] | None, declared: Sequence[Mapping[str, Any]] = ()
+) -> Obj:
+    """Tool resources as OpenAI echoes them: each resource given, with its empty list where the
+    id list was left out, and an empty one for each hosted tool `declared` without one."""
+    given = dict(requested or {})
+    kinds = {t["type"] for t in declared} | set(given)
+    resources: Obj = {}
+    if "code_interpreter" in kinds:
+        code = given.get("code_interpreter") or {}
+        resources["code_interpreter"] = {"file_ids": list(code.get("file_ids") or [])}
+    if "file_search" in kinds:
+        search = dict(given.get("file_search") or {})
+        search["vector_store_ids"] = list(search.get("vector_store_ids") or [])
+        resources["file_search"] = search
+    return resources
 
 
 def message_content(content: str | list[dict[str, Any]]) -> list[Obj]:
@@ -212,7 +250,7 @@ def run(
     extra = fields.get("additional_instructions")
     if extra:
         instructions = f"{instructions}\n\n{extra}" if instructions else extra
-    tools = fields.get("tools")
+    run_tools = fields.get("tools")
     truncation = fields.get("truncation_strategy") or {"type": "auto", "last_messages": None}
     return {
         "id": run_id or ids.run_id(),
@@ -231,7 +269,7 @@ def run(
         "incomplete_details": None,
         "model": fields.get("model") or assistant["model"],
         "instructions": instructions,
-        "tools": assistant["tools"] if tools is None else tools,
+        "tools": assistant["tools"] if run_tools is None else tools(run_tools),
         "metadata": fields.get("metadata") or {},
         "usage": None,
         "temperature": _or(fields.get("temperature"), _or(assistant.get("temperature"), 1.0)),
@@ -269,6 +307,16 @@ def step(run: Run, step_details: Obj) -> Step:
         "metadata": {},
         "usage": None,
     }
+
+
+def hosted_call_details(run: Run, kind: str) -> Obj:
+    """What a hosted tool call shows while it runs: file_search the run's ranking options and
+    no results yet; code_interpreter no input and no outputs yet."""
+    if kind == "file_search":
+        declared = [t for t in run["tools"] if t["type"] == "file_search"][:1]
+        (search,) = tools(declared or [{"type": "file_search"}])
+        return {"ranking_options": search["file_search"]["ranking_options"], "results": []}
+    return {"input": "", "outputs": []}
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> Usage:

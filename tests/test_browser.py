@@ -290,9 +290,9 @@ def test_playground_shows_api_errors(server: LiveServer, page: Page) -> None:
     from playwright.sync_api import expect
 
     page.goto(f"{server.root_url}/playground")
-    page.fill("#assistant-tools", '[{"type": "code_interpreter"}]')
+    page.fill("#assistant-tools", '[{"type": "retrieval"}]')
     page.click("#create-assistant")
-    expect(page.get_by_role("alert")).to_contain_text("unsupported_tool")
+    expect(page.get_by_role("alert")).to_contain_text("Invalid value for 'tools[0].type'")
 
 
 def test_playground_with_api_keys(server: LiveServer, page: Page) -> None:

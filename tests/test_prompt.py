@@ -297,20 +297,39 @@ def test_tool_rounds_over_the_limit_are_too_long() -> None:
         build_request(run, said(run, "q"), [step], BACKEND)
 
 
-def test_only_function_tools_are_offered() -> None:
-    """The request carries the run's function tools only, and the run's tool_choice with them."""
+def test_hosted_tools_are_offered_as_functions() -> None:
+    """The run's functions come first, then a function for each hosted tool it declares (in a
+    fixed order), with the run's tool_choice."""
     run = a_run(
         tools=[{"type": "code_interpreter"}, WEATHER, {"type": "file_search"}],
         tool_choice="required",
     )
     request = build_request(run, said(run, "q"), [], BACKEND)
-    assert list(request.tools) == [WEATHER]
+    names = [t["function"]["name"] for t in request.tools]
+    assert names == ["get_weather", "file_search", "code_interpreter"]
+    assert request.tools[0] == WEATHER
     assert request.tool_choice == "required"
 
 
-def test_without_function_tools_tool_choice_is_none() -> None:
-    """With no function tool to call, tool_choice is "none" whatever the run asked."""
-    run = a_run(tools=[{"type": "code_interpreter"}], tool_choice="required")
+def test_a_function_keeps_its_name_over_a_hosted_tool() -> None:
+    """A run's own function named file_search is offered as declared, and no hosted function
+    of that name beside it; a tool_choice naming the hosted tool then lets the model choose."""
+    own = {"type": "function", "function": {"name": "file_search", "parameters": {}}}
+    run = a_run(tools=[own, {"type": "file_search"}], tool_choice={"type": "file_search"})
+    request = build_request(run, said(run, "q"), [], BACKEND)
+    assert list(request.tools) == [own]
+    assert request.tool_choice == "auto"
+
+
+def test_a_named_hosted_tool_choice_names_its_function() -> None:
+    run = a_run(tools=[{"type": "code_interpreter"}], tool_choice={"type": "code_interpreter"})
+    request = build_request(run, said(run, "q"), [], BACKEND)
+    assert request.tool_choice == {"type": "function", "function": {"name": "code_interpreter"}}
+
+
+def test_without_tools_tool_choice_is_none() -> None:
+    """With no tool to call, tool_choice is "none" whatever the run asked."""
+    run = a_run(tools=[], tool_choice="required")
     request = build_request(run, said(run, "q"), [], BACKEND)
     assert list(request.tools) == []
     assert request.tool_choice == "none"

@@ -16,6 +16,7 @@ from gateway.engine.eventlog import EventLog
 from gateway.engine.handle import RunHandle
 from gateway.engine.lifecycle import Lifecycle
 from gateway.engine.runner import Runner
+from gateway.engine.tools import unavailable_tools
 from gateway.metrics import Metrics
 from gateway.models.base import (
     Finish,
@@ -56,7 +57,8 @@ async def segment(store: RunStore, *chunks: ModelChunk) -> RunHandle:
     await store.write(write)
     log = EventLog(store, MemoryEventBus())
     metrics = Metrics()
-    runner = Runner(store, Lifecycle(store, log, metrics, "test"), lambda model: backend, metrics)
+    lifecycle = Lifecycle(store, log, metrics, "test")
+    runner = Runner(store, lifecycle, lambda model: backend, metrics, unavailable_tools())
     backend = ScriptedBackend(*chunks)
     handle = RunHandle(run=run)
     await runner.run_segment(handle)

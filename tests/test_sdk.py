@@ -502,3 +502,65 @@ def test_wire_check_catches_a_broken_object(client: openai.OpenAI) -> None:
     assert wire_errors(page | {"has_more": False}) == [
         "first_id/last_id: do not name the first and last items"
     ]
+
+
+def test_hosted_tool_declarations_are_echoed_as_openai_does(client: openai.OpenAI) -> None:
+    """The official examples' assistants: code_interpreter and file_search are accepted, with
+    file_search's ranking options and each tool's empty resources filled in; a run takes them
+    from the assistant or its own tools, a thread keeps its resources."""
+    assistant = client.beta.assistants.create(
+        model="gpt-4o",
+        name="Math Tutor",
+        tools=[{"type": "code_interpreter"}, {"type": "file_search"}],
+    )
+    conforms(assistant)
+    sent = wire(assistant)
+    assert sent["tools"] == [
+        {"type": "code_interpreter"},
+        {
+            "type": "file_search",
+            "file_search": {
+                "ranking_options": {"ranker": "default_2024_08_21", "score_threshold": 0.0}
+            },
+        },
+    ]
+    assert sent["tool_resources"] == {
+        "code_interpreter": {"file_ids": []},
+        "file_search": {"vector_store_ids": []},
+    }
+    changed = client.beta.assistants.update(
+        assistant.id,
+        tools=[
+            {
+                "type": "file_search",
+                "file_search": {
+                    "max_num_results": 7,
+                    "ranking_options": {"ranker": "auto", "score_threshold": 0.5},
+                },
+            }
+        ],
+    )
+    assert wire(changed)["tools"] == [
+        {
+            "type": "file_search",
+            "file_search": {
+                "max_num_results": 7,
+                "ranking_options": {"ranker": "auto", "score_threshold": 0.5},
+            },
+        }
+    ]
+    # Resources stay when the tool that uses them goes: they are the user's to change.
+    assert wire(changed)["tool_resources"] == sent["tool_resources"]
+
+    thread = client.beta.threads.create(tool_resources={"code_interpreter": {}})
+    conforms(thread)
+    assert wire(thread)["tool_resources"] == {"code_interpreter": {"file_ids": []}}
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id,
+        assistant_id=assistant.id,
+        tools=[{"type": "code_interpreter"}],
+        poll_interval_ms=POLL,
+    )
+    conforms(run)
+    assert run.status == "completed"
+    assert wire(run)["tools"] == [{"type": "code_interpreter"}]

@@ -16,6 +16,7 @@ from typing import Any
 import openai
 import pytest
 from openai.types.beta import FunctionToolParam
+from openai.types.beta.threads.runs import ToolCallDeltaObject
 from openai.types.shared_params.response_format_json_schema import JSONSchema
 
 from gateway.config import GatewayConfig, UpstreamConfig
@@ -299,17 +300,73 @@ def test_models_lists_what_is_routable(client: openai.OpenAI) -> None:
         client.models.retrieve("unrouted-model")
 
 
-def test_unservable_tools_are_refused(client: openai.OpenAI) -> None:
-    """code_interpreter and file_search answer a 400 naming the tool, never dropped silently."""
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.beta.assistants.create(model="fake-large", tools=[{"type": "code_interpreter"}])
-    assert caught.value.param == "tools[0].type" and caught.value.code == "unsupported_tool"
-    assistant = client.beta.assistants.create(model="fake-large")
-    thread = client.beta.threads.create()
-    with pytest.raises(openai.BadRequestError, match="file_search"):
-        client.beta.threads.runs.create(
-            thread_id=thread.id, assistant_id=assistant.id, tools=[WEATHER, {"type": "file_search"}]
+def test_hosted_tools_are_offered_as_functions(
+    client: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    """Declared file_search and code_interpreter reach the upstream as functions of the same
+    name beside the run's own, and a tool_choice naming one becomes that function."""
+    assistant = client.beta.assistants.create(
+        model="fake-large",
+        tools=[WEATHER, {"type": "file_search"}, {"type": "code_interpreter"}],
+    )
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "find it"}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id,
+        assistant_id=assistant.id,
+        tool_choice={"type": "file_search"},
+        poll_interval_ms=POLL,
+    )
+    assert run.status == "completed"
+    (sent,) = chat_requests(upstream)
+    names = [t["function"]["name"] for t in sent.body["tools"]]
+    assert names == ["get_weather", "file_search", "code_interpreter"]
+    assert sent.body["tool_choice"] == {"type": "function", "function": {"name": "file_search"}}
+
+
+def test_a_hosted_tool_that_cannot_run_fails_the_run(
+    client: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    """The model calls code_interpreter, which this gateway cannot run: the run fails with a
+    last_error naming the tool, the tool step fails with it, and nothing is left in_progress."""
+    upstream.enqueue(
+        Script(
+            [
+                ToolCall(0, "call_ci", "code_interpreter", '{"code": "print(1 + 1)"}'),
+                Finish("tool_calls"),
+                Usage(9, 4),
+            ]
         )
+    )
+    assistant = client.beta.assistants.create(
+        model="fake-large", tools=[{"type": "code_interpreter"}]
+    )
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "add"}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=POLL
+    )
+    assert run.status == "failed" and run.last_error is not None
+    assert run.last_error.code == "server_error"
+    assert "code_interpreter" in run.last_error.message
+    (step,) = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
+    assert step.status == "failed" and step.last_error is not None
+    assert step.step_details.type == "tool_calls"
+    (call,) = step.step_details.tool_calls
+    assert call.type == "code_interpreter" and call.id == "call_ci"
+    assert call.code_interpreter.outputs == []
+
+    # Streamed: the call's delta, the step and the run failing, and the stream's end.
+    upstream.enqueue(
+        Script([ToolCall(0, "call_s", "code_interpreter", "{}"), Finish("tool_calls")])
+    )
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "again"}])
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as s:
+        seen = [(e.event, e.data) for e in s]
+    names = [name for name, _ in seen]
+    assert names[-2:] == ["thread.run.step.failed", "thread.run.failed"]
+    deltas = [d for name, d in seen if name == "thread.run.step.delta"]
+    details = deltas[0].delta.step_details  # type: ignore[union-attr]
+    assert isinstance(details, ToolCallDeltaObject) and details.tool_calls is not None
+    assert details.tool_calls[0].type == "code_interpreter"
 
 
 def test_chat_completions_pass_through(client: openai.OpenAI, upstream: FakeUpstream) -> None:

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from gateway.api.access import project_of
 from gateway.api.context import catalog_of
 from gateway.api.docs import ASSISTANT, deleted, listing, page
-from gateway.api.http import ok, page_query, read_body, refuse_unserved_tools
+from gateway.api.http import ok, page_query, read_body
 from gateway.api.requests import CreateAssistantRequest, ModifyAssistantRequest
 from gateway.api.routing import op, resource
 from gateway.bodies import AssistantBody, AssistantChanges
@@ -18,7 +18,6 @@ from gateway.bodies import AssistantBody, AssistantChanges
 
 async def create_assistant(request: Request) -> Response:
     fields = cast(AssistantBody, await read_body(request, CreateAssistantRequest))
-    refuse_unserved_tools(fields)
     return ok(await catalog_of(request).create_assistant(fields, project=project_of(request)))
 
 
@@ -33,7 +32,6 @@ async def get_assistant(request: Request) -> Response:
 
 async def modify_assistant(request: Request) -> Response:
     changes = cast(AssistantChanges, await read_body(request, ModifyAssistantRequest))
-    refuse_unserved_tools(changes)
     assistant_id = request.path_params["assistant_id"]
     return ok(await catalog_of(request).modify_assistant(assistant_id, changes))
 

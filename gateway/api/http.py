@@ -55,22 +55,6 @@ async def read_body(request: Request, model: type[Body]) -> dict[str, Any]:
     return fields
 
 
-# Tools the gateway stores but cannot run yet; refused where they would be used.
-UNSERVED_TOOLS = frozenset({"code_interpreter", "file_search"})
-
-
-def refuse_unserved_tools(fields: AnyObj) -> None:
-    """400 for a code_interpreter or file_search tool, rather than dropping it silently."""
-    for index, tool in enumerate(fields.get("tools") or ()):
-        if tool["type"] in UNSERVED_TOOLS:
-            raise InvalidRequestError(
-                f"The {tool['type']} tool is not supported by this gateway yet; "
-                "only function tools can be used.",
-                param=f"tools[{index}].type",
-                code="unsupported_tool",
-            )
-
-
 def page_query(request: Request) -> PageQuery:
     params = request.query_params
     raw_limit = params.get("limit", "20")

@@ -18,7 +18,6 @@ from starlette.routing import BaseRoute, Mount
 
 from gateway import __version__
 from gateway.api.docs import CURSOR, EVENTS, QUERY_SCHEMAS, Doc, Parameter, Schema
-from gateway.api.http import UNSERVED_TOOLS
 from gateway.api.routing import ApiRoute, resource
 from gateway.api.validation import json_schemas
 
@@ -68,27 +67,6 @@ def _parameter(parameter: Parameter) -> Schema:
     return {"name": name, "in": where, "required": False, "schema": schema}
 
 
-def _served_tools_only(definitions: dict[str, Schema]) -> None:
-    """Drop, from every union of tools, the tools this gateway refuses (UNSERVED_TOOLS): the
-    models parse them so that the refusal can name them, but a client must not send them."""
-    for name in [n for n, d in definitions.items() if _tool_type(d) in UNSERVED_TOOLS]:
-        del definitions[name]
-        ref = f"#/components/schemas/{name}"
-        for schema in _walk(definitions):
-            for key in ("oneOf", "anyOf"):
-                if key in schema:
-                    schema[key] = [s for s in schema[key] if s.get("$ref") != ref]
-            mapping = schema.get("discriminator", {}).get("mapping", {})
-            for tag in [t for t, target in mapping.items() if target == ref]:
-                del mapping[tag]
-
-
-def _tool_type(definition: Schema) -> str | None:
-    kind = definition.get("properties", {}).get("type", {})
-    tool = kind.get("const")
-    return tool if isinstance(tool, str) and definition.get("title", "").endswith("Tool") else None
-
-
 def _walk(node: Any) -> list[Schema]:
     """Every schema object inside `node` (dicts at any depth)."""
     found: list[Schema] = []
@@ -109,8 +87,6 @@ def document(routes: Sequence[BaseRoute]) -> Schema:
     models = sorted({d.body for _, _, d in served if d.body is not None}, key=lambda m: m.__name__)
     refs, definitions = json_schemas(models, "#/components/schemas/{model}")
     schemas = definitions.get("$defs", {})
-    if UNSERVED_TOOLS:
-        _served_tools_only(schemas)
     error = {"application/json": {"schema": ERROR}}
     paths: dict[str, dict[str, Schema]] = {}
     for path, method, doc in served:

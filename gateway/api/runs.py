@@ -20,7 +20,7 @@ from gateway.api.docs import (
     listing,
     page,
 )
-from gateway.api.http import JSONResponse, ok, page_query, read_body, refuse_unserved_tools
+from gateway.api.http import JSONResponse, ok, page_query, read_body
 from gateway.api.requests import (
     CreateRunRequest,
     CreateThreadAndRunRequest,
@@ -61,7 +61,6 @@ def _check_include(request: Request) -> None:
 async def create_run(request: Request) -> Response:
     _check_include(request)
     fields = cast(RunBody, await read_body(request, CreateRunRequest))
-    refuse_unserved_tools(fields)
     engine, thread_id = engine_of(request), request.path_params["thread_id"]
     project, key = project_of(request), key_of(request)
     if fields.get("stream"):
@@ -74,7 +73,6 @@ async def create_run(request: Request) -> Response:
 
 async def create_thread_and_run(request: Request) -> Response:
     fields = cast(ThreadAndRunBody, await read_body(request, CreateThreadAndRunRequest))
-    refuse_unserved_tools(fields)
     engine, project, key = engine_of(request), project_of(request), key_of(request)
     if fields.get("stream"):
         stream = await engine.stream_thread_and_run(fields, project=project, key=key)

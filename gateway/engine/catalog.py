@@ -67,7 +67,17 @@ class Catalog:
         """Replace the fields in `changes` (reasoning_effort is accepted but, as at OpenAI,
         neither kept nor echoed)."""
         kept = {name: value for name, value in changes.items() if name != "reasoning_effort"}
-        return await self._modify(Kind.ASSISTANT, assistant_id, lambda a: a.update(kept))
+
+        def change(assistant: Obj) -> None:
+            assistant.update(kept)
+            if "tools" in kept:
+                assistant["tools"] = objects.tools(changes.get("tools"))
+            if "tools" in kept or "tool_resources" in kept:
+                assistant["tool_resources"] = objects.tool_resources(
+                    assistant.get("tool_resources"), assistant["tools"]
+                )
+
+        return await self._modify(Kind.ASSISTANT, assistant_id, change)
 
     async def delete_assistant(self, assistant_id: str) -> Deleted:
         await self._delete(Kind.ASSISTANT, assistant_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from gateway import events, ids, objects
 from gateway.bodies import MessageBody, RunBody, ThreadAndRunBody
@@ -26,6 +26,7 @@ from gateway.engine.lifecycle import Lifecycle
 from gateway.engine.registry import Registry
 from gateway.engine.runner import Runner
 from gateway.engine.streams import RunStream, RunStreams
+from gateway.engine.tools import HostedTool, unavailable_tools
 from gateway.errors import (
     ConflictError,
     InvalidRequestError,
@@ -64,6 +65,7 @@ class RunEngine:
         lease_seconds: float = 30.0,
         owner_cache_size: int = 10_000,
         stream_retry_ms: int = 1000,
+        tools: Mapping[str, HostedTool] | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -89,7 +91,7 @@ class RunEngine:
         )
         self.driver = Driver(
             self.registry,
-            Runner(store, self.lc, backend_for, self.metrics),
+            Runner(store, self.lc, backend_for, self.metrics, tools or unavailable_tools()),
             self.lc,
             expiry_check_seconds=expiry_check_seconds,
             shutdown_grace_seconds=shutdown_grace_seconds,

@@ -247,6 +247,42 @@ class Lifecycle:
         await self.publish(handle, events.tool_call_delta(step["id"], delta))
         return index
 
+    async def start_hosted_call(self, handle: RunHandle, call_id: str, kind: str) -> int:
+        """Add a call of a hosted tool (file_search, code_interpreter) to the segment's
+        tool_calls step, as start_tool_call does for a function; returns the call's index."""
+        if handle.step is None or handle.step["type"] != "tool_calls":
+            await self._open_tool_step(handle)
+        step = handle.step
+        assert step is not None
+        calls = step["step_details"]["tool_calls"]
+        index = len(calls)
+        details = objects.hosted_call_details(handle.run, kind)
+        calls.append({"id": call_id, "type": kind, kind: details})
+        delta = {"index": index, "id": call_id, "type": kind, kind: dict(details)}
+        await self.publish(handle, events.tool_call_delta(step["id"], delta))
+        return index
+
+    async def finish_hosted_call(self, handle: RunHandle, index: int, details: Obj) -> None:
+        """Set what the hosted call `index` of the open step found or did, saved, then sent
+        as the call's delta."""
+        step = handle.step
+        assert step is not None and step["type"] == "tool_calls"
+        call = step["step_details"]["tool_calls"][index]
+        call[call["type"]] = details
+        await self.save(handle, (Kind.STEP, step))
+        delta = {"index": index, "id": call["id"], "type": call["type"], call["type"]: details}
+        await self.publish(handle, events.tool_call_delta(step["id"], delta))
+
+    async def complete_tool_step(self, handle: RunHandle, step_usage: tuple[int, int]) -> None:
+        """Complete the open tool_calls step, all of whose calls the gateway ran; the run goes
+        on (the model is called again with their results)."""
+        step = handle.step
+        assert step is not None and step["type"] == "tool_calls"
+        self.set_step_status(step, StepStatus.COMPLETED, usage=usage(*step_usage))
+        await self.save(handle, (Kind.STEP, step))
+        await self.publish(handle, events.step_status(step))
+        handle.step = None
+
     async def add_tool_arguments(self, handle: RunHandle, index: int, arguments: str) -> None:
         """Add a fragment of the arguments of the open step's call `index`."""
         step = handle.step
@@ -295,6 +331,7 @@ class Lifecycle:
                         },
                     }
                     for call in step["step_details"]["tool_calls"]
+                    if call["type"] == "function"
                 ]
             },
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gateway.engine.tools import model_tool_choice, offered
 from gateway.models.base import ChatMessage, ModelBackend, ModelRequest, ToolCall
 from gateway.types import AnyObj, Obj
 from gateway.wire import Run
@@ -70,12 +71,12 @@ def build_request(
             history.pop(0)
         if backend.count_tokens([*system, *history, *rounds]) > limit:
             raise PromptTooLongError
-    tools = [t for t in run["tools"] if t["type"] == "function"]
+    tools, hosted = offered(run["tools"])
     return ModelRequest(
         model=run["model"],
         messages=[*system, *history, *rounds],
         tools=tools,
-        tool_choice=run["tool_choice"] if tools else "none",
+        tool_choice=model_tool_choice(run["tool_choice"], hosted) if tools else "none",
         parallel_tool_calls=run["parallel_tool_calls"],
         response_format=run["response_format"],
         temperature=run["temperature"],

@@ -12,17 +12,31 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from gateway.engine.handle import RunHandle
 from gateway.engine.lifecycle import Lifecycle
 from gateway.engine.prompt import PromptTooLongError, build_request
+from gateway.engine.tools import HostedTool, ToolUnavailableError, offered
 from gateway.metrics import Metrics
-from gateway.models.base import Finish, ModelBackend, ModelBackendError, TextChunk, ToolCallChunk
+from gateway.models.base import (
+    Finish,
+    ModelBackend,
+    ModelBackendError,
+    ModelRequest,
+    TextChunk,
+    ToolCallChunk,
+)
 from gateway.objects import RunStatus
 from gateway.store import Kind, RunStore
 
 log = logging.getLogger("gateway.engine")
+
+# Model calls in one segment that end in hosted tool calls, before the run fails.
+MAX_HOSTED_ROUNDS = 8
+
+HostedNames = Mapping[str, str]  # function name offered to the model -> hosted tool type
 
 
 class Runner:
@@ -32,11 +46,13 @@ class Runner:
         lifecycle: Lifecycle,
         backend_for: Callable[[str], ModelBackend],
         metrics: Metrics,
+        tools: Mapping[str, HostedTool],
     ) -> None:
         self.store = store
         self.lc = lifecycle
         self.backend_for = backend_for
         self.metrics = metrics
+        self.tools = tools  # hosted tool type -> the tool
 
     async def run_segment(self, handle: RunHandle) -> None:
         # The status is saved while the history is read: three round trips to the store's
@@ -47,14 +63,35 @@ class Runner:
             self.store.list_all(Kind.STEP, run_id=handle.id),
         )
         backend = self.backend_for(handle.run["model"])
-        try:
-            request = build_request(handle.run, messages, steps, backend)
-        except PromptTooLongError:
-            await self.lc.end_prompt_too_long(handle)
-            return
+        _, hosted = offered(handle.run["tools"])
+        for _ in range(MAX_HOSTED_ROUNDS):
+            try:
+                request = build_request(handle.run, messages, steps, backend)
+            except PromptTooLongError:
+                await self.lc.end_prompt_too_long(handle)
+                return
+            try:
+                if not await self._answer(handle, backend, request, hosted):
+                    return  # the segment ended: answered, or waiting for function outputs
+            except ToolUnavailableError as exc:
+                await self.lc.end_failed(handle, str(exc))
+                return
+            steps = await self.store.list_all(Kind.STEP, run_id=handle.id)
+        await self.lc.end_failed(
+            handle,
+            f"The model called the gateway's tools {MAX_HOSTED_ROUNDS} times in a row "
+            "without answering.",
+        )
 
+    async def _answer(
+        self, handle: RunHandle, backend: ModelBackend, request: ModelRequest, hosted: HostedNames
+    ) -> bool:
+        """One model call, written as it streams, then its hosted tool calls run. True when
+        the model is to be called again with their results; False when the segment ended
+        (the model answered, or the run waits for function outputs)."""
         # The model's call indexes (its numbering) -> the calls' places in the tool step.
         calls: dict[int, int] = {}
+        hosted_calls: dict[int, HostedCall] = {}
         finish: Finish | None = None
         started, first = time.monotonic(), True
         # aclosing: a cancelled run closes the model stream (and its upstream connection) now,
@@ -67,14 +104,21 @@ class Runner:
                 if isinstance(chunk, TextChunk):
                     await self._text(handle, chunk.text, calling=bool(calls))
                 elif isinstance(chunk, ToolCallChunk):
-                    await self._tool_call(handle, chunk, calls)
+                    await self._tool_call(handle, chunk, calls, hosted, hosted_calls)
                 else:
                     finish = chunk
         if finish is None:
             raise ModelBackendError("The model stream ended without a finish reason.")
         self.lc.count_tokens(handle, finish.prompt_tokens, finish.completion_tokens)
         step_usage = (finish.prompt_tokens, finish.completion_tokens)
+        for call in hosted_calls.values():
+            details = await self.tools[call.type].call(handle, "".join(call.arguments))
+            await self.lc.finish_hosted_call(handle, call.index, details)
+        if calls and len(hosted_calls) == len(calls):
+            await self.lc.complete_tool_step(handle, step_usage)
+            return True
         if calls:
+            # Function calls (beside any hosted ones, run above) wait for their outputs.
             await self.lc.require_action(handle, step_usage)
         elif finish.reason == "stop":
             await self.lc.end_answered(handle, step_usage)
@@ -83,6 +127,7 @@ class Runner:
             await self.lc.end_answered(handle, step_usage, incomplete)
         else:
             await self.lc.end_answered(handle, step_usage, (finish.reason, finish.reason))
+        return False
 
     async def _text(self, handle: RunHandle, text: str, *, calling: bool) -> None:
         if not text:
@@ -95,12 +140,38 @@ class Runner:
         await self.lc.write_text(handle, text)
 
     async def _tool_call(
-        self, handle: RunHandle, chunk: ToolCallChunk, calls: dict[int, int]
+        self,
+        handle: RunHandle,
+        chunk: ToolCallChunk,
+        calls: dict[int, int],
+        hosted: HostedNames,
+        hosted_calls: dict[int, HostedCall],
     ) -> None:
         index = calls.get(chunk.index)
         if index is None:
             if chunk.id is None or chunk.name is None:
                 raise ModelBackendError("The model sent a tool call without an id and a name.")
-            index = calls[chunk.index] = await self.lc.start_tool_call(handle, chunk.id, chunk.name)
-        if chunk.arguments:
+            kind = hosted.get(chunk.name)
+            if kind is None:
+                index = await self.lc.start_tool_call(handle, chunk.id, chunk.name)
+            else:
+                index = await self.lc.start_hosted_call(handle, chunk.id, kind)
+                hosted_calls[chunk.index] = HostedCall(index, kind, [])
+            calls[chunk.index] = index
+        if not chunk.arguments:
+            return
+        call = hosted_calls.get(chunk.index)
+        if call is None:
             await self.lc.add_tool_arguments(handle, index, chunk.arguments)
+        else:
+            # A hosted call's arguments are the gateway's to read, not part of the step.
+            call.arguments.append(chunk.arguments)
+
+
+@dataclass(frozen=True)
+class HostedCall:
+    """A hosted tool call of the model: its place in the step, its tool, its arguments."""
+
+    index: int
+    type: str
+    arguments: list[str]

@@ -32,7 +32,7 @@ class JSONResponse(Response):
 async def read_body(request: Request, model: type[Body]) -> dict[str, Any]:
     """The request's JSON body validated by `model`, as a dict of the fields the client set."""
     raw = await request.body()
-    if not raw.strip():
+    if not raw:  # no body at all is no fields (the SDKs send none to cancel); blanks are not JSON
         data: object = {}
     else:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -22,7 +22,7 @@ from starlette.routing import Mount
 from gateway import api
 from gateway.api import health
 from gateway.api.http import JSONResponse
-from gateway.api.limits import BodyLimit, RateLimiter
+from gateway.api.limits import FORM_OVERHEAD_BYTES, BodyLimit, RateLimiter
 from gateway.api.overhead import OverheadHeaderMiddleware
 from gateway.api.request_id import RequestContext
 from gateway.auth import KeyRing
@@ -89,6 +89,7 @@ def create_app(
             lease_seconds=settings.lease_seconds,
             owner_cache_size=settings.owner_cache_size,
             stream_retry_ms=settings.stream_retry_ms,
+            max_file_bytes=settings.max_file_bytes,
         )
         secret = await store.write(
             lambda tx: tx.secret("stream_tokens", lambda: secrets.token_urlsafe(32))
@@ -127,7 +128,12 @@ def create_app(
     middleware = [
         Middleware(RequestContext),
         Middleware(OverheadHeaderMiddleware),
-        Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+        Middleware(
+            BodyLimit,
+            max_bytes=settings.max_body_bytes,
+            # A file's body: the file and its form's few fields.
+            larger={("POST", "/files"): settings.max_file_bytes + FORM_OVERHEAD_BYTES},
+        ),
     ]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:

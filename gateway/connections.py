@@ -1,9 +1,11 @@
 """Client connections that stop talking: uvicorn's HTTP protocol with two bounds it lacks.
 
 - A request must arrive in full (headers and body) within `request_timeout` of the
-  connection's opening or of its first byte. uvicorn has no such deadline (its keep-alive
-  timer only runs between requests and is reset by every byte), so a client that sends half
-  a request and falls silent, or trickles it byte by byte, would hold a connection forever.
+  connection's opening or of its first byte, plus, for a body of declared length, that length
+  at a minimum upload rate (a large file is not cut off; a trickle still is). uvicorn has no
+  such deadline (its keep-alive timer only runs between requests and is reset by every
+  byte), so a client that sends half a request and falls silent, or trickles it byte by
+  byte, would hold a connection forever.
   Before the headers are complete the client gets a 408 envelope; after, the connection is
   closed and the handler sees the client gone.
 - A peer that vanished without closing (a half-open connection: its host lost power or its
@@ -92,10 +94,15 @@ def close_delimited(cycle: RequestResponseCycle, send: Any) -> Any:
 
 
 def protocol_class(
-    *, request_timeout: float, peer_timeout: float, dropped: Callable[[str], None]
+    *,
+    request_timeout: float,
+    peer_timeout: float,
+    dropped: Callable[[str], None],
+    upload_rate: float = 0,
 ) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol with the two bounds above; `dropped(reason)` counts a
-    connection closed by the request deadline."""
+    connection closed by the request deadline. A body of a declared length gets that length at
+    `upload_rate` bytes a second beyond the deadline (a large file uploads at a fair pace)."""
 
     class GatewayHttpProtocol(HttpToolsProtocol):
         _deadline: asyncio.TimerHandle | None = None
@@ -118,6 +125,11 @@ def protocol_class(
         def on_headers_complete(self) -> None:
             self._headers_done = True
             super().on_headers_complete()
+            length = next((v for n, v in self.headers if n == b"content-length"), b"")
+            if upload_rate > 0 and length.isdigit() and self._deadline is not None:
+                self._disarm()
+                seconds = request_timeout + int(length) / upload_rate
+                self._deadline = self.loop.call_later(seconds, self._expired)
 
         def on_message_complete(self) -> None:
             super().on_message_complete()

@@ -42,3 +42,7 @@ def step_id() -> str:
 
 def call_id() -> str:
     return new_id("call_")
+
+
+def file_id() -> str:
+    return new_id("file-")

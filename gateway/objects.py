@@ -15,7 +15,7 @@ from typing import Any
 from gateway import ids
 from gateway.bodies import AssistantBody, MessageBody, RunSettings, ThreadBody
 from gateway.types import Obj
-from gateway.wire import Assistant, Deleted, Message, Page, Run, Step, Thread, Usage
+from gateway.wire import Assistant, Deleted, File, Message, Page, Run, Step, Thread, Usage
 
 
 class RunStatus(StrEnum):
@@ -324,6 +324,30 @@ def usage(prompt_tokens: int, completion_tokens: int) -> Usage:
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def file(
+    *,
+    filename: str,
+    purpose: str,
+    size: int,
+    expires_after: int | None,
+    file_id: str | None = None,
+    created: int | None = None,
+) -> File:
+    """A stored file; `expires_after` seconds from its creation, if given."""
+    created = now() if created is None else created
+    return {
+        "id": file_id or ids.file_id(),
+        "object": "file",
+        "bytes": size,
+        "created_at": created,
+        "expires_at": None if expires_after is None else created + expires_after,
+        "filename": filename,
+        "purpose": purpose,
+        "status": "processed",
+        "status_details": None,
     }
 
 

@@ -70,6 +70,7 @@ def build_server(
         request_timeout=settings.request_timeout_seconds,
         peer_timeout=settings.peer_timeout_seconds,
         dropped=metrics.connection_dropped,
+        upload_rate=settings.min_upload_bytes_per_second,
     )
     return GatewayServer(
         uvicorn.Config(

@@ -85,6 +85,11 @@ class Settings:
     database_busy_ms: int = 5000
     # Limits. A request body larger than this is refused (413).
     max_body_bytes: int = 8 * 1024 * 1024
+    # Bytes of one uploaded file (POST /v1/files; OpenAI's limit is 512 MB).
+    max_file_bytes: int = 512 * 1024 * 1024
+    # A large request body (a file) may take this long beyond request_timeout_seconds: its
+    # length at this many bytes a second; a slower upload is cut off.
+    min_upload_bytes_per_second: int = 256 * 1024
     # Characters of one message's text, and of instructions (either kind).
     max_message_chars: int = 256_000
     max_instructions_chars: int = 256_000
@@ -198,6 +203,8 @@ def validate(settings: Settings) -> None:
         "database_busy_ms",
         "database_pool_size",
         "max_body_bytes",
+        "max_file_bytes",
+        "min_upload_bytes_per_second",
         "max_message_chars",
         "max_instructions_chars",
         "max_tools",

@@ -117,6 +117,18 @@ class Step(TypedDict):
     usage: Usage | None
 
 
+class File(TypedDict):
+    id: str
+    object: Literal["file"]
+    bytes: int
+    created_at: int
+    expires_at: int | None
+    filename: str
+    purpose: str
+    status: str
+    status_details: str | None
+
+
 class Deleted(TypedDict):
     id: str
     object: str

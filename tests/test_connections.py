@@ -263,3 +263,60 @@ def test_a_client_that_stops_reading_is_counted_stalled_whichever_timer_ends_it(
     assert ended_after < 4.0, ended_after  # the kernel's timer, before the gateway's
     assert metrics.stream_ends.labels("stalled")._value.get() == 1
     assert metrics.stream_ends.labels("client_gone")._value.get() == 0
+
+
+def _upload_request(size: int) -> bytes:
+    """A whole POST /v1/files of a `size`-byte file, as it goes on the wire."""
+    boundary = b"uploadboundary"
+    body = (
+        b"--" + boundary + b'\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n'
+        b"assistants\r\n--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; '
+        b'filename="big.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        + b"x" * size
+        + b"\r\n--"
+        + boundary
+        + b"--\r\n"
+    )
+    head = (
+        b"POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary="
+        + boundary
+        + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    return head + body
+
+
+def _send_paced(sock: socket.socket, data: bytes, bytes_per_second: float) -> bool:
+    """Send `data` at about this rate; False if the server closed the connection first."""
+    piece = 64 * 1024
+    started = time.monotonic()
+    for offset in range(0, len(data), piece):
+        try:
+            sock.sendall(data[offset : offset + piece])
+        except OSError:
+            return False
+        ahead = (offset + piece) / bytes_per_second - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+    return True
+
+
+@pytest.mark.settings(request_timeout_seconds=1.0, min_upload_bytes_per_second=1_000_000)
+def test_a_large_upload_at_a_fair_pace_outlasts_the_request_deadline(server: LiveServer) -> None:
+    """2.4 MB at 1.2 MB/s takes 2 s, past the 1 s deadline, within the 1 s + 2.4 s a body of
+    that length is given: stored. The same body at 0.3 MB/s is cut off."""
+    request = _upload_request(2_400_000)
+    with connect(server) as sock:
+        assert _send_paced(sock, request, 1_200_000)
+        sock.shutdown(socket.SHUT_WR)
+        answer, _ = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert b'"bytes":2400000' in answer
+    assert dropped(server) == 0
+
+    started = time.monotonic()
+    with connect(server) as sock:
+        sent = _send_paced(sock, request, 300_000)
+        answer, _ = read_all(sock) if sent else (b"", 0.0)
+    assert not answer.startswith(b"HTTP/1.1 200")
+    assert time.monotonic() - started < 6, "the slow upload was not cut off"
+    assert dropped(server) == 1

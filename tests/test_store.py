@@ -99,6 +99,7 @@ async def _seed(store: RunStore) -> dict[Kind, AnyObj]:
         Kind.MESSAGE: message,
         Kind.RUN: run,
         Kind.STEP: step,
+        Kind.FILE: objects.file(filename="a.txt", purpose="assistants", size=3, expires_after=60),
     }
     await _insert(store, *seeded.items())
     return seeded

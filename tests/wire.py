@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pydantic
+from openai.types import FileDeleted, FileObject
 from openai.types.beta import Assistant, AssistantDeleted, Thread, ThreadDeleted
 from openai.types.beta.threads import Message, MessageDeleted, MessageDeltaEvent, Run
 from openai.types.beta.threads.runs import RunStep, RunStepDeltaEvent
@@ -30,6 +31,8 @@ TYPES: dict[str, type[pydantic.BaseModel]] = {
     "thread.run": Run,
     "thread.run.step": RunStep,
     "thread.run.step.delta": RunStepDeltaEvent,
+    "file": FileObject,
+    "file.deleted": FileDeleted,  # its `object` is "file" too: ask for it by this name
 }
 
 

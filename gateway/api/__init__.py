@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from gateway.api import assistants, chat, models, openapi, playground, runs, threads
+from gateway.api import assistants, chat, files, models, openapi, playground, runs, threads
 
 # /threads/runs must come before /threads/{thread_id}.
 routes: list[BaseRoute] = [
@@ -12,6 +12,7 @@ routes: list[BaseRoute] = [
     *assistants.routes,
     *threads.routes,
     *models.routes,
+    *files.routes,
     *chat.routes,
     *openapi.routes,
     *playground.routes,  # matches at the root only, never under /v1

@@ -30,6 +30,10 @@ class Doc:
     # What a valid request may still be refused for, by the state of what it names (which no
     # schema can say): documented as the operation's 400.
     refused: str | None = None
+    # A multipart/form-data body: these fields, and a `file` part.
+    form: type[Body] | None = None
+    # The answer is the bytes of a file, not JSON.
+    raw: bool = False
 
 
 QUERY_SCHEMAS: dict[str, Schema] = {
@@ -74,6 +78,7 @@ MESSAGE = wire_object("thread.message", id={"type": "string"})
 RUN = wire_object("thread.run", id={"type": "string"}, status={"type": "string"})
 STEP = wire_object("thread.run.step", id={"type": "string"})
 MODEL = wire_object("model", id={"type": "string"})
+FILE = wire_object("file", id={"type": "string"}, bytes={"type": "integer"})
 TOKEN: Schema = {
     "type": "object",
     "required": ["token"],

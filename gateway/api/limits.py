@@ -15,24 +15,33 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.errors import InvalidRequestError, PayloadTooLargeError, RateLimitError
 from gateway.settings import Settings
 
+# What a multipart form adds to the file it carries: boundaries, part headers, small fields.
+FORM_OVERHEAD_BYTES = 64 * 1024
+
 
 class BodyLimit:
     """ASGI middleware: a body over `max_bytes` is a 413, whether its Content-Length says so or
-    its chunks add up to it."""
+    its chunks add up to it. `larger` names the (method, path) whose bodies may be larger (file
+    uploads), with their limit; a path counts with or without its /v1 prefix."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, larger: dict[tuple[str, str], int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope["path"].removeprefix("/v1")
+        limit = self.larger.get((scope["method"], path), self.max_bytes)
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
                 # Answered here, before any of the body is read; this middleware sits outside
                 # the app's error handlers.
-                error = self._too_large()
+                error = _too_large(limit)
                 response = JSONResponse(error.body(), status_code=error.status_code)
                 await response(scope, receive, send)
                 return
@@ -42,17 +51,18 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise self._too_large()
+            if seen > limit:
+                raise _too_large(limit)
             return message
 
         await self.app(scope, counted, send)
 
-    def _too_large(self) -> PayloadTooLargeError:
-        return PayloadTooLargeError(
-            f"The request body is larger than the {self.max_bytes} bytes this server accepts.",
-            code="request_too_large",
-        )
+
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"The request body is larger than the {limit} bytes this server accepts.",
+        code="request_too_large",
+    )
 
 
 class RateLimiter:

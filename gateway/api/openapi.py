@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Mount
 
 from gateway import __version__
 from gateway.api.docs import CURSOR, EVENTS, QUERY_SCHEMAS, Doc, Parameter, Schema
+from gateway.api.requests import Body
 from gateway.api.routing import ApiRoute, resource
 from gateway.api.validation import json_schemas
 
@@ -84,14 +85,16 @@ def _walk(node: Any) -> list[Schema]:
 def document(routes: Sequence[BaseRoute]) -> Schema:
     """The whole OpenAPI document of the operations documented among `routes`."""
     served = operations(routes)
-    models = sorted({d.body for _, _, d in served if d.body is not None}, key=lambda m: m.__name__)
+    bodies = {d.body for _, _, d in served if d.body is not None}
+    forms = {d.form for _, _, d in served if d.form is not None}
+    models = sorted(bodies | forms, key=lambda m: m.__name__)
     refs, definitions = json_schemas(models, "#/components/schemas/{model}")
     schemas = definitions.get("$defs", {})
     error = {"application/json": {"schema": ERROR}}
     paths: dict[str, dict[str, Schema]] = {}
     for path, method, doc in served:
         responses: Schema = {
-            "200": {"description": "Success", "content": _content(doc.response, doc.streams)},
+            "200": {"description": "Success", "content": _content(doc)},
             "default": {"description": "An error, in OpenAI's error envelope", "content": error},
         }
         refused = [doc.refused] if doc.refused else []
@@ -116,6 +119,8 @@ def document(routes: Sequence[BaseRoute]) -> Schema:
                 "required": bool(doc.body.model_json_schema().get("required")),
                 "content": {"application/json": {"schema": refs[doc.body]}},
             }
+        if doc.form is not None:
+            operation["requestBody"] = {"required": True, "content": _form(doc.form)}
         paths.setdefault(path, {})[method] = operation
     return {
         "openapi": "3.1.0",
@@ -147,14 +152,25 @@ SSE_EVENT: Schema = {
 }
 
 
-def _content(response: Schema | str, streams: bool) -> Schema:
-    if response == EVENTS:
+def _content(doc: Doc) -> Schema:
+    if doc.response == EVENTS:
         return {"text/event-stream": {"schema": SSE_EVENT}}
-    assert isinstance(response, dict)
-    content: Schema = {"application/json": {"schema": response}}
-    if streams:
+    assert isinstance(doc.response, dict)
+    if doc.raw:
+        return {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    content: Schema = {"application/json": {"schema": doc.response}}
+    if doc.streams:
         content["text/event-stream"] = {"schema": SSE_EVENT}
     return content
+
+
+def _form(model: type[Body]) -> Schema:
+    """A multipart body: the model's fields (a nested one sent as `a[b]`) and a `file` part."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)  # the nested models are among the document's schemas
+    schema["properties"]["file"] = {"type": "string", "format": "binary"}
+    schema["required"] = [*schema.get("required", []), "file"]
+    return {"multipart/form-data": {"schema": schema}}
 
 
 def _path_params(path: str) -> list[str]:

@@ -527,6 +527,21 @@ Body = BaseModel
 
 # The models a request body (or, for tool outputs, each item of one) is validated with: the ones
 # whose error paths are named from the top of the body (validation.py).
+# -- files ------------------------------------------------------------------------------------
+
+
+class FileExpiresAfter(_Body):
+    anchor: Literal["created_at"]
+    seconds: Annotated[int, Field(ge=3600, le=2_592_000), WHOLE]
+
+
+class CreateFileForm(_Body):
+    """The fields of POST /files beside the file itself (multipart/form-data)."""
+
+    purpose: Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]
+    expires_after: FileExpiresAfter | None = None
+
+
 TOP_LEVEL: tuple[type[BaseModel], ...] = (
     CreateAssistantRequest,
     ModifyAssistantRequest,
@@ -540,4 +555,5 @@ TOP_LEVEL: tuple[type[BaseModel], ...] = (
     SubmitToolOutputsRunRequest,
     ToolOutput,
     ChatCompletionRequest,
+    CreateFileForm,
 )

@@ -168,15 +168,7 @@ class Catalog:
         return obj
 
     async def _page(self, kind: Kind, query: PageQuery, **filters: str) -> Page:
-        """One page of `kind` in the list envelope; a cursor naming nothing listed is a 400."""
-        try:
-            items, has_more = await self.store.list_page(kind, query, **filters)
-        except CursorNotFoundError as exc:
-            raise InvalidRequestError(
-                f"Invalid '{exc.param}': no object with id '{exc.cursor}' in this list.",
-                param=exc.param,
-            ) from None
-        return objects.page(items, has_more)
+        return await page_of(self.store, kind, query, **filters)
 
     async def _modify(self, kind: Kind, object_id: str, apply: Callable[[Obj], None]) -> Obj:
         """Apply `apply` to the stored object in one transaction; the object as saved."""
@@ -197,6 +189,18 @@ class Catalog:
 
         if not await self.store.write(write):
             raise not_found(_LABELS[kind], object_id)
+
+
+async def page_of(store: RunStore, kind: Kind, query: PageQuery, **filters: str) -> Page:
+    """One page of `kind` in the list envelope; a cursor naming nothing listed is a 400."""
+    try:
+        items, has_more = await store.list_page(kind, query, **filters)
+    except CursorNotFoundError as exc:
+        raise InvalidRequestError(
+            f"Invalid '{exc.param}': no object with id '{exc.cursor}' in this list.",
+            param=exc.param,
+        ) from None
+    return objects.page(items, has_more)
 
 
 class _Owners:

@@ -20,6 +20,7 @@ from gateway.engine.catalog import Catalog
 from gateway.engine.cluster import Cluster
 from gateway.engine.driver import Driver
 from gateway.engine.eventlog import EventLog
+from gateway.engine.files import Files
 from gateway.engine.handle import RunHandle, StopReason
 from gateway.engine.leases import Leases, default_owner
 from gateway.engine.lifecycle import Lifecycle
@@ -66,11 +67,13 @@ class RunEngine:
         owner_cache_size: int = 10_000,
         stream_retry_ms: int = 1000,
         tools: Mapping[str, HostedTool] | None = None,
+        max_file_bytes: int = 512 * 1024 * 1024,
     ) -> None:
         self.store = store
         self.bus = bus
         self.metrics = metrics or Metrics()
         self.catalog = Catalog(store, owner_cache_size=owner_cache_size)
+        self.files = Files(store, max_bytes=max_file_bytes)
         self.log = EventLog(
             store,
             bus,
@@ -108,11 +111,13 @@ class RunEngine:
         await self.log.start()
         await self.cluster.start()
         self.driver.start()
+        self.files.start()
 
     async def stop(self) -> None:
         """End what is running (in-progress runs fail; queued and waiting runs stay for the
         next start) and refuse new runs. Calling it again is harmless."""
         self._stopping = True
+        await self.files.stop()
         await self.cluster.stop()
         await self.driver.stop()
         await self.log.stop()

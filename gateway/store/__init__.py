@@ -6,6 +6,7 @@ from gateway.settings import is_postgres
 from gateway.store.base import (
     OWNED_KINDS,
     ApiKey,
+    Chunk,
     CursorNotFoundError,
     IdempotentRecord,
     Kind,
@@ -34,6 +35,7 @@ def open_store(database: str, *, busy_ms: int = 5000, pool_size: int = 10) -> Ru
 __all__ = [
     "OWNED_KINDS",
     "ApiKey",
+    "Chunk",
     "CursorNotFoundError",
     "IdempotentRecord",
     "Kind",

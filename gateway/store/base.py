@@ -23,6 +23,15 @@ class Kind(StrEnum):
     MESSAGE = "message"
     RUN = "run"
     STEP = "step"
+    FILE = "file"
+
+
+class Chunk(NamedTuple):
+    """A piece of a stored blob: its place (part, seq) and its bytes."""
+
+    part: int
+    seq: int
+    data: bytes
 
 
 class LoggedEvent(NamedTuple):
@@ -36,7 +45,7 @@ class LoggedEvent(NamedTuple):
 
 
 # The kinds that belong to a project themselves; the others belong to their thread.
-OWNED_KINDS: Final = frozenset({Kind.ASSISTANT, Kind.THREAD})
+OWNED_KINDS: Final = frozenset({Kind.ASSISTANT, Kind.THREAD, Kind.FILE})
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,20 @@ class StoreTx(Protocol):
         ...
 
     async def add_key(self, key: ApiKey) -> None: ...
+
+    async def put_chunk(self, blob_id: str, part: int, seq: int, data: bytes, at: int) -> None:
+        """Store one chunk of the bytes of `blob_id` (a file's, or an upload part's): chunks are
+        read back in (part, seq) order. `at` (Unix seconds) dates it for prune_blobs."""
+        ...
+
+    async def delete_blob(self, blob_id: str) -> None:
+        """Delete every chunk of `blob_id`."""
+        ...
+
+    async def prune_blobs(self, before: int) -> int:
+        """Delete the chunks of blobs that no file holds and that got no chunk since `before`
+        (what an upload interrupted by a crash left); how many chunks went."""
+        ...
 
     async def claim_idempotency(
         self,
@@ -218,6 +241,15 @@ class RunStore(Protocol):
 
     async def events_after(self, run_id: str, after: int) -> list[LoggedEvent]:
         """The run's logged events with seq > `after`, in order."""
+        ...
+
+    async def expired_ids(self, kind: Kind, now: int, limit: int = 1000) -> list[str]:
+        """Ids of objects of `kind` (one with an expires_at column) whose expires_at has come."""
+        ...
+
+    async def next_chunk(self, blob_id: str, after: tuple[int, int]) -> Chunk | None:
+        """The chunk of `blob_id` that follows position `after` (part, seq), or None at the
+        end; (-1, -1) for the first. One chunk at a time: a blob is never read whole."""
         ...
 
     async def runs_with_status(self, statuses: Iterable[str]) -> list[Obj]: ...

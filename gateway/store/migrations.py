@@ -135,4 +135,27 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE UNIQUE INDEX runs_one_active_per_thread ON runs(thread_id)
         WHERE status IN ('queued', 'in_progress', 'requires_action', 'cancelling');
     """,
+    # 7: files and their bytes. A file's bytes are chunks of a blob (the file's id, or an
+    # upload part's id) in (part, seq) order, kept in the database so every process reads them;
+    # a blob with no file is what an interrupted upload left, pruned by age.
+    """
+    CREATE TABLE files (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        id         TEXT NOT NULL UNIQUE,
+        project    TEXT NOT NULL DEFAULT '',
+        purpose    TEXT NOT NULL,
+        expires_at INTEGER,
+        body       BLOB NOT NULL
+    );
+    CREATE INDEX files_by_project ON files(project, seq);
+    CREATE INDEX files_expiring ON files(expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE blob_chunks (
+        blob_id    TEXT NOT NULL,
+        part       INTEGER NOT NULL,
+        seq        INTEGER NOT NULL,
+        data       BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (blob_id, part, seq)
+    ) WITHOUT ROWID;
+    """,
 )

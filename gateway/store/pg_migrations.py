@@ -97,4 +97,25 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE UNIQUE INDEX runs_one_active_per_thread ON runs(thread_id)
         WHERE status IN ('queued', 'in_progress', 'requires_action', 'cancelling');
     """,
+    # 3: files and their bytes (see the SQLite store's migration 7).
+    """
+    CREATE TABLE files (
+        seq        BIGSERIAL PRIMARY KEY,
+        id         TEXT NOT NULL UNIQUE,
+        project    TEXT NOT NULL DEFAULT '',
+        purpose    TEXT NOT NULL,
+        expires_at BIGINT,
+        body       BYTEA NOT NULL
+    );
+    CREATE INDEX files_by_project ON files(project, seq);
+    CREATE INDEX files_expiring ON files(expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE blob_chunks (
+        blob_id    TEXT NOT NULL,
+        part       INTEGER NOT NULL,
+        seq        INTEGER NOT NULL,
+        data       BYTEA NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (blob_id, part, seq)
+    );
+    """,
 )

@@ -26,6 +26,7 @@ from gateway.objects import ACTIVE_RUN_STATUSES
 from gateway.store.base import (
     OWNED_KINDS,
     ApiKey,
+    Chunk,
     CursorNotFoundError,
     IdempotentRecord,
     Kind,
@@ -70,6 +71,14 @@ def _unavailable(exc: BaseException) -> StoreUnavailableError | None:
 
 _INSERT: Final = {kind: insert_sql(kind, lambda i: f"${i}") for kind in Kind}
 _UPSERT: Final = {kind: upsert_sql(kind, lambda i: f"${i}") for kind in Kind}
+_PUT_CHUNK: Final = (
+    "INSERT INTO blob_chunks (blob_id, part, seq, data, created_at) VALUES ($1, $2, $3, $4, $5)"
+)
+# The chunks of blobs no file holds whose newest chunk is older than the parameter.
+_PRUNE_BLOBS: Final = (
+    "DELETE FROM blob_chunks WHERE blob_id IN (SELECT blob_id FROM blob_chunks GROUP BY blob_id"
+    " HAVING max(created_at) < $1) AND blob_id NOT IN (SELECT id FROM files)"
+)
 _APPEND_BLOCK: Final = (
     "INSERT INTO run_event_blocks (run_id, first_seq, last_seq, frames, created_at)"
     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
@@ -128,6 +137,15 @@ class _PostgresTx:
             _ACTIVE,
         )
         return _count(status)
+
+    async def put_chunk(self, blob_id: str, part: int, seq: int, data: bytes, at: int) -> None:
+        await self._conn.execute(_PUT_CHUNK, blob_id, part, seq, data, at)
+
+    async def delete_blob(self, blob_id: str) -> None:
+        await self._conn.execute("DELETE FROM blob_chunks WHERE blob_id=$1", blob_id)
+
+    async def prune_blobs(self, before: int) -> int:
+        return _count(await self._conn.execute(_PRUNE_BLOBS, before))
 
     async def add_key(self, key: ApiKey) -> None:
         await self._conn.execute(
@@ -451,6 +469,21 @@ class PostgresRunStore:
             after,
         )
         return [e for (frames,) in rows for e in split_block(frames) if e.seq > after]
+
+    async def expired_ids(self, kind: Kind, now: int, limit: int = 1000) -> list[str]:
+        rows = await self._fetch(
+            f"SELECT id FROM {TABLES[kind]} WHERE expires_at <= $1 LIMIT $2", now, limit
+        )
+        return [row[0] for row in rows]
+
+    async def next_chunk(self, blob_id: str, after: tuple[int, int]) -> Chunk | None:
+        rows = await self._fetch(
+            "SELECT part, seq, data FROM blob_chunks WHERE blob_id=$1 AND (part, seq) > ($2, $3)"
+            " ORDER BY part, seq LIMIT 1",
+            blob_id,
+            *after,
+        )
+        return Chunk(*rows[0]) if rows else None
 
     async def orphaned_runs(self, owner: str, now: float, *, own: bool = True) -> list[Obj]:
         rows = await self._fetch(

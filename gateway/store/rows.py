@@ -18,6 +18,7 @@ TABLES: Final = {
     Kind.MESSAGE: "messages",
     Kind.RUN: "runs",
     Kind.STEP: "run_steps",
+    Kind.FILE: "files",
 }
 COLUMNS: Final[dict[Kind, tuple[str, ...]]] = {
     Kind.ASSISTANT: (),
@@ -25,6 +26,7 @@ COLUMNS: Final[dict[Kind, tuple[str, ...]]] = {
     Kind.MESSAGE: ("thread_id", "run_id"),
     Kind.RUN: ("thread_id", "assistant_id", "status", "expires_at"),
     Kind.STEP: ("thread_id", "run_id"),
+    Kind.FILE: ("purpose", "expires_at"),
 }
 
 # A placeholder for the n-th parameter (from 1): "?" for sqlite3, "$n" for asyncpg.

@@ -33,6 +33,7 @@ from gateway.objects import ACTIVE_RUN_STATUSES
 from gateway.store.base import (
     OWNED_KINDS,
     ApiKey,
+    Chunk,
     CursorNotFoundError,
     IdempotentRecord,
     Kind,
@@ -74,6 +75,14 @@ def _unavailable(exc: Exception) -> StoreUnavailableError | None:
 
 _INSERT: Final = {kind: insert_sql(kind, lambda _: "?") for kind in Kind}
 _UPSERT: Final = {kind: upsert_sql(kind, lambda _: "?") for kind in Kind}
+_PUT_CHUNK: Final = (
+    "INSERT INTO blob_chunks (blob_id, part, seq, data, created_at) VALUES (?, ?, ?, ?, ?)"
+)
+# The chunks of blobs no file holds whose newest chunk is older than the parameter.
+_PRUNE_BLOBS: Final = (
+    "DELETE FROM blob_chunks WHERE blob_id IN (SELECT blob_id FROM blob_chunks GROUP BY blob_id"
+    " HAVING max(created_at) < ?) AND blob_id NOT IN (SELECT id FROM files)"
+)
 _APPEND_BLOCK: Final = (
     "INSERT OR IGNORE INTO run_event_blocks (run_id, first_seq, last_seq, frames, created_at)"
     " VALUES (?, ?, ?, ?, ?)"
@@ -195,6 +204,17 @@ class _SQLiteTx:
                 (key.id, key.project, key.hash, key.created_at, key.revoked_at),
             )
         )
+
+    async def put_chunk(self, blob_id: str, part: int, seq: int, data: bytes, at: int) -> None:
+        self.held.append((_PUT_CHUNK, (blob_id, part, seq, data, at)))
+
+    async def delete_blob(self, blob_id: str) -> None:
+        self.held.append(("DELETE FROM blob_chunks WHERE blob_id=?", (blob_id,)))
+
+    async def prune_blobs(self, before: int) -> int:
+        await self.flush()
+        cursor = await self._conn.execute(_PRUNE_BLOBS, (before,))
+        return cursor.rowcount
 
     async def claim_idempotency(
         self,
@@ -544,6 +564,22 @@ class SQLiteRunStore:
             (run_id, after),
         )
         return [e for (frames,) in rows for e in split_block(frames) if e.seq > after]
+
+    async def expired_ids(self, kind: Kind, now: int, limit: int = 1000) -> list[str]:
+        rows = await self._r.execute_fetchall(
+            f"SELECT id FROM {TABLES[kind]} WHERE expires_at <= ? LIMIT ?", (now, limit)
+        )
+        return [row[0] for row in rows]
+
+    async def next_chunk(self, blob_id: str, after: tuple[int, int]) -> Chunk | None:
+        rows = list(
+            await self._r.execute_fetchall(
+                "SELECT part, seq, data FROM blob_chunks WHERE blob_id=? AND (part, seq) > (?, ?)"
+                " ORDER BY part, seq LIMIT 1",
+                (blob_id, *after),
+            )
+        )
+        return Chunk(*rows[0]) if rows else None
 
     async def orphaned_runs(self, owner: str, now: float, *, own: bool = True) -> list[Obj]:
         # One process uses a SQLite file: at its start, every active run is a previous one's.

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import openai
 import pytest
 
+from gateway.store import RunStore
 from tests.server import LiveServer
 from tests.stores import Database, database, postgres_missing
-
-# The SDK marks every Assistants method deprecated; calling them is what these tests do.
-warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 REQUIRE_SERVICES = os.environ.get("GATEWAY_REQUIRE_SERVICES") == "1"
 
@@ -46,6 +43,15 @@ def db(backend: str, tmp_path: Path) -> Iterator[Database]:
         need(missing is None, missing or "")
     with database(backend, tmp_path) as found:
         yield found
+
+
+@pytest.fixture
+async def store(db: Database) -> AsyncIterator[RunStore]:
+    """An open store on the test's database."""
+    opened = db.store()
+    await opened.open()
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture

@@ -209,14 +209,6 @@ assert Settings().max_file_bytes == 512 * 1024 * 1024  # OpenAI's limit is the d
 # -- the engine's Files, on the store itself ---------------------------------------------------
 
 
-@pytest.fixture
-async def store(db: Database) -> AsyncIterator[RunStore]:
-    opened = db.store()
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
 async def _pieces(*pieces: bytes) -> AsyncIterator[bytes]:
     for piece in pieces:
         yield piece

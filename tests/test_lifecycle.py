@@ -5,8 +5,7 @@ run in that order, saved with their events on a real SQLite store."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import cast
 
 import pytest
@@ -24,7 +23,7 @@ from gateway.objects import (
     RunStatus,
     StepStatus,
 )
-from gateway.store import Kind, RunStore, StoreTx, open_store
+from gateway.store import Kind, RunStore, StoreTx
 from gateway.types import Obj
 from gateway.wire import Run, Step
 
@@ -255,14 +254,6 @@ def test_close_message_with_a_reason_is_incomplete(clock: None) -> None:
 
 
 # --- endings, on a real store ---------------------------------------------------------------
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[RunStore]:
-    s = open_store(str(tmp_path / "g.db"))
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def writing(store: RunStore) -> tuple[Lifecycle, RunHandle]:

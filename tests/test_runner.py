@@ -4,9 +4,6 @@ is what GET finds afterwards."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import orjson
 import pytest
 
@@ -26,19 +23,11 @@ from gateway.models.base import (
     ToolCallChunk,
 )
 from gateway.objects import RunStatus
-from gateway.store import Kind, RunStore, StoreTx, open_store
+from gateway.store import Kind, RunStore, StoreTx
 from gateway.types import Obj
 from tests.backends import ScriptedBackend
 
 ASSISTANT = objects.assistant({"model": "m"})
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[RunStore]:
-    s = open_store(str(tmp_path / "g.db"))
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def segment(store: RunStore, *chunks: ModelChunk) -> RunHandle:

@@ -38,14 +38,6 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def store(db: Database) -> AsyncIterator[RunStore]:
-    opened = db.store()
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
 async def sqlite_store(db_path: Path) -> AsyncIterator[SQLiteRunStore]:
     opened = SQLiteRunStore(db_path)
     await opened.open()

@@ -225,38 +225,24 @@ class Lifecycle:
     async def start_tool_call(self, handle: RunHandle, call_id: str, name: str) -> int:
         """Add a function call to the segment's tool_calls step (opened first if none is: the
         open message, if text came first, completes before it); returns the call's index."""
-        if handle.step is None or handle.step["type"] != "tool_calls":
-            await self._open_tool_step(handle)
-        step = handle.step
-        assert step is not None
-        calls = step["step_details"]["tool_calls"]
-        index = len(calls)
-        calls.append(
-            {
-                "id": call_id,
-                "type": "function",
-                "function": {"name": name, "arguments": "", "output": None},
-            }
-        )
-        delta = {
-            "index": index,
-            "id": call_id,
-            "type": "function",
-            "function": {"name": name, "arguments": "", "output": None},
-        }
-        await self.publish(handle, events.tool_call_delta(step["id"], delta))
-        return index
+        function = {"name": name, "arguments": "", "output": None}
+        return await self._add_call(handle, call_id, "function", function)
 
     async def start_hosted_call(self, handle: RunHandle, call_id: str, kind: str) -> int:
         """Add a call of a hosted tool (file_search, code_interpreter) to the segment's
         tool_calls step, as start_tool_call does for a function; returns the call's index."""
+        details = objects.hosted_call_details(handle.run, kind)
+        return await self._add_call(handle, call_id, kind, details)
+
+    async def _add_call(self, handle: RunHandle, call_id: str, kind: str, details: Obj) -> int:
+        """Add a call to the open tool step (opened first) and announce it: the call's first
+        delta carries all of it."""
         if handle.step is None or handle.step["type"] != "tool_calls":
             await self._open_tool_step(handle)
         step = handle.step
         assert step is not None
         calls = step["step_details"]["tool_calls"]
         index = len(calls)
-        details = objects.hosted_call_details(handle.run, kind)
         calls.append({"id": call_id, "type": kind, kind: details})
         delta = {"index": index, "id": call_id, "type": kind, kind: dict(details)}
         await self.publish(handle, events.tool_call_delta(step["id"], delta))

@@ -62,7 +62,7 @@ class UpstreamDroppedError(Exception):
     """The upstream closed the connection before its first token."""
 
 
-def _retry_decision(exc: Exception) -> bool | float:
+def _retry_decision(exc: BaseException) -> bool | float:
     """stamina's backoff hook: whether to retry, or after how many seconds (Retry-After)."""
     if isinstance(exc, UpstreamStatusError):
         if exc.status != 429 and exc.status < 500:

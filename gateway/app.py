@@ -33,6 +33,7 @@ from gateway.engine import RunEngine
 from gateway.engine.completions import Completions
 from gateway.engine.idempotency import IdempotencyKeys
 from gateway.engine.leases import default_owner
+from gateway.engine.uploads import PART_MAX_BYTES
 from gateway.errors import GatewayError, envelope
 from gateway.metrics import Metrics
 from gateway.models.base import ModelBackend
@@ -131,8 +132,11 @@ def create_app(
         Middleware(
             BodyLimit,
             max_bytes=settings.max_body_bytes,
-            # A file's body: the file and its form's few fields.
-            larger={("POST", "/files"): settings.max_file_bytes + FORM_OVERHEAD_BYTES},
+            # A file's body, or an upload part's: the bytes and their form's few fields.
+            larger=[
+                ("POST", "/files", settings.max_file_bytes + FORM_OVERHEAD_BYTES),
+                ("POST", "/uploads/[^/]+/parts", PART_MAX_BYTES + FORM_OVERHEAD_BYTES),
+            ],
         ),
     ]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]

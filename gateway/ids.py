@@ -46,3 +46,11 @@ def call_id() -> str:
 
 def file_id() -> str:
     return new_id("file-")
+
+
+def upload_id() -> str:
+    return new_id("upload_")
+
+
+def part_id() -> str:
+    return new_id("part_")

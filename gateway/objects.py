@@ -15,7 +15,19 @@ from typing import Any
 from gateway import ids
 from gateway.bodies import AssistantBody, MessageBody, RunSettings, ThreadBody
 from gateway.types import Obj
-from gateway.wire import Assistant, Deleted, File, Message, Page, Run, Step, Thread, Usage
+from gateway.wire import (
+    Assistant,
+    Deleted,
+    File,
+    Message,
+    Page,
+    Run,
+    Step,
+    Thread,
+    Upload,
+    UploadPart,
+    Usage,
+)
 
 
 class RunStatus(StrEnum):
@@ -348,6 +360,33 @@ def file(
         "purpose": purpose,
         "status": "processed",
         "status_details": None,
+    }
+
+
+# How long an upload stays open for parts (OpenAI: an hour).
+UPLOAD_SECONDS = 3600
+
+
+def upload(*, filename: str, purpose: str, size: int, created: int) -> Upload:
+    return {
+        "id": ids.upload_id(),
+        "object": "upload",
+        "bytes": size,
+        "created_at": created,
+        "expires_at": created + UPLOAD_SECONDS,
+        "filename": filename,
+        "purpose": purpose,
+        "status": "pending",
+        "file": None,
+    }
+
+
+def upload_part(upload_id: str, *, created: int) -> UploadPart:
+    return {
+        "id": ids.part_id(),
+        "object": "upload.part",
+        "created_at": created,
+        "upload_id": upload_id,
     }
 
 

@@ -129,6 +129,25 @@ class File(TypedDict):
     status_details: str | None
 
 
+class Upload(TypedDict):
+    id: str
+    object: Literal["upload"]
+    bytes: int
+    created_at: int
+    expires_at: int
+    filename: str
+    purpose: str
+    status: str
+    file: File | None
+
+
+class UploadPart(TypedDict):
+    id: str
+    object: Literal["upload.part"]
+    created_at: int
+    upload_id: str
+
+
 class Deleted(TypedDict):
     id: str
     object: str

@@ -85,6 +85,7 @@ async def _seed(store: RunStore) -> dict[Kind, AnyObj]:
     message = objects.user_message(thread["id"], {"role": "user", "content": "hi"})
     run = _new_run(thread, assistant)
     step = _new_step(run)
+    upload = objects.upload(filename="b.txt", purpose="assistants", size=3, created=1)
     seeded: dict[Kind, AnyObj] = {
         Kind.ASSISTANT: assistant,
         Kind.THREAD: thread,
@@ -92,6 +93,8 @@ async def _seed(store: RunStore) -> dict[Kind, AnyObj]:
         Kind.RUN: run,
         Kind.STEP: step,
         Kind.FILE: objects.file(filename="a.txt", purpose="assistants", size=3, expires_after=60),
+        Kind.UPLOAD: upload,
+        Kind.UPLOAD_PART: {**objects.upload_part(upload["id"], created=1), "bytes": 3},
     }
     await _insert(store, *seeded.items())
     return seeded

@@ -15,10 +15,11 @@ from typing import Any
 
 import orjson
 import pydantic
-from openai.types import FileDeleted, FileObject
+from openai.types import FileDeleted, FileObject, Upload
 from openai.types.beta import Assistant, AssistantDeleted, Thread, ThreadDeleted
 from openai.types.beta.threads import Message, MessageDeleted, MessageDeltaEvent, Run
 from openai.types.beta.threads.runs import RunStep, RunStepDeltaEvent
+from openai.types.uploads import UploadPart
 
 TYPES: dict[str, type[pydantic.BaseModel]] = {
     "assistant": Assistant,
@@ -33,6 +34,8 @@ TYPES: dict[str, type[pydantic.BaseModel]] = {
     "thread.run.step.delta": RunStepDeltaEvent,
     "file": FileObject,
     "file.deleted": FileDeleted,  # its `object` is "file" too: ask for it by this name
+    "upload": Upload,
+    "upload.part": UploadPart,
 }
 
 

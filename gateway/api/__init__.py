@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from gateway.api import assistants, chat, files, models, openapi, playground, runs, threads
+from gateway.api import (
+    assistants,
+    chat,
+    files,
+    models,
+    openapi,
+    playground,
+    runs,
+    threads,
+    uploads,
+)
 
 # /threads/runs must come before /threads/{thread_id}.
 routes: list[BaseRoute] = [
@@ -13,6 +23,7 @@ routes: list[BaseRoute] = [
     *threads.routes,
     *models.routes,
     *files.routes,
+    *uploads.routes,
     *chat.routes,
     *openapi.routes,
     *playground.routes,  # matches at the root only, never under /v1

@@ -79,6 +79,8 @@ RUN = wire_object("thread.run", id={"type": "string"}, status={"type": "string"}
 STEP = wire_object("thread.run.step", id={"type": "string"})
 MODEL = wire_object("model", id={"type": "string"})
 FILE = wire_object("file", id={"type": "string"}, bytes={"type": "integer"})
+UPLOAD = wire_object("upload", id={"type": "string"}, status={"type": "string"})
+UPLOAD_PART = wire_object("upload.part", id={"type": "string"})
 TOKEN: Schema = {
     "type": "object",
     "required": ["token"],

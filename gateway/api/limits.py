@@ -4,9 +4,10 @@ requests for one key (429 with Retry-After)."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -21,22 +22,33 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 
 class BodyLimit:
     """ASGI middleware: a body over `max_bytes` is a 413, whether its Content-Length says so or
-    its chunks add up to it. `larger` names the (method, path) whose bodies may be larger (file
-    uploads), with their limit; a path counts with or without its /v1 prefix."""
+    its chunks add up to it. `larger` names the requests whose bodies may be larger (files, and
+    the parts of uploads): a method, a pattern of the whole path (with or without its /v1
+    prefix) and their limit."""
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, larger: dict[tuple[str, str], int] | None = None
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        larger: Sequence[tuple[str, str, int]] = (),
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.larger = larger or {}
+        self.larger = [(method, re.compile(path), limit) for method, path, limit in larger]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = scope["path"].removeprefix("/v1")
-        limit = self.larger.get((scope["method"], path), self.max_bytes)
+        limit = next(
+            (
+                n
+                for method, pattern, n in self.larger
+                if method == scope["method"] and pattern.fullmatch(path)
+            ),
+            self.max_bytes,
+        )
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
                 # Answered here, before any of the body is read; this middleware sits outside

@@ -530,6 +530,9 @@ Body = BaseModel
 # -- files ------------------------------------------------------------------------------------
 
 
+Purpose = Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]
+
+
 class FileExpiresAfter(_Body):
     anchor: Literal["created_at"]
     seconds: Annotated[int, Field(ge=3600, le=2_592_000), WHOLE]
@@ -538,8 +541,25 @@ class FileExpiresAfter(_Body):
 class CreateFileForm(_Body):
     """The fields of POST /files beside the file itself (multipart/form-data)."""
 
-    purpose: Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]
+    purpose: Purpose
     expires_after: FileExpiresAfter | None = None
+
+
+class CreateUploadRequest(_Body):
+    filename: str = Field(min_length=1, max_length=1024)
+    purpose: Purpose
+    bytes: Annotated[int, Field(ge=0, le=MAX_INTEGER), WHOLE]
+    mime_type: str = Field(min_length=1, max_length=256)
+    expires_after: FileExpiresAfter | None = None
+
+
+class AddUploadPartForm(_Body):
+    """The fields of POST /uploads/{id}/parts beside the part's bytes (`data`): none."""
+
+
+class CompleteUploadRequest(_Body):
+    part_ids: list[str] = Field(max_length=10_000)
+    md5: str | None = Field(default=None, max_length=64)
 
 
 TOP_LEVEL: tuple[type[BaseModel], ...] = (
@@ -556,4 +576,7 @@ TOP_LEVEL: tuple[type[BaseModel], ...] = (
     ToolOutput,
     ChatCompletionRequest,
     CreateFileForm,
+    CreateUploadRequest,
+    AddUploadPartForm,
+    CompleteUploadRequest,
 )

@@ -28,6 +28,7 @@ from gateway.engine.registry import Registry
 from gateway.engine.runner import Runner
 from gateway.engine.streams import RunStream, RunStreams
 from gateway.engine.tools import HostedTool, unavailable_tools
+from gateway.engine.uploads import Uploads
 from gateway.errors import (
     ConflictError,
     InvalidRequestError,
@@ -74,6 +75,7 @@ class RunEngine:
         self.metrics = metrics or Metrics()
         self.catalog = Catalog(store, owner_cache_size=owner_cache_size)
         self.files = Files(store, max_bytes=max_file_bytes)
+        self.uploads = Uploads(store, self.files)
         self.log = EventLog(
             store,
             bus,
@@ -112,11 +114,13 @@ class RunEngine:
         await self.cluster.start()
         self.driver.start()
         self.files.start()
+        self.uploads.start()
 
     async def stop(self) -> None:
         """End what is running (in-progress runs fail; queued and waiting runs stay for the
         next start) and refuse new runs. Calling it again is harmless."""
         self._stopping = True
+        await self.uploads.stop()
         await self.files.stop()
         await self.cluster.stop()
         await self.driver.stop()

@@ -65,35 +65,51 @@ class Files:
         """Store `content` as a new file of `project`; a file over the size limit is refused
         (413) and nothing of it kept."""
         file_id = ids.file_id()
+        size = await self.store_blob(
+            file_id,
+            content,
+            limit=self.max_bytes,
+            too_large="The file is larger than the {limit} bytes this server accepts for one file.",
+            param="file",
+        )
+        file = objects.file(
+            file_id=file_id,
+            filename=filename,
+            purpose=purpose,
+            size=size,
+            expires_after=expires_after,
+            created=int(self.clock()),
+        )
+
+        async def add(tx: StoreTx) -> None:
+            await tx.insert(Kind.FILE, file, project=project)
+
+        try:
+            await self.store.write(add)
+        except BaseException:
+            await self.forget(file_id)
+            raise
+        return file
+
+    async def store_blob(
+        self, blob_id: str, content: AsyncIterator[bytes], *, limit: int, too_large: str, param: str
+    ) -> int:
+        """Write `content` as the chunks of `blob_id` and return its size. Over `limit` bytes it
+        is refused (413, `too_large` with the limit in it) and, as on any failure, what was
+        written is deleted."""
         size = 0
         try:
             async for seq, chunk in _numbered(_rechunked(content)):
                 size += len(chunk)
-                if size > self.max_bytes:
+                if size > limit:
                     raise PayloadTooLargeError(
-                        f"The file is larger than the {self.max_bytes} bytes this server "
-                        "accepts for one file.",
-                        param="file",
-                        code="file_too_large",
+                        too_large.format(limit=limit), param=param, code="file_too_large"
                     )
-                await self._put(file_id, seq, chunk)
-            file = objects.file(
-                file_id=file_id,
-                filename=filename,
-                purpose=purpose,
-                size=size,
-                expires_after=expires_after,
-                created=int(self.clock()),
-            )
-
-            async def add(tx: StoreTx) -> None:
-                await tx.insert(Kind.FILE, file, project=project)
-
-            await self.store.write(add)
+                await self._put(blob_id, seq, chunk)
         except BaseException:
-            await self._forget(file_id)
+            await self.forget(blob_id)
             raise
-        return file
+        return size
 
     async def _put(self, blob_id: str, seq: int, chunk: bytes) -> None:
         at = int(self.clock())
@@ -103,9 +119,9 @@ class Files:
 
         await self.store.write(write)
 
-    async def _forget(self, blob_id: str) -> None:
-        """Delete what was written of a file that will not be (best effort: the pruner deletes
-        what this cannot)."""
+    async def forget(self, blob_id: str) -> None:
+        """Delete what was written of a blob that will not be kept (best effort: the pruner
+        deletes what this cannot)."""
 
         async def write(tx: StoreTx) -> None:
             await tx.delete_blob(blob_id)
@@ -139,9 +155,10 @@ class Files:
     async def content(self, file_id: str, *, project: str) -> tuple[File, AsyncIterator[bytes]]:
         """The file and an iterator of its bytes, chunk by chunk."""
         file = await self.get(file_id, project=project)
-        return file, self._chunks(file_id)
+        return file, self.chunks(file_id)
 
-    async def _chunks(self, blob_id: str) -> AsyncIterator[bytes]:
+    async def chunks(self, blob_id: str) -> AsyncIterator[bytes]:
+        """The bytes of `blob_id`, chunk by chunk."""
         place = (-1, -1)
         while (chunk := await self.store.next_chunk(blob_id, place)) is not None:
             place = (chunk.part, chunk.seq)

@@ -24,6 +24,8 @@ class Kind(StrEnum):
     RUN = "run"
     STEP = "step"
     FILE = "file"
+    UPLOAD = "upload"
+    UPLOAD_PART = "upload.part"
 
 
 class Chunk(NamedTuple):
@@ -45,7 +47,7 @@ class LoggedEvent(NamedTuple):
 
 
 # The kinds that belong to a project themselves; the others belong to their thread.
-OWNED_KINDS: Final = frozenset({Kind.ASSISTANT, Kind.THREAD, Kind.FILE})
+OWNED_KINDS: Final = frozenset({Kind.ASSISTANT, Kind.THREAD, Kind.FILE, Kind.UPLOAD})
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,11 @@ class StoreTx(Protocol):
 
     async def delete_blob(self, blob_id: str) -> None:
         """Delete every chunk of `blob_id`."""
+        ...
+
+    async def move_blob(self, blob_id: str, to: str, part: int) -> None:
+        """Make the chunks of `blob_id` part number `part` of blob `to` (an upload's part
+        becomes a piece of its file, without copying bytes)."""
         ...
 
     async def prune_blobs(self, before: int) -> int:
@@ -243,8 +250,11 @@ class RunStore(Protocol):
         """The run's logged events with seq > `after`, in order."""
         ...
 
-    async def expired_ids(self, kind: Kind, now: int, limit: int = 1000) -> list[str]:
-        """Ids of objects of `kind` (one with an expires_at column) whose expires_at has come."""
+    async def expired_ids(
+        self, kind: Kind, now: int, *, limit: int = 1000, **filters: str
+    ) -> list[str]:
+        """Ids of objects of `kind` (one with an expires_at column) matching `filters` whose
+        expires_at has come, at most `limit` of them."""
         ...
 
     async def next_chunk(self, blob_id: str, after: tuple[int, int]) -> Chunk | None:

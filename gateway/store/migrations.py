@@ -158,4 +158,26 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (blob_id, part, seq)
     ) WITHOUT ROWID;
     """,
+    # 8: uploads (the Uploads API) and their parts. A part's bytes are the blob of its id
+    # until the upload completes and they become pieces of the file's blob; a pending upload
+    # holds its parts from the pruner.
+    """
+    CREATE TABLE uploads (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        id         TEXT NOT NULL UNIQUE,
+        project    TEXT NOT NULL DEFAULT '',
+        status     TEXT NOT NULL,
+        expires_at INTEGER,
+        body       BLOB NOT NULL
+    );
+    CREATE INDEX uploads_pending ON uploads(expires_at) WHERE status = 'pending';
+    CREATE TABLE upload_parts (
+        seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+        id        TEXT NOT NULL UNIQUE,
+        upload_id TEXT NOT NULL REFERENCES uploads(id) ON DELETE CASCADE,
+        bytes     INTEGER NOT NULL,
+        body      BLOB NOT NULL
+    );
+    CREATE INDEX upload_parts_by_upload ON upload_parts(upload_id, seq);
+    """,
 )

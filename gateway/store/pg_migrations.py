@@ -118,4 +118,24 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (blob_id, part, seq)
     );
     """,
+    # 4: uploads and their parts (see the SQLite store's migration 8).
+    """
+    CREATE TABLE uploads (
+        seq        BIGSERIAL PRIMARY KEY,
+        id         TEXT NOT NULL UNIQUE,
+        project    TEXT NOT NULL DEFAULT '',
+        status     TEXT NOT NULL,
+        expires_at BIGINT,
+        body       BYTEA NOT NULL
+    );
+    CREATE INDEX uploads_pending ON uploads(expires_at) WHERE status = 'pending';
+    CREATE TABLE upload_parts (
+        seq       BIGSERIAL PRIMARY KEY,
+        id        TEXT NOT NULL UNIQUE,
+        upload_id TEXT NOT NULL REFERENCES uploads(id) ON DELETE CASCADE,
+        bytes     BIGINT NOT NULL,
+        body      BYTEA NOT NULL
+    );
+    CREATE INDEX upload_parts_by_upload ON upload_parts(upload_id, seq);
+    """,
 )

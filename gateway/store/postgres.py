@@ -78,6 +78,7 @@ _PUT_CHUNK: Final = (
 _PRUNE_BLOBS: Final = (
     "DELETE FROM blob_chunks WHERE blob_id IN (SELECT blob_id FROM blob_chunks GROUP BY blob_id"
     " HAVING max(created_at) < $1) AND blob_id NOT IN (SELECT id FROM files)"
+    " AND blob_id NOT IN (SELECT id FROM upload_parts)"
 )
 _APPEND_BLOCK: Final = (
     "INSERT INTO run_event_blocks (run_id, first_seq, last_seq, frames, created_at)"
@@ -143,6 +144,11 @@ class _PostgresTx:
 
     async def delete_blob(self, blob_id: str) -> None:
         await self._conn.execute("DELETE FROM blob_chunks WHERE blob_id=$1", blob_id)
+
+    async def move_blob(self, blob_id: str, to: str, part: int) -> None:
+        await self._conn.execute(
+            "UPDATE blob_chunks SET blob_id=$1, part=$2 WHERE blob_id=$3", to, part, blob_id
+        )
 
     async def prune_blobs(self, before: int) -> int:
         return _count(await self._conn.execute(_PRUNE_BLOBS, before))
@@ -470,9 +476,15 @@ class PostgresRunStore:
         )
         return [e for (frames,) in rows for e in split_block(frames) if e.seq > after]
 
-    async def expired_ids(self, kind: Kind, now: int, limit: int = 1000) -> list[str]:
+    async def expired_ids(
+        self, kind: Kind, now: int, *, limit: int = 1000, **filters: str
+    ) -> list[str]:
+        where = "".join(f" AND {column}=${i}" for i, column in enumerate(filters, start=3))
         rows = await self._fetch(
-            f"SELECT id FROM {TABLES[kind]} WHERE expires_at <= $1 LIMIT $2", now, limit
+            f"SELECT id FROM {TABLES[kind]} WHERE expires_at <= $1{where} LIMIT $2",
+            now,
+            limit,
+            *filters.values(),
         )
         return [row[0] for row in rows]
 

@@ -19,6 +19,8 @@ TABLES: Final = {
     Kind.RUN: "runs",
     Kind.STEP: "run_steps",
     Kind.FILE: "files",
+    Kind.UPLOAD: "uploads",
+    Kind.UPLOAD_PART: "upload_parts",
 }
 COLUMNS: Final[dict[Kind, tuple[str, ...]]] = {
     Kind.ASSISTANT: (),
@@ -27,6 +29,8 @@ COLUMNS: Final[dict[Kind, tuple[str, ...]]] = {
     Kind.RUN: ("thread_id", "assistant_id", "status", "expires_at"),
     Kind.STEP: ("thread_id", "run_id"),
     Kind.FILE: ("purpose", "expires_at"),
+    Kind.UPLOAD: ("status", "expires_at"),
+    Kind.UPLOAD_PART: ("upload_id", "bytes"),
 }
 
 # A placeholder for the n-th parameter (from 1): "?" for sqlite3, "$n" for asyncpg.

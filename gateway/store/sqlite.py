@@ -82,6 +82,7 @@ _PUT_CHUNK: Final = (
 _PRUNE_BLOBS: Final = (
     "DELETE FROM blob_chunks WHERE blob_id IN (SELECT blob_id FROM blob_chunks GROUP BY blob_id"
     " HAVING max(created_at) < ?) AND blob_id NOT IN (SELECT id FROM files)"
+    " AND blob_id NOT IN (SELECT id FROM upload_parts)"
 )
 _APPEND_BLOCK: Final = (
     "INSERT OR IGNORE INTO run_event_blocks (run_id, first_seq, last_seq, frames, created_at)"
@@ -210,6 +211,11 @@ class _SQLiteTx:
 
     async def delete_blob(self, blob_id: str) -> None:
         self.held.append(("DELETE FROM blob_chunks WHERE blob_id=?", (blob_id,)))
+
+    async def move_blob(self, blob_id: str, to: str, part: int) -> None:
+        self.held.append(
+            ("UPDATE blob_chunks SET blob_id=?, part=? WHERE blob_id=?", (to, part, blob_id))
+        )
 
     async def prune_blobs(self, before: int) -> int:
         await self.flush()
@@ -565,9 +571,13 @@ class SQLiteRunStore:
         )
         return [e for (frames,) in rows for e in split_block(frames) if e.seq > after]
 
-    async def expired_ids(self, kind: Kind, now: int, limit: int = 1000) -> list[str]:
+    async def expired_ids(
+        self, kind: Kind, now: int, *, limit: int = 1000, **filters: str
+    ) -> list[str]:
+        where = "".join(f" AND {column}=?" for column in filters)
         rows = await self._r.execute_fetchall(
-            f"SELECT id FROM {TABLES[kind]} WHERE expires_at <= ? LIMIT ?", (now, limit)
+            f"SELECT id FROM {TABLES[kind]} WHERE expires_at <= ?{where} LIMIT ?",
+            (now, *filters.values(), limit),
         )
         return [row[0] for row in rows]
 

@@ -300,13 +300,13 @@ def _send_paced(sock: socket.socket, data: bytes, bytes_per_second: float) -> bo
     return True
 
 
-@pytest.mark.settings(request_timeout_seconds=1.0, min_upload_bytes_per_second=1_000_000)
+@pytest.mark.settings(request_timeout_seconds=1.0, min_upload_bytes_per_second=500_000)
 def test_a_large_upload_at_a_fair_pace_outlasts_the_request_deadline(server: LiveServer) -> None:
-    """2.4 MB at 1.2 MB/s takes 2 s, past the 1 s deadline, within the 1 s + 2.4 s a body of
-    that length is given: stored. The same body at 0.3 MB/s is cut off."""
+    """2.4 MB at 1.5 MB/s takes 1.6 s, past the 1 s deadline, well within the 1 s + 4.8 s a
+    body of that length is given: stored. The same body at 0.15 MB/s is cut off."""
     request = _upload_request(2_400_000)
     with connect(server) as sock:
-        assert _send_paced(sock, request, 1_200_000)
+        assert _send_paced(sock, request, 1_500_000)
         sock.shutdown(socket.SHUT_WR)
         answer, _ = read_all(sock)
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
@@ -315,8 +315,8 @@ def test_a_large_upload_at_a_fair_pace_outlasts_the_request_deadline(server: Liv
 
     started = time.monotonic()
     with connect(server) as sock:
-        sent = _send_paced(sock, request, 300_000)
+        sent = _send_paced(sock, request, 150_000)
         answer, _ = read_all(sock) if sent else (b"", 0.0)
     assert not answer.startswith(b"HTTP/1.1 200")
-    assert time.monotonic() - started < 6, "the slow upload was not cut off"
+    assert time.monotonic() - started < 10, "the slow upload was not cut off"
     assert dropped(server) == 1

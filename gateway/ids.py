@@ -54,3 +54,11 @@ def upload_id() -> str:
 
 def part_id() -> str:
     return new_id("part_")
+
+
+def vector_store_id() -> str:
+    return new_id("vs_")
+
+
+def file_batch_id() -> str:
+    return new_id("vsfb_")

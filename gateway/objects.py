@@ -390,6 +390,83 @@ def upload_part(upload_id: str, *, created: int) -> UploadPart:
     }
 
 
+# OpenAI's `auto` chunking: 800-token chunks overlapping by 400.
+AUTO_CHUNKING: Obj = {
+    "type": "static",
+    "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400},
+}
+FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
+
+
+def chunking(requested: Mapping[str, Any] | None) -> Obj:
+    """A chunking strategy as a vector store file shows it: `auto` is its static sizes."""
+    if not requested or requested["type"] == "auto":
+        return {"type": "static", "static": dict(AUTO_CHUNKING["static"])}
+    return {"type": "static", "static": dict(requested["static"])}
+
+
+def file_counts(counts: Mapping[str, int] | None = None) -> Obj:
+    counts = counts or {}
+    shown: Obj = {status: counts.get(status, 0) for status in FILE_STATUSES}
+    shown["total"] = sum(shown.values())
+    return shown
+
+
+def vector_store(
+    *, name: str | None, expires_after: Mapping[str, Any] | None, metadata: Any, created: int
+) -> Obj:
+    return {
+        "id": ids.vector_store_id(),
+        "object": "vector_store",
+        "created_at": created,
+        "name": name or "",
+        "usage_bytes": 0,
+        "file_counts": file_counts(),
+        "status": "completed",
+        "expires_after": dict(expires_after) if expires_after else None,
+        "expires_at": created + expires_after["days"] * 86400 if expires_after else None,
+        "last_active_at": created,
+        "metadata": metadata or {},
+    }
+
+
+def vector_store_file(
+    vector_store_id: str,
+    file_id: str,
+    *,
+    chunking_strategy: Mapping[str, Any] | None,
+    attributes: Mapping[str, Any] | None,
+    created: int,
+    batch_id: str | None = None,
+) -> Obj:
+    """A file being added to a vector store (`file_id` and `batch_id` are the gateway's
+    lookup columns, not shown)."""
+    return {
+        "id": file_id,
+        "object": "vector_store.file",
+        "usage_bytes": 0,
+        "created_at": created,
+        "vector_store_id": vector_store_id,
+        "status": "in_progress",
+        "last_error": None,
+        "chunking_strategy": chunking(chunking_strategy),
+        "attributes": dict(attributes) if attributes else {},
+        "file_id": file_id,
+        "batch_id": batch_id,
+    }
+
+
+def file_batch(vector_store_id: str, *, created: int, total: int) -> Obj:
+    return {
+        "id": ids.file_batch_id(),
+        "object": "vector_store.files_batch",
+        "created_at": created,
+        "vector_store_id": vector_store_id,
+        "status": "in_progress",
+        "file_counts": file_counts({"in_progress": total}),
+    }
+
+
 def deleted(object_id: str, kind: str) -> Deleted:
     return {"id": object_id, "object": kind, "deleted": True}
 

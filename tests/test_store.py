@@ -25,6 +25,7 @@ from gateway.store.base import (
     StoreTx,
 )
 from gateway.store.migrations import MIGRATIONS
+from gateway.store.rows import row_key
 from gateway.store.sqlite import SQLiteRunStore
 from gateway.types import AnyObj, Obj, PageQuery
 from gateway.wire import Assistant, Run, Step
@@ -86,6 +87,7 @@ async def _seed(store: RunStore) -> dict[Kind, AnyObj]:
     run = _new_run(thread, assistant)
     step = _new_step(run)
     upload = objects.upload(filename="b.txt", purpose="assistants", size=3, created=1)
+    vs = objects.vector_store(name="v", expires_after=None, metadata=None, created=1)
     seeded: dict[Kind, AnyObj] = {
         Kind.ASSISTANT: assistant,
         Kind.THREAD: thread,
@@ -95,6 +97,11 @@ async def _seed(store: RunStore) -> dict[Kind, AnyObj]:
         Kind.FILE: objects.file(filename="a.txt", purpose="assistants", size=3, expires_after=60),
         Kind.UPLOAD: upload,
         Kind.UPLOAD_PART: {**objects.upload_part(upload["id"], created=1), "bytes": 3},
+        Kind.VECTOR_STORE: vs,
+        Kind.VECTOR_STORE_FILE: objects.vector_store_file(
+            vs["id"], "file-x", chunking_strategy=None, attributes={"a": 1}, created=1
+        ),
+        Kind.FILE_BATCH: objects.file_batch(vs["id"], created=1, total=0),
     }
     await _insert(store, *seeded.items())
     return seeded
@@ -229,7 +236,7 @@ async def test_unopenable_path_raises_store_open_error(tmp_path: Path, where: st
 async def test_insert_then_get_roundtrips_every_kind(store: RunStore, kind: Kind) -> None:
     """An inserted object comes back from get() exactly as it went in."""
     seeded = await _seed(store)
-    assert await store.get(kind, seeded[kind]["id"]) == seeded[kind]
+    assert await store.get(kind, row_key(kind, seeded[kind])) == seeded[kind]
 
 
 async def test_get_unknown_id_returns_none(store: RunStore) -> None:
@@ -666,7 +673,7 @@ async def test_deleting_a_thread_cascades(store: RunStore) -> None:
     assert await store.list_all(Kind.STEP, run_id=seeded[Kind.RUN]["id"]) == []
     assert await store.get(Kind.ASSISTANT, seeded[Kind.ASSISTANT]["id"]) is not None
     for kind, obj in other.items():
-        assert await store.get(kind, obj["id"]) == obj
+        assert await store.get(kind, row_key(kind, obj)) == obj
 
 
 async def test_data_survives_close_and_reopen(db: Database) -> None:
@@ -680,7 +687,7 @@ async def test_data_survives_close_and_reopen(db: Database) -> None:
     await second.open()
     try:
         for kind, obj in seeded.items():
-            assert await second.get(kind, obj["id"]) == obj
+            assert await second.get(kind, row_key(kind, obj)) == obj
     finally:
         await second.close()
 

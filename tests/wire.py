@@ -15,11 +15,12 @@ from typing import Any
 
 import orjson
 import pydantic
-from openai.types import FileDeleted, FileObject, Upload
+from openai.types import FileDeleted, FileObject, Upload, VectorStore, VectorStoreDeleted
 from openai.types.beta import Assistant, AssistantDeleted, Thread, ThreadDeleted
 from openai.types.beta.threads import Message, MessageDeleted, MessageDeltaEvent, Run
 from openai.types.beta.threads.runs import RunStep, RunStepDeltaEvent
 from openai.types.uploads import UploadPart
+from openai.types.vector_stores import VectorStoreFile, VectorStoreFileBatch, VectorStoreFileDeleted
 
 TYPES: dict[str, type[pydantic.BaseModel]] = {
     "assistant": Assistant,
@@ -36,6 +37,11 @@ TYPES: dict[str, type[pydantic.BaseModel]] = {
     "file.deleted": FileDeleted,  # its `object` is "file" too: ask for it by this name
     "upload": Upload,
     "upload.part": UploadPart,
+    "vector_store": VectorStore,
+    "vector_store.deleted": VectorStoreDeleted,
+    "vector_store.file": VectorStoreFile,
+    "vector_store.file.deleted": VectorStoreFileDeleted,
+    "vector_store.files_batch": VectorStoreFileBatch,
 }
 
 

@@ -14,6 +14,7 @@ from gateway.api import (
     runs,
     threads,
     uploads,
+    vector_stores,
 )
 
 # /threads/runs must come before /threads/{thread_id}.
@@ -24,6 +25,7 @@ routes: list[BaseRoute] = [
     *models.routes,
     *files.routes,
     *uploads.routes,
+    *vector_stores.routes,
     *chat.routes,
     *openapi.routes,
     *playground.routes,  # matches at the root only, never under /v1

@@ -81,6 +81,15 @@ MODEL = wire_object("model", id={"type": "string"})
 FILE = wire_object("file", id={"type": "string"}, bytes={"type": "integer"})
 UPLOAD = wire_object("upload", id={"type": "string"}, status={"type": "string"})
 UPLOAD_PART = wire_object("upload.part", id={"type": "string"})
+VECTOR_STORE = wire_object("vector_store", id={"type": "string"}, status={"type": "string"})
+VECTOR_STORE_FILE = wire_object(
+    "vector_store.file", id={"type": "string"}, status={"type": "string"}
+)
+VECTOR_STORE_FILE_CONTENT = wire_object("vector_store.file_content.page", data={"type": "array"})
+FILE_BATCH = wire_object(
+    "vector_store.files_batch", id={"type": "string"}, status={"type": "string"}
+)
+SEARCH_PAGE = wire_object("vector_store.search_results.page", data={"type": "array"})
 TOKEN: Schema = {
     "type": "object",
     "required": ["token"],

@@ -62,7 +62,7 @@ async def get_file(request: Request) -> Response:
 
 async def delete_file(request: Request) -> Response:
     file_id = request.path_params["file_id"]
-    return ok(await engine_of(request).files.delete(file_id, project=project_of(request)))
+    return ok(await engine_of(request).delete_file(file_id, project=project_of(request)))
 
 
 async def download_file(request: Request) -> Response:

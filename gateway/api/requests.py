@@ -562,6 +562,113 @@ class CompleteUploadRequest(_Body):
     md5: str | None = Field(default=None, max_length=64)
 
 
+# -- vector stores ----------------------------------------------------------------------------
+
+
+def _check_attributes(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if len(value) > 16:
+        raise ValueError("attributes may have at most 16 keys.")
+    for key, item in value.items():
+        if len(key) > 64:
+            raise ValueError(f"attribute key {key[:20]!r}... is longer than 64 characters.")
+        if isinstance(item, str) and len(item) > 512:
+            raise ValueError(f"attribute {key!r} is longer than 512 characters.")
+    return value
+
+
+Attributes = Annotated[
+    dict[str, str | bool | int | float] | None,
+    AfterValidator(_check_attributes),
+]
+
+
+class VectorStoreExpiresAfter(_Body):
+    anchor: Literal["last_active_at"]
+    days: Annotated[int, Field(ge=1, le=365), WHOLE]
+
+
+class CreateVectorStoreRequest(_Body):
+    file_ids: list[str] | None = Field(default=None, max_length=500)
+    name: str | None = Field(default=None, max_length=256)
+    description: str | None = Field(default=None, max_length=512)
+    expires_after: VectorStoreExpiresAfter | None = None
+    chunking_strategy: ChunkingStrategy | None = None
+    metadata: Metadata = None
+
+
+class ModifyVectorStoreRequest(_Body):
+    name: str | None = Field(default=None, max_length=256)
+    expires_after: VectorStoreExpiresAfter | None = None
+    metadata: Metadata = None
+
+
+class CreateVectorStoreFileRequest(_Body):
+    file_id: str = Field(min_length=1, max_length=128)
+    chunking_strategy: ChunkingStrategy | None = None
+    attributes: Attributes = None
+
+
+class UpdateVectorStoreFileRequest(_Body):
+    attributes: Attributes
+
+
+class CreateFileBatchRequest(_Body):
+    file_ids: list[str] | None = Field(default=None, min_length=1, max_length=2000)
+    files: list[CreateVectorStoreFileRequest] | None = Field(
+        default=None, min_length=1, max_length=2000
+    )
+    chunking_strategy: ChunkingStrategy | None = None
+    attributes: Attributes = None
+
+    @model_validator(mode="after")
+    def _ids_or_files(self) -> Self:
+        if (self.file_ids is None) == (self.files is None):
+            raise ValueError("give either file_ids or files, one of them.")
+        return self
+
+
+ComparisonOp = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"]
+
+
+class ComparisonFilter(_Body):
+    type: ComparisonOp
+    key: str = Field(max_length=64)
+    value: str | bool | int | float | list[str | int | float]
+
+
+class CompoundFilter(_Body):
+    type: Literal["and", "or"]
+    filters: list[Annotated[ComparisonFilter | CompoundFilter, Field(discriminator="type")]] = (
+        Field(max_length=64)
+    )
+
+
+SearchFilter = Annotated[ComparisonFilter | CompoundFilter, Field(discriminator="type")]
+
+
+class SearchRankingOptions(_Body):
+    ranker: Literal["none", "auto", "default-2024-11-15"] | None = None
+    score_threshold: float | None = Field(default=None, ge=0, le=1)
+
+
+class SearchVectorStoreRequest(_Body):
+    query: Annotated[
+        Annotated[str, Field(min_length=1, max_length=4096), Tag("string")]
+        | Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=4096)]],
+            Field(min_length=1, max_length=16),
+            Tag("array"),
+        ],
+        _shape_union("a string or an array of strings"),
+    ]
+    rewrite_query: bool | None = None
+    max_num_results: Annotated[int, Field(ge=1, le=50), WHOLE] | None = None
+    filters: SearchFilter | None = None
+    ranking_options: SearchRankingOptions | None = None
+
+
 TOP_LEVEL: tuple[type[BaseModel], ...] = (
     CreateAssistantRequest,
     ModifyAssistantRequest,
@@ -579,4 +686,10 @@ TOP_LEVEL: tuple[type[BaseModel], ...] = (
     CreateUploadRequest,
     AddUploadPartForm,
     CompleteUploadRequest,
+    CreateVectorStoreRequest,
+    ModifyVectorStoreRequest,
+    CreateVectorStoreFileRequest,
+    UpdateVectorStoreFileRequest,
+    CreateFileBatchRequest,
+    SearchVectorStoreRequest,
 )

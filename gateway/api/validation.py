@@ -123,7 +123,7 @@ def _describe(error: ErrorDetails, path: str) -> str:
             f"Expected a string that matches the pattern '{ctx['pattern']}'."
         )
     if kind == "value_error":
-        return f"Invalid {where}: {ctx['error']}"
+        return f"Invalid {where}: {ctx['error']}" if path else f"Invalid request: {ctx['error']}"
     return f"Invalid {where}: {error['msg']}."
 
 

@@ -22,19 +22,23 @@ from gateway.engine.driver import Driver
 from gateway.engine.eventlog import EventLog
 from gateway.engine.files import Files
 from gateway.engine.handle import RunHandle, StopReason
+from gateway.engine.ingestion import Ingestion
 from gateway.engine.leases import Leases, default_owner
 from gateway.engine.lifecycle import Lifecycle
 from gateway.engine.registry import Registry
 from gateway.engine.runner import Runner
+from gateway.engine.search import Search
 from gateway.engine.streams import RunStream, RunStreams
 from gateway.engine.tools import HostedTool, unavailable_tools
 from gateway.engine.uploads import Uploads
+from gateway.engine.vector_stores import VectorStores
 from gateway.errors import (
     ConflictError,
     InvalidRequestError,
     ServiceUnavailableError,
     not_found,
 )
+from gateway.knowledge.embed import Embedder
 from gateway.metrics import Metrics
 from gateway.models.base import ModelBackend
 from gateway.objects import ACTIVE_RUN_STATUSES, RunStatus
@@ -69,6 +73,9 @@ class RunEngine:
         stream_retry_ms: int = 1000,
         tools: Mapping[str, HostedTool] | None = None,
         max_file_bytes: int = 512 * 1024 * 1024,
+        embedder: Embedder | None = None,
+        embedding_dimensions: int = 0,
+        ingestion_timeout_seconds: float = 300.0,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -76,6 +83,10 @@ class RunEngine:
         self.catalog = Catalog(store, owner_cache_size=owner_cache_size)
         self.files = Files(store, max_bytes=max_file_bytes)
         self.uploads = Uploads(store, self.files)
+        self.search = Search(store, embedder, dimensions=embedding_dimensions)
+        self.vector_stores = VectorStores(
+            store, self.files, searcher=self.search, wake=lambda: self.ingestion.wake()
+        )
         self.log = EventLog(
             store,
             bus,
@@ -87,6 +98,15 @@ class RunEngine:
         self.streams = RunStreams(bus, self.log, self.catalog, self.metrics, stream_retry_ms)
         self.leases = Leases(store, owner=owner or default_owner(0), seconds=lease_seconds)
         self.lc = Lifecycle(store, self.log, self.metrics, self.leases.owner)
+        self.ingestion = Ingestion(
+            store,
+            self.vector_stores,
+            self.files,
+            owner=self.leases.owner,
+            embedder=embedder,
+            lease_seconds=lease_seconds,
+            timeout_seconds=ingestion_timeout_seconds,
+        )
         self.registry = Registry(
             self.log,
             self.metrics,
@@ -115,16 +135,26 @@ class RunEngine:
         self.driver.start()
         self.files.start()
         self.uploads.start()
+        await self.ingestion.start()
 
     async def stop(self) -> None:
         """End what is running (in-progress runs fail; queued and waiting runs stay for the
         next start) and refuse new runs. Calling it again is harmless."""
         self._stopping = True
+        await self.ingestion.stop()
         await self.uploads.stop()
         await self.files.stop()
         await self.cluster.stop()
         await self.driver.stop()
         await self.log.stop()
+
+    # --- files, which vector stores hold ---------------------------------------------------
+
+    async def delete_file(self, file_id: str, *, project: str) -> Deleted:
+        """Delete a file, after taking it out of every vector store that has it."""
+        await self.files.get(file_id, project=project)
+        await self.vector_stores.forget_file(file_id)
+        return await self.files.delete(file_id, project=project)
 
     # --- threads and messages, where a run may be active ----------------------------------
 

@@ -8,7 +8,7 @@ cancelled run never leaves a half-written change or a transaction open.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, NamedTuple, Protocol, TypeVar
@@ -26,6 +26,10 @@ class Kind(StrEnum):
     FILE = "file"
     UPLOAD = "upload"
     UPLOAD_PART = "upload.part"
+    VECTOR_STORE = "vector_store"
+    # Keyed by "<vector store id>/<file id>": a file may be in several stores.
+    VECTOR_STORE_FILE = "vector_store.file"
+    FILE_BATCH = "vector_store.files_batch"
 
 
 class Chunk(NamedTuple):
@@ -34,6 +38,16 @@ class Chunk(NamedTuple):
     part: int
     seq: int
     data: bytes
+
+
+class ChunkRow(NamedTuple):
+    """A chunk of a file in a vector store."""
+
+    seq: int
+    vector_store_id: str
+    file_id: str
+    position: int
+    text: str
 
 
 class LoggedEvent(NamedTuple):
@@ -47,7 +61,9 @@ class LoggedEvent(NamedTuple):
 
 
 # The kinds that belong to a project themselves; the others belong to their thread.
-OWNED_KINDS: Final = frozenset({Kind.ASSISTANT, Kind.THREAD, Kind.FILE, Kind.UPLOAD})
+OWNED_KINDS: Final = frozenset(
+    {Kind.ASSISTANT, Kind.THREAD, Kind.FILE, Kind.UPLOAD, Kind.VECTOR_STORE}
+)
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,33 @@ class StoreTx(Protocol):
     async def move_blob(self, blob_id: str, to: str, part: int) -> None:
         """Make the chunks of `blob_id` part number `part` of blob `to` (an upload's part
         becomes a piece of its file, without copying bytes)."""
+        ...
+
+    async def add_chunks(
+        self, vector_store_id: str, file_id: str, chunks: Sequence[tuple[str, int, bytes | None]]
+    ) -> None:
+        """Store a file's chunks in a vector store, in order: (text, tokens, embedding)."""
+        ...
+
+    async def delete_chunks(self, vector_store_id: str, file_id: str | None = None) -> None:
+        """Delete the chunks of one file of a vector store, or of all its files."""
+        ...
+
+    async def claim_ingestion(self, owner: str, now: float, until: float) -> str | None:
+        """Claim the oldest vector store file waiting for ingestion that no live process holds
+        (none does, or its lease passed) for `owner` until `until`; its key, or None."""
+        ...
+
+    async def renew_ingestion(self, key: str, owner: str, until: float) -> bool:
+        """Extend `owner`'s claim on an ingestion; False if it no longer holds it."""
+        ...
+
+    async def holds_ingestion(self, key: str, owner: str) -> bool:
+        """Whether `owner` holds the ingestion of `key` (checked where its end is written)."""
+        ...
+
+    async def release_ingestions(self, owner: str) -> int:
+        """Let go of every ingestion `owner` holds (a process starting again takes them up)."""
         ...
 
     async def prune_blobs(self, before: int) -> int:
@@ -255,6 +298,35 @@ class RunStore(Protocol):
     ) -> list[str]:
         """Ids of objects of `kind` (one with an expires_at column) matching `filters` whose
         expires_at has come, at most `limit` of them."""
+        ...
+
+    async def file_chunk_texts(self, vector_store_id: str, file_id: str) -> list[str]:
+        """The texts of a file's chunks in a vector store, in order."""
+        ...
+
+    async def keyword_search(
+        self,
+        vector_store_ids: Sequence[str],
+        terms: Sequence[str],
+        limit: int,
+        file_ids: Sequence[str] | None = None,
+    ) -> list[tuple[int, float]]:
+        """The chunks of these stores (and files) that hold any of `terms`, best first, as
+        (chunk seq, score); higher scores are better, on the backend's own scale."""
+        ...
+
+    async def chunk_rows(self, seqs: Sequence[int]) -> list[ChunkRow]:
+        """The chunks with these seqs (any order)."""
+        ...
+
+    async def chunk_stamp(self, vector_store_id: str) -> tuple[int, int]:
+        """(how many chunks, the highest chunk seq) of a store: what a cache of them checks."""
+        ...
+
+    async def embeddings_after(
+        self, vector_store_id: str, after: int
+    ) -> list[tuple[int, str, bytes | None]]:
+        """(seq, file_id, embedding) of the store's chunks with seq > `after`, by seq."""
         ...
 
     async def next_chunk(self, blob_id: str, after: tuple[int, int]) -> Chunk | None:

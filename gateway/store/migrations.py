@@ -180,4 +180,60 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX upload_parts_by_upload ON upload_parts(upload_id, seq);
     """,
+    # 9: vector stores, the files in them (keyed "<store>/<file>"; `owner` and `lease_until`
+    # claim an ingestion, as runs are claimed), file batches, and the chunks a file was cut
+    # into, with their embeddings, searched by words through an FTS5 index over their text.
+    """
+    CREATE TABLE vector_stores (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        id         TEXT NOT NULL UNIQUE,
+        project    TEXT NOT NULL DEFAULT '',
+        expires_at INTEGER,
+        body       BLOB NOT NULL
+    );
+    CREATE INDEX vector_stores_by_project ON vector_stores(project, seq);
+    CREATE TABLE vector_store_files (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        id              TEXT NOT NULL UNIQUE,
+        vector_store_id TEXT NOT NULL REFERENCES vector_stores(id) ON DELETE CASCADE,
+        file_id         TEXT NOT NULL,
+        batch_id        TEXT,
+        status          TEXT NOT NULL,
+        owner           TEXT,
+        lease_until     REAL,
+        body            BLOB NOT NULL
+    );
+    CREATE INDEX vector_store_files_by_store ON vector_store_files(vector_store_id, seq);
+    CREATE INDEX vector_store_files_by_file ON vector_store_files(file_id);
+    CREATE INDEX vector_store_files_by_batch ON vector_store_files(batch_id, seq)
+        WHERE batch_id IS NOT NULL;
+    CREATE INDEX vector_store_files_waiting ON vector_store_files(seq)
+        WHERE status = 'in_progress';
+    CREATE TABLE file_batches (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        id              TEXT NOT NULL UNIQUE,
+        vector_store_id TEXT NOT NULL REFERENCES vector_stores(id) ON DELETE CASCADE,
+        status          TEXT NOT NULL,
+        body            BLOB NOT NULL
+    );
+    CREATE TABLE vs_chunks (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        vector_store_id TEXT NOT NULL,
+        file_id         TEXT NOT NULL,
+        position        INTEGER NOT NULL,
+        text            TEXT NOT NULL,
+        tokens          INTEGER NOT NULL,
+        embedding       BLOB
+    );
+    CREATE INDEX vs_chunks_by_file ON vs_chunks(vector_store_id, file_id, position);
+    CREATE VIRTUAL TABLE vs_chunks_fts USING fts5(
+        text, content='vs_chunks', content_rowid='seq', tokenize='porter unicode61'
+    );
+    CREATE TRIGGER vs_chunks_indexed AFTER INSERT ON vs_chunks BEGIN
+        INSERT INTO vs_chunks_fts(rowid, text) VALUES (new.seq, new.text);
+    END;
+    CREATE TRIGGER vs_chunks_unindexed AFTER DELETE ON vs_chunks BEGIN
+        INSERT INTO vs_chunks_fts(vs_chunks_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+    END;
+    """,
 )

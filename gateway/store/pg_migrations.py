@@ -138,4 +138,52 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX upload_parts_by_upload ON upload_parts(upload_id, seq);
     """,
+    # 5: vector stores, their files, file batches and chunks (see the SQLite store's
+    # migration 9); a chunk's words are a generated tsvector with a GIN index.
+    """
+    CREATE TABLE vector_stores (
+        seq        BIGSERIAL PRIMARY KEY,
+        id         TEXT NOT NULL UNIQUE,
+        project    TEXT NOT NULL DEFAULT '',
+        expires_at BIGINT,
+        body       BYTEA NOT NULL
+    );
+    CREATE INDEX vector_stores_by_project ON vector_stores(project, seq);
+    CREATE TABLE vector_store_files (
+        seq             BIGSERIAL PRIMARY KEY,
+        id              TEXT NOT NULL UNIQUE,
+        vector_store_id TEXT NOT NULL REFERENCES vector_stores(id) ON DELETE CASCADE,
+        file_id         TEXT NOT NULL,
+        batch_id        TEXT,
+        status          TEXT NOT NULL,
+        owner           TEXT,
+        lease_until     DOUBLE PRECISION,
+        body            BYTEA NOT NULL
+    );
+    CREATE INDEX vector_store_files_by_store ON vector_store_files(vector_store_id, seq);
+    CREATE INDEX vector_store_files_by_file ON vector_store_files(file_id);
+    CREATE INDEX vector_store_files_by_batch ON vector_store_files(batch_id, seq)
+        WHERE batch_id IS NOT NULL;
+    CREATE INDEX vector_store_files_waiting ON vector_store_files(seq)
+        WHERE status = 'in_progress';
+    CREATE TABLE file_batches (
+        seq             BIGSERIAL PRIMARY KEY,
+        id              TEXT NOT NULL UNIQUE,
+        vector_store_id TEXT NOT NULL REFERENCES vector_stores(id) ON DELETE CASCADE,
+        status          TEXT NOT NULL,
+        body            BYTEA NOT NULL
+    );
+    CREATE TABLE vs_chunks (
+        seq             BIGSERIAL PRIMARY KEY,
+        vector_store_id TEXT NOT NULL,
+        file_id         TEXT NOT NULL,
+        position        INTEGER NOT NULL,
+        text            TEXT NOT NULL,
+        tokens          INTEGER NOT NULL,
+        embedding       BYTEA,
+        words           TSVECTOR GENERATED ALWAYS AS (to_tsvector('english', text)) STORED
+    );
+    CREATE INDEX vs_chunks_by_file ON vs_chunks(vector_store_id, file_id, position);
+    CREATE INDEX vs_chunks_words ON vs_chunks USING GIN (words);
+    """,
 )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
 import asyncpg
@@ -27,6 +27,7 @@ from gateway.store.base import (
     OWNED_KINDS,
     ApiKey,
     Chunk,
+    ChunkRow,
     CursorNotFoundError,
     IdempotentRecord,
     Kind,
@@ -36,7 +37,15 @@ from gateway.store.base import (
 )
 from gateway.store.eventblocks import event_blocks, split_block
 from gateway.store.pg_migrations import MIGRATIONS
-from gateway.store.rows import TABLES, decode_first, insert_sql, row_values, upsert_sql
+from gateway.store.rows import (
+    CURSOR_COLUMNS,
+    TABLES,
+    decode_first,
+    insert_sql,
+    row_key,
+    row_values,
+    upsert_sql,
+)
 from gateway.types import AnyObj, Obj, PageQuery
 
 log = logging.getLogger("gateway.store")
@@ -71,6 +80,10 @@ def _unavailable(exc: BaseException) -> StoreUnavailableError | None:
 
 _INSERT: Final = {kind: insert_sql(kind, lambda i: f"${i}") for kind in Kind}
 _UPSERT: Final = {kind: upsert_sql(kind, lambda i: f"${i}") for kind in Kind}
+_ADD_CHUNK: Final = (
+    "INSERT INTO vs_chunks (vector_store_id, file_id, position, text, tokens, embedding)"
+    " VALUES ($1, $2, $3, $4, $5, $6)"
+)
 _PUT_CHUNK: Final = (
     "INSERT INTO blob_chunks (blob_id, part, seq, data, created_at) VALUES ($1, $2, $3, $4, $5)"
 )
@@ -102,13 +115,13 @@ class _PostgresTx:
         return decode_first(rows)
 
     async def insert(self, kind: Kind, obj: AnyObj, *, project: str = "") -> None:
-        values = [obj["id"], *row_values(kind, obj)]
+        values = [row_key(kind, obj), *row_values(kind, obj)]
         if kind in OWNED_KINDS:
             values.append(project)
         await self._conn.execute(_INSERT[kind], *values)
 
     async def save(self, kind: Kind, obj: AnyObj) -> None:
-        await self._conn.execute(_UPSERT[kind], obj["id"], *row_values(kind, obj))
+        await self._conn.execute(_UPSERT[kind], row_key(kind, obj), *row_values(kind, obj))
 
     async def delete(self, kind: Kind, object_id: str) -> bool:
         status = await self._conn.execute(f"DELETE FROM {TABLES[kind]} WHERE id=$1", object_id)
@@ -149,6 +162,66 @@ class _PostgresTx:
         await self._conn.execute(
             "UPDATE blob_chunks SET blob_id=$1, part=$2 WHERE blob_id=$3", to, part, blob_id
         )
+
+    async def add_chunks(
+        self, vector_store_id: str, file_id: str, chunks: Sequence[tuple[str, int, bytes | None]]
+    ) -> None:
+        await self._conn.executemany(
+            _ADD_CHUNK,
+            [
+                (vector_store_id, file_id, position, text, tokens, embedding)
+                for position, (text, tokens, embedding) in enumerate(chunks)
+            ],
+        )
+
+    async def delete_chunks(self, vector_store_id: str, file_id: str | None = None) -> None:
+        if file_id is None:
+            await self._conn.execute(
+                "DELETE FROM vs_chunks WHERE vector_store_id=$1", vector_store_id
+            )
+        else:
+            await self._conn.execute(
+                "DELETE FROM vs_chunks WHERE vector_store_id=$1 AND file_id=$2",
+                vector_store_id,
+                file_id,
+            )
+
+    async def claim_ingestion(self, owner: str, now: float, until: float) -> str | None:
+        # SKIP LOCKED: processes claiming at once take different files, none waits.
+        key: str | None = await self._conn.fetchval(
+            "UPDATE vector_store_files SET owner=$1, lease_until=$2 WHERE seq = (SELECT seq"
+            " FROM vector_store_files WHERE status='in_progress'"
+            " AND (owner IS NULL OR lease_until < $3) ORDER BY seq LIMIT 1"
+            " FOR UPDATE SKIP LOCKED) RETURNING id",
+            owner,
+            until,
+            now,
+        )
+        return key
+
+    async def renew_ingestion(self, key: str, owner: str, until: float) -> bool:
+        status = await self._conn.execute(
+            "UPDATE vector_store_files SET lease_until=$1 WHERE id=$2 AND owner=$3",
+            until,
+            key,
+            owner,
+        )
+        return _count(status) > 0
+
+    async def holds_ingestion(self, key: str, owner: str) -> bool:
+        # FOR UPDATE: no other process takes it over between this check and the commit.
+        found = await self._conn.fetchval(
+            "SELECT 1 FROM vector_store_files WHERE id=$1 AND owner=$2 FOR UPDATE", key, owner
+        )
+        return found is not None
+
+    async def release_ingestions(self, owner: str) -> int:
+        status = await self._conn.execute(
+            "UPDATE vector_store_files SET owner=NULL, lease_until=NULL"
+            " WHERE owner=$1 AND status='in_progress'",
+            owner,
+        )
+        return _count(status)
 
     async def prune_blobs(self, before: int) -> int:
         return _count(await self._conn.execute(_PRUNE_BLOBS, before))
@@ -428,7 +501,7 @@ class PostgresRunStore:
         for param, cursor, later in (("after", query.after, True), ("before", query.before, False)):
             if cursor is None:
                 continue
-            seq = await self._cursor_seq(table, param, cursor, filters)
+            seq = await self._cursor_seq(kind, param, cursor, filters)
             # "after" means later in the chosen order; in desc order that is a smaller seq.
             params.append(seq)
             where.append(f"seq {'>' if later == forward else '<'} ${len(params)}")
@@ -449,11 +522,12 @@ class PostgresRunStore:
         return items, has_more
 
     async def _cursor_seq(
-        self, table: str, param: str, cursor: str, filters: dict[str, str]
+        self, kind: Kind, param: str, cursor: str, filters: dict[str, str]
     ) -> int:
         where = "".join(f" AND {column}=${i}" for i, column in enumerate(filters, start=2))
+        column = CURSOR_COLUMNS.get(kind, "id")
         rows = await self._fetch(
-            f"SELECT seq FROM {table} WHERE id=$1{where}", cursor, *filters.values()
+            f"SELECT seq FROM {TABLES[kind]} WHERE {column}=$1{where}", cursor, *filters.values()
         )
         if not rows:
             raise CursorNotFoundError(param, cursor)
@@ -487,6 +561,70 @@ class PostgresRunStore:
             *filters.values(),
         )
         return [row[0] for row in rows]
+
+    async def file_chunk_texts(self, vector_store_id: str, file_id: str) -> list[str]:
+        rows = await self._fetch(
+            "SELECT text FROM vs_chunks WHERE vector_store_id=$1 AND file_id=$2 ORDER BY position",
+            vector_store_id,
+            file_id,
+        )
+        return [row[0] for row in rows]
+
+    async def keyword_search(
+        self,
+        vector_store_ids: Sequence[str],
+        terms: Sequence[str],
+        limit: int,
+        file_ids: Sequence[str] | None = None,
+    ) -> list[tuple[int, float]]:
+        if not terms or not vector_store_ids or (file_ids is not None and not file_ids):
+            return []
+        # Each term a phrase of its own (plainto_tsquery drops what is not a word), OR-ed.
+        sql = (
+            "WITH q AS (SELECT to_tsquery('english', string_agg(t::text, ' | ')) AS query"
+            " FROM unnest($2::text[]) AS term, plainto_tsquery('english', term) AS t"
+            " WHERE t::text <> '')"
+            " SELECT c.seq, ts_rank_cd(c.words, q.query) AS score FROM vs_chunks c, q"
+            " WHERE q.query IS NOT NULL AND c.vector_store_id = ANY($1::text[])"
+            " AND c.words @@ q.query AND ($3::text[] IS NULL OR c.file_id = ANY($3::text[]))"
+            " ORDER BY score DESC LIMIT $4"
+        )
+        rows = await self._fetch(
+            sql,
+            list(vector_store_ids),
+            list(terms),
+            None if file_ids is None else list(file_ids),
+            limit,
+        )
+        return [(int(seq), float(score)) for seq, score in rows]
+
+    async def chunk_rows(self, seqs: Sequence[int]) -> list[ChunkRow]:
+        if not seqs:
+            return []
+        rows = await self._fetch(
+            "SELECT seq, vector_store_id, file_id, position, text FROM vs_chunks"
+            " WHERE seq = ANY($1::bigint[])",
+            list(seqs),
+        )
+        return [ChunkRow(*row) for row in rows]
+
+    async def chunk_stamp(self, vector_store_id: str) -> tuple[int, int]:
+        rows = await self._fetch(
+            "SELECT count(*), coalesce(max(seq), 0) FROM vs_chunks WHERE vector_store_id=$1",
+            vector_store_id,
+        )
+        return int(rows[0][0]), int(rows[0][1])
+
+    async def embeddings_after(
+        self, vector_store_id: str, after: int
+    ) -> list[tuple[int, str, bytes | None]]:
+        rows = await self._fetch(
+            "SELECT seq, file_id, embedding FROM vs_chunks WHERE vector_store_id=$1 AND seq>$2"
+            " ORDER BY seq",
+            vector_store_id,
+            after,
+        )
+        return [(int(seq), str(file_id), embedding) for seq, file_id, embedding in rows]
 
     async def next_chunk(self, blob_id: str, after: tuple[int, int]) -> Chunk | None:
         rows = await self._fetch(

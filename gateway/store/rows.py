@@ -21,6 +21,9 @@ TABLES: Final = {
     Kind.FILE: "files",
     Kind.UPLOAD: "uploads",
     Kind.UPLOAD_PART: "upload_parts",
+    Kind.VECTOR_STORE: "vector_stores",
+    Kind.VECTOR_STORE_FILE: "vector_store_files",
+    Kind.FILE_BATCH: "file_batches",
 }
 COLUMNS: Final[dict[Kind, tuple[str, ...]]] = {
     Kind.ASSISTANT: (),
@@ -31,7 +34,24 @@ COLUMNS: Final[dict[Kind, tuple[str, ...]]] = {
     Kind.FILE: ("purpose", "expires_at"),
     Kind.UPLOAD: ("status", "expires_at"),
     Kind.UPLOAD_PART: ("upload_id", "bytes"),
+    Kind.VECTOR_STORE: ("expires_at",),
+    Kind.VECTOR_STORE_FILE: ("vector_store_id", "file_id", "batch_id", "status"),
+    Kind.FILE_BATCH: ("vector_store_id", "status"),
 }
+# The kinds whose row key is not the object's id, and how it is made.
+KEYS: Final[dict[Kind, Callable[[AnyObj], str]]] = {
+    Kind.VECTOR_STORE_FILE: lambda obj: f"{obj['vector_store_id']}/{obj['id']}",
+}
+# The column a list's `after`/`before` cursor names (the object's id as the API shows it).
+CURSOR_COLUMNS: Final[dict[Kind, str]] = {Kind.VECTOR_STORE_FILE: "file_id"}
+
+
+def row_key(kind: Kind, obj: AnyObj) -> str:
+    """The row's key: the object's id, or what KEYS makes of it."""
+    make = KEYS.get(kind)
+    key: str = make(obj) if make else obj["id"]
+    return key
+
 
 # A placeholder for the n-th parameter (from 1): "?" for sqlite3, "$n" for asyncpg.
 Mark = Callable[[int], str]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -34,6 +34,7 @@ from gateway.store.base import (
     OWNED_KINDS,
     ApiKey,
     Chunk,
+    ChunkRow,
     CursorNotFoundError,
     IdempotentRecord,
     Kind,
@@ -43,7 +44,15 @@ from gateway.store.base import (
 )
 from gateway.store.eventblocks import event_blocks, split_block
 from gateway.store.migrations import MIGRATIONS
-from gateway.store.rows import TABLES, decode_first, insert_sql, row_values, upsert_sql
+from gateway.store.rows import (
+    CURSOR_COLUMNS,
+    TABLES,
+    decode_first,
+    insert_sql,
+    row_key,
+    row_values,
+    upsert_sql,
+)
 from gateway.types import AnyObj, Obj, PageQuery
 
 log = logging.getLogger("gateway.store")
@@ -75,6 +84,10 @@ def _unavailable(exc: Exception) -> StoreUnavailableError | None:
 
 _INSERT: Final = {kind: insert_sql(kind, lambda _: "?") for kind in Kind}
 _UPSERT: Final = {kind: upsert_sql(kind, lambda _: "?") for kind in Kind}
+_ADD_CHUNK: Final = (
+    "INSERT INTO vs_chunks (vector_store_id, file_id, position, text, tokens, embedding)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
 _PUT_CHUNK: Final = (
     "INSERT INTO blob_chunks (blob_id, part, seq, data, created_at) VALUES (?, ?, ?, ?, ?)"
 )
@@ -158,11 +171,11 @@ class _SQLiteTx:
         return await _get(self._conn, kind, object_id)
 
     async def insert(self, kind: Kind, obj: AnyObj, *, project: str = "") -> None:
-        values = (obj["id"], *row_values(kind, obj))
+        values = (row_key(kind, obj), *row_values(kind, obj))
         self.held.append((_INSERT[kind], (*values, project) if kind in OWNED_KINDS else values))
 
     async def save(self, kind: Kind, obj: AnyObj) -> None:
-        self.held.append((_UPSERT[kind], (obj["id"], *row_values(kind, obj))))
+        self.held.append((_UPSERT[kind], (row_key(kind, obj), *row_values(kind, obj))))
 
     async def delete(self, kind: Kind, object_id: str) -> bool:
         await self.flush()
@@ -216,6 +229,57 @@ class _SQLiteTx:
         self.held.append(
             ("UPDATE blob_chunks SET blob_id=?, part=? WHERE blob_id=?", (to, part, blob_id))
         )
+
+    async def add_chunks(
+        self, vector_store_id: str, file_id: str, chunks: Sequence[tuple[str, int, bytes | None]]
+    ) -> None:
+        self.held.extend(
+            (_ADD_CHUNK, (vector_store_id, file_id, position, text, tokens, embedding))
+            for position, (text, tokens, embedding) in enumerate(chunks)
+        )
+
+    async def delete_chunks(self, vector_store_id: str, file_id: str | None = None) -> None:
+        if file_id is None:
+            self.held.append(("DELETE FROM vs_chunks WHERE vector_store_id=?", (vector_store_id,)))
+        else:
+            sql = "DELETE FROM vs_chunks WHERE vector_store_id=? AND file_id=?"
+            self.held.append((sql, (vector_store_id, file_id)))
+
+    async def claim_ingestion(self, owner: str, now: float, until: float) -> str | None:
+        await self.flush()
+        rows = list(
+            await self._conn.execute_fetchall(
+                "UPDATE vector_store_files SET owner=?, lease_until=? WHERE seq = (SELECT seq"
+                " FROM vector_store_files WHERE status='in_progress'"
+                " AND (owner IS NULL OR lease_until < ?) ORDER BY seq LIMIT 1) RETURNING id",
+                (owner, until, now),
+            )
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def renew_ingestion(self, key: str, owner: str, until: float) -> bool:
+        await self.flush()
+        cursor = await self._conn.execute(
+            "UPDATE vector_store_files SET lease_until=? WHERE id=? AND owner=?",
+            (until, key, owner),
+        )
+        return cursor.rowcount > 0
+
+    async def holds_ingestion(self, key: str, owner: str) -> bool:
+        await self.flush()
+        rows = await self._conn.execute_fetchall(
+            "SELECT 1 FROM vector_store_files WHERE id=? AND owner=?", (key, owner)
+        )
+        return bool(list(rows))
+
+    async def release_ingestions(self, owner: str) -> int:
+        await self.flush()
+        cursor = await self._conn.execute(
+            "UPDATE vector_store_files SET owner=NULL, lease_until=NULL"
+            " WHERE owner=? AND status='in_progress'",
+            (owner,),
+        )
+        return cursor.rowcount
 
     async def prune_blobs(self, before: int) -> int:
         await self.flush()
@@ -528,7 +592,7 @@ class SQLiteRunStore:
         for param, cursor, later in (("after", query.after, True), ("before", query.before, False)):
             if cursor is None:
                 continue
-            seq = await self._cursor_seq(table, param, cursor, where, params)
+            seq = await self._cursor_seq(kind, param, cursor, where, params)
             # "after" means later in the chosen order; in desc order that is a smaller seq.
             where.append("seq > ?" if later == forward else "seq < ?")
             params.append(seq)
@@ -548,9 +612,12 @@ class SQLiteRunStore:
         return items, has_more
 
     async def _cursor_seq(
-        self, table: str, param: str, cursor: str, where: list[str], params: list[Any]
+        self, kind: Kind, param: str, cursor: str, where: list[str], params: list[Any]
     ) -> int:
-        sql = f"SELECT seq FROM {table} WHERE id=?" + "".join(f" AND {w}" for w in where)
+        column = CURSOR_COLUMNS.get(kind, "id")
+        sql = f"SELECT seq FROM {TABLES[kind]} WHERE {column}=?" + "".join(
+            f" AND {w}" for w in where
+        )
         rows = list(await self._r.execute_fetchall(sql, (cursor, *params)))
         if not rows:
             raise CursorNotFoundError(param, cursor)
@@ -580,6 +647,70 @@ class SQLiteRunStore:
             (now, *filters.values(), limit),
         )
         return [row[0] for row in rows]
+
+    async def file_chunk_texts(self, vector_store_id: str, file_id: str) -> list[str]:
+        rows = await self._r.execute_fetchall(
+            "SELECT text FROM vs_chunks WHERE vector_store_id=? AND file_id=? ORDER BY position",
+            (vector_store_id, file_id),
+        )
+        return [row[0] for row in rows]
+
+    async def keyword_search(
+        self,
+        vector_store_ids: Sequence[str],
+        terms: Sequence[str],
+        limit: int,
+        file_ids: Sequence[str] | None = None,
+    ) -> list[tuple[int, float]]:
+        if not terms or not vector_store_ids:
+            return []
+        # Each term quoted: FTS5 reads it as a word, whatever characters it holds.
+        match = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+        stores = ",".join("?" * len(vector_store_ids))
+        sql = (
+            "SELECT c.seq, bm25(vs_chunks_fts) FROM vs_chunks_fts"
+            " JOIN vs_chunks c ON c.seq = vs_chunks_fts.rowid"
+            f" WHERE vs_chunks_fts MATCH ? AND c.vector_store_id IN ({stores})"
+        )
+        params: list[Any] = [match, *vector_store_ids]
+        if file_ids is not None:
+            if not file_ids:
+                return []
+            sql += f" AND c.file_id IN ({','.join('?' * len(file_ids))})"
+            params += file_ids
+        sql += " ORDER BY bm25(vs_chunks_fts) LIMIT ?"
+        rows = await self._r.execute_fetchall(sql, (*params, limit))
+        # bm25() is lower for better matches; the protocol's scores are higher for better.
+        return [(int(seq), -float(score)) for seq, score in rows]
+
+    async def chunk_rows(self, seqs: Sequence[int]) -> list[ChunkRow]:
+        if not seqs:
+            return []
+        rows = await self._r.execute_fetchall(
+            "SELECT seq, vector_store_id, file_id, position, text FROM vs_chunks"
+            f" WHERE seq IN ({','.join('?' * len(seqs))})",
+            tuple(seqs),
+        )
+        return [ChunkRow(*row) for row in rows]
+
+    async def chunk_stamp(self, vector_store_id: str) -> tuple[int, int]:
+        rows = list(
+            await self._r.execute_fetchall(
+                "SELECT count(*), coalesce(max(seq), 0) FROM vs_chunks WHERE vector_store_id=?",
+                (vector_store_id,),
+            )
+        )
+        return int(rows[0][0]), int(rows[0][1])
+
+    async def embeddings_after(
+        self, vector_store_id: str, after: int
+    ) -> list[tuple[int, str, bytes | None]]:
+        rows = await self._r.execute_fetchall(
+            "SELECT seq, file_id, embedding FROM vs_chunks WHERE vector_store_id=? AND seq>?"
+            " ORDER BY seq",
+            (vector_store_id, after),
+        )
+        return [(int(seq), str(file_id), embedding) for seq, file_id, embedding in rows]
 
     async def next_chunk(self, blob_id: str, after: tuple[int, int]) -> Chunk | None:
         rows = list(

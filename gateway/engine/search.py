@@ -1,0 +1,124 @@
+"""Hybrid search over vector stores: keyword ranking fused with vector similarity.
+
+Keyword: the store's full-text index (SQLite FTS5's BM25, PostgreSQL's ts_rank_cd) over the
+query's words without stop words. Vectors: the query embedded and scored exactly against every
+chunk of the stores (knowledge/vectors.py), each store's matrix kept in memory and brought up
+to date from the database before each search. Fusion: each list's top CANDIDATES scores are
+scaled to 0..1 (min-max) and summed with weights, VECTOR_WEIGHT for the vectors and the rest
+for the keywords; a chunk missing from a list gets 0 from it. That fused score is the result's
+`score`, which `score_threshold` cuts. With no embedder the keyword score alone is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.knowledge.embed import Embedder
+from gateway.knowledge.terms import terms
+from gateway.knowledge.vectors import VectorIndex, normalised
+from gateway.store import RunStore
+
+# Chunks taken from each list before fusion.
+CANDIDATES = 100
+# The share of the fused score that vector similarity gives (tuned on SciFact's train split).
+VECTOR_WEIGHT = 0.5
+# Stores whose vectors are kept in memory at once (the least recently searched leave first).
+CACHED_STORES = 32
+
+
+@dataclass(frozen=True)
+class Hit:
+    seq: int
+    vector_store_id: str
+    file_id: str
+    position: int
+    text: str
+    score: float
+
+
+class Search:
+    def __init__(
+        self,
+        store: RunStore,
+        embedder: Embedder | None,
+        *,
+        dimensions: int = 0,
+        vector_weight: float = VECTOR_WEIGHT,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.dimensions = dimensions
+        self.vector_weight = vector_weight if embedder is not None else 0.0
+        self._indexes: OrderedDict[str, VectorIndex] = OrderedDict()
+        self._refresh = asyncio.Lock()
+
+    async def search(
+        self,
+        vector_store_ids: Sequence[str],
+        queries: Sequence[str],
+        *,
+        max_results: int,
+        threshold: float = 0.0,
+        files: set[str] | None = None,
+    ) -> list[Hit]:
+        """The best chunks for any of `queries`, best first, at most `max_results`, scoring at
+        least `threshold`; only chunks of `files` when given."""
+        fused: dict[int, float] = {}
+        for query in queries:
+            for seq, score in (await self._one(vector_store_ids, query, files)).items():
+                fused[seq] = max(score, fused.get(seq, 0.0))
+        best = sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+        best = [(seq, score) for seq, score in best if score >= threshold][:max_results]
+        rows = {row.seq: row for row in await self.store.chunk_rows([seq for seq, _ in best])}
+        return [
+            Hit(seq, r.vector_store_id, r.file_id, r.position, r.text, round(score, 6))
+            for seq, score in best
+            if (r := rows.get(seq)) is not None
+        ]
+
+    async def _one(
+        self, vector_store_ids: Sequence[str], query: str, files: set[str] | None
+    ) -> dict[int, float]:
+        file_list = None if files is None else sorted(files)
+        keyword = await self.store.keyword_search(
+            vector_store_ids, terms(query), CANDIDATES, file_list
+        )
+        vector: list[tuple[int, float]] = []
+        if self.embedder is not None and self.vector_weight > 0:
+            (embedded,) = await self.embedder.embed([query], query=True)
+            for vector_store_id in vector_store_ids:
+                index = await self._index(vector_store_id)
+                vector += index.top(embedded, CANDIDATES, files)
+            vector = sorted(vector, key=lambda item: -item[1])[:CANDIDATES]
+        fused: dict[int, float] = {}
+        for weight, hits in ((1 - self.vector_weight, keyword), (self.vector_weight, vector)):
+            if weight <= 0 or not hits:
+                continue
+            for (seq, _), scaled in zip(hits, normalised([s for _, s in hits]), strict=True):
+                fused[seq] = fused.get(seq, 0.0) + weight * scaled
+        return fused
+
+    async def _index(self, vector_store_id: str) -> VectorIndex:
+        """The store's vectors, brought up to date: new chunks are added, and a store that lost
+        chunks is read again."""
+        async with self._refresh:
+            index = self._indexes.pop(vector_store_id, None)
+            count, last = await self.store.chunk_stamp(vector_store_id)
+            if (
+                index is None
+                or count < index.count
+                or (count == index.count and last != index.last_seq)
+            ):
+                index = VectorIndex(self.dimensions)
+            if count != index.count:
+                index.add(await self.store.embeddings_after(vector_store_id, index.last_seq))
+                if index.count != count:  # chunks came and went meanwhile: start over
+                    index = VectorIndex(self.dimensions)
+                    index.add(await self.store.embeddings_after(vector_store_id, 0))
+            self._indexes[vector_store_id] = index
+            while len(self._indexes) > CACHED_STORES:
+                self._indexes.popitem(last=False)
+            return index

@@ -1,0 +1,310 @@
+"""Vector stores through a live gateway and the openai SDK, on each store backend: files added
+alone and in batches are ingested in the background (parsed, chunked, indexed), counts and
+statuses stay true, search finds and filters, bad input is refused clearly, projects are kept
+apart, and an ingestion cut off by a crash is taken up at the next start."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import docx
+import openai
+import pytest
+from openai.types import VectorStore
+
+from gateway import objects
+from gateway.engine.files import Files
+from gateway.engine.search import Search
+from gateway.engine.vector_stores import VectorStores, file_key
+from gateway.store import StoreTx
+from tests.keys import make_key
+from tests.server import LiveServer
+from tests.stores import Database, every_backend  # noqa: F401  (runs each test per backend)
+from tests.waiting import eventually
+from tests.wire import assert_conforms
+
+CATS = b"# Cats\n\nCats sleep for sixteen hours a day and purr when they are content.\n"
+ROCKETS = b"Rockets burn kerosene with liquid oxygen to climb into orbit around the Earth.\n"
+BREAD = b"Bread rises because yeast ferments sugar into carbon dioxide bubbles.\n"
+
+
+def _wire(obj: object) -> dict[str, object]:
+    dumped: dict[str, object] = obj.model_dump(mode="json", exclude_unset=True)  # type: ignore[attr-defined]
+    return dumped
+
+
+def _settled(client: openai.OpenAI, store_id: str) -> VectorStore:
+    found: list[VectorStore] = []
+
+    def done() -> bool:
+        found[:] = [client.vector_stores.retrieve(store_id)]
+        return found[0].status == "completed"
+
+    eventually(done, timeout=30, what="the vector store's files to be ingested")
+    return found[0]
+
+
+def test_upload_and_poll_then_search(client: openai.OpenAI) -> None:
+    """The SDK's upload_and_poll: the file is completed with its bytes counted, the store's
+    counts move with it, and search finds the right file first, with its text."""
+    store = client.vector_stores.create(name="notes")
+    assert_conforms(_wire(store))
+    assert store.status == "completed" and store.file_counts.total == 0
+    cats = client.vector_stores.files.upload_and_poll(
+        vector_store_id=store.id, file=("cats.md", CATS), poll_interval_ms=50
+    )
+    assert_conforms(_wire(cats))
+    assert cats.status == "completed" and cats.last_error is None
+    assert cats.usage_bytes > 0 and cats.chunking_strategy is not None
+    client.vector_stores.files.upload_and_poll(
+        vector_store_id=store.id, file=("rockets.txt", ROCKETS), poll_interval_ms=50
+    )
+    store = client.vector_stores.retrieve(store.id)
+    assert store.file_counts.completed == 2 and store.file_counts.total == 2
+    assert store.usage_bytes > 0 and store.status == "completed"
+
+    found = client.vector_stores.search(store.id, query="How long do cats sleep?")
+    assert found.data[0].file_id == cats.id and found.data[0].filename == "cats.md"
+    assert "sixteen hours" in found.data[0].content[0].text
+    assert all(0 <= item.score <= 1 for item in found.data)
+    assert _wire(found)["search_query"] == ["How long do cats sleep?"]
+
+    content = client.vector_stores.files.content(file_id=cats.id, vector_store_id=store.id)
+    assert "purr" in "".join(part.text or "" for part in content.data)
+
+
+def test_batches_attributes_and_filters(client: openai.OpenAI) -> None:
+    """A batch of three files with attributes; search filtered by attributes returns only the
+    matching files; the batch's counts and its file list agree."""
+    ids = [
+        client.files.create(file=(name, data), purpose="assistants").id
+        for name, data in (("cats.md", CATS), ("rockets.txt", ROCKETS), ("bread.txt", BREAD))
+    ]
+    store = client.vector_stores.create(name="kb")
+    batch = client.vector_stores.file_batches.create_and_poll(
+        vector_store_id=store.id,
+        files=[
+            {"file_id": ids[0], "attributes": {"topic": "animals", "year": 2020}},
+            {"file_id": ids[1], "attributes": {"topic": "space", "year": 2024}},
+            {"file_id": ids[2], "attributes": {"topic": "food", "year": 2022, "baked": True}},
+        ],
+        poll_interval_ms=50,
+    )
+    assert_conforms(_wire(batch))
+    assert batch.status == "completed" and batch.file_counts.completed == 3
+    listed = client.vector_stores.file_batches.list_files(batch.id, vector_store_id=store.id)
+    assert sorted(f.id for f in listed.data) == sorted(ids)
+    query = "cats rockets bread orbit yeast sleep"
+
+    def found(filters: object) -> list[str]:
+        page = client.vector_stores.search(store.id, query=query, filters=filters)  # type: ignore[arg-type]
+        return sorted(item.file_id for item in page.data)
+
+    assert found({"type": "eq", "key": "topic", "value": "space"}) == [ids[1]]
+    assert found({"type": "gte", "key": "year", "value": 2022}) == sorted(ids[1:])
+    assert found({"type": "in", "key": "topic", "value": ["animals", "food"]}) == sorted(
+        [ids[0], ids[2]]
+    )
+    assert found({"type": "eq", "key": "baked", "value": True}) == [ids[2]]
+    assert found(
+        {
+            "type": "or",
+            "filters": [
+                {"type": "eq", "key": "topic", "value": "animals"},
+                {
+                    "type": "and",
+                    "filters": [
+                        {"type": "lt", "key": "year", "value": 2025},
+                        {"type": "ne", "key": "topic", "value": "food"},
+                    ],
+                },
+            ],
+        }
+    ) == sorted(ids[:2])
+    one = client.vector_stores.search(store.id, query=query, max_num_results=1)
+    assert len(one.data) == 1
+    rewritten = client.vector_stores.search(
+        store.id, query="What is the bread made of?", rewrite_query=True
+    )
+    assert _wire(rewritten)["search_query"] == ["what bread made"]
+    updated = client.vector_stores.files.update(
+        file_id=ids[0], vector_store_id=store.id, attributes={"topic": "pets"}
+    )
+    assert updated.attributes == {"topic": "pets"}
+    assert found({"type": "eq", "key": "topic", "value": "pets"}) == [ids[0]]
+
+
+def test_files_that_cannot_be_read_fail_with_their_reason(client: openai.OpenAI) -> None:
+    """An unsupported type, a corrupt PDF and an empty text file end failed with OpenAI's
+    codes; a DOCX is read; the store's counts say so."""
+    document = docx.Document()
+    document.add_paragraph("The quarterly revenue grew by twelve percent.")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    files = {
+        "app.exe": b"MZ\x90\x00binary",
+        "broken.pdf": b"%PDF-1.7 this is not a pdf at all",
+        "empty.txt": b"   \n",
+        "report.docx": buffer.getvalue(),
+    }
+    ids = {
+        name: client.files.create(file=(name, data), purpose="assistants").id
+        for name, data in files.items()
+    }
+    store = client.vector_stores.create(file_ids=list(ids.values()))
+    store = _settled(client, store.id)
+    assert store.file_counts.failed == 3 and store.file_counts.completed == 1
+    errors = {
+        f.id: f.last_error.code if f.last_error else None
+        for f in client.vector_stores.files.list(store.id)
+    }
+    assert errors == {
+        ids["app.exe"]: "unsupported_file",
+        ids["broken.pdf"]: "invalid_file",
+        ids["empty.txt"]: "invalid_file",
+        ids["report.docx"]: None,
+    }
+    failed = client.vector_stores.files.list(store.id, filter="failed")
+    assert len(failed.data) == 3
+    hits = client.vector_stores.search(store.id, query="quarterly revenue")
+    assert [h.filename for h in hits.data] == ["report.docx"]
+
+
+def test_bad_requests_are_refused_clearly(client: openai.OpenAI) -> None:
+    file = client.files.create(file=("a.txt", b"alpha"), purpose="assistants")
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.vector_stores.create(file_ids=[file.id, "file-nope"])
+    assert missing.value.param == "file_ids[1]"
+    with pytest.raises(openai.BadRequestError) as chunking:
+        client.vector_stores.create(
+            file_ids=[file.id],
+            chunking_strategy={
+                "type": "static",
+                "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 60},
+            },
+        )
+    assert chunking.value.param == "chunking_strategy.static"
+    with pytest.raises(openai.BadRequestError):
+        client.vector_stores.create(
+            chunking_strategy={
+                "type": "static",
+                "static": {"max_chunk_size_tokens": 5000, "chunk_overlap_tokens": 0},
+            }
+        )
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.retrieve("vs_nope")
+    store = client.vector_stores.create(file_ids=[file.id])
+    with pytest.raises(openai.BadRequestError) as twice:
+        client.vector_stores.files.create(vector_store_id=store.id, file_id=file.id)
+    assert twice.value.param == "file_id"
+    with pytest.raises(openai.BadRequestError) as results:
+        client.vector_stores.search(store.id, query="x", max_num_results=51)
+    assert results.value.param == "max_num_results"
+    with pytest.raises(openai.BadRequestError) as status:
+        client.vector_stores.files.list(store.id, filter="done")  # type: ignore[arg-type]
+    assert status.value.param == "filter"
+    assert client.vector_stores.list().data[0].id == store.id
+
+
+def test_deleting_a_file_takes_it_out_of_its_stores(client: openai.OpenAI) -> None:
+    cats = client.files.create(file=("cats.md", CATS), purpose="assistants")
+    rockets = client.files.create(file=("rockets.txt", ROCKETS), purpose="assistants")
+    store = _settled(client, client.vector_stores.create(file_ids=[cats.id, rockets.id]).id)
+    assert store.file_counts.completed == 2
+    client.files.delete(cats.id)
+    store = client.vector_stores.retrieve(store.id)
+    assert store.file_counts.completed == 1 and store.file_counts.total == 1
+    hits = client.vector_stores.search(store.id, query="cats sleep rockets orbit")
+    assert [h.file_id for h in hits.data] == [rockets.id]
+    removed = client.vector_stores.files.delete(file_id=rockets.id, vector_store_id=store.id)
+    assert removed.deleted
+    assert client.vector_stores.retrieve(store.id).file_counts.total == 0
+    assert client.files.retrieve(rockets.id).id == rockets.id  # the file itself stays
+    assert_conforms(_wire(removed), "vector_store.file.deleted")
+    gone = client.vector_stores.delete(store.id)
+    assert_conforms(_wire(gone), "vector_store.deleted")
+    assert gone.deleted and gone.object == "vector_store.deleted"
+
+
+def test_expiry_is_shown_and_moves_with_activity(client: openai.OpenAI) -> None:
+    store = client.vector_stores.create(expires_after={"anchor": "last_active_at", "days": 2})
+    assert store.last_active_at is not None
+    assert store.expires_at == store.last_active_at + 2 * 86400
+    assert store.expires_after is not None and store.expires_after.days == 2
+    cleared = client.vector_stores.update(store.id, name="renamed", metadata={"k": "v"})
+    assert cleared.name == "renamed" and cleared.metadata == {"k": "v"}
+
+
+def test_projects_do_not_reach_each_others_stores(tmp_path: Path) -> None:
+    database = tmp_path / "vs.db"
+    alpha_key, beta_key = make_key(database, "alpha"), make_key(database, "beta")
+    live = LiveServer(database).start()
+    try:
+        with (
+            openai.OpenAI(base_url=live.base_url, api_key=alpha_key, max_retries=0) as alpha,
+            openai.OpenAI(base_url=live.base_url, api_key=beta_key, max_retries=0) as beta,
+        ):
+            file = alpha.files.create(file=("cats.md", CATS), purpose="assistants")
+            store = alpha.vector_stores.create(file_ids=[file.id])
+            for attempt in (
+                lambda: beta.vector_stores.retrieve(store.id),
+                lambda: beta.vector_stores.search(store.id, query="cats"),
+                lambda: beta.vector_stores.files.list(store.id),
+                lambda: beta.vector_stores.delete(store.id),
+                lambda: beta.vector_stores.create(file_ids=[file.id]),
+            ):
+                with pytest.raises(openai.NotFoundError):
+                    attempt()
+            assert beta.vector_stores.list().data == []
+            assert alpha.vector_stores.retrieve(store.id).id == store.id
+    finally:
+        live.stop()
+
+
+async def _waiting_file(db: Database, owner: str, lease_until: float) -> tuple[str, str]:
+    """A vector store with one file whose ingestion `owner` claimed until `lease_until`, as a
+    process that died midway leaves it."""
+    store = db.store()
+    await store.open()
+    try:
+        files = Files(store, max_bytes=1 << 20)
+
+        async def content() -> AsyncIterator[bytes]:
+            yield CATS
+
+        file = await files.create(content(), project="", filename="cats.md", purpose="assistants")
+        stores = VectorStores(store, files, searcher=Search(store, None))
+        vs = await stores.create(project="", file_ids=[file["id"]])
+
+        async def claim(tx: StoreTx) -> str | None:
+            return await tx.claim_ingestion(owner, 0, lease_until)
+
+        assert await store.write(claim) == file_key(vs["id"], file["id"])
+        return vs["id"], file["id"]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("case", ["own-restart", "other-lapsed"])
+async def test_an_interrupted_ingestion_is_taken_up(db: Database, case: str) -> None:
+    """A file left in_progress by a process that died is ingested by the next: at once when
+    the same process starts again, or by another once the lease has passed."""
+    owner = "host-a:8000"
+    lease = time.time() + 3600 if case == "own-restart" else time.time() - 1
+    vs_id, file_id = await _waiting_file(db, owner, lease)
+    worker = owner if case == "own-restart" else "host-b:8000"
+    live = LiveServer(db.url, worker_id=worker).start()
+    try:
+        with openai.OpenAI(base_url=live.base_url, api_key="x", max_retries=0) as client:
+            store = _settled(client, vs_id)
+            assert store.file_counts.completed == 1
+            entry = client.vector_stores.files.retrieve(file_id=file_id, vector_store_id=vs_id)
+            assert entry.status == "completed"
+    finally:
+        live.stop()
+
+
+assert objects.AUTO_CHUNKING["static"]["max_chunk_size_tokens"] == 800

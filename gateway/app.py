@@ -27,7 +27,7 @@ from gateway.api.overhead import OverheadHeaderMiddleware
 from gateway.api.request_id import RequestContext
 from gateway.auth import KeyRing
 from gateway.bus import open_bus
-from gateway.config import GatewayConfig
+from gateway.config import NO_EMBEDDINGS, GatewayConfig
 from gateway.config_file import load_config
 from gateway.engine import RunEngine
 from gateway.engine.completions import Completions
@@ -35,6 +35,7 @@ from gateway.engine.idempotency import IdempotencyKeys
 from gateway.engine.leases import default_owner
 from gateway.engine.uploads import PART_MAX_BYTES
 from gateway.errors import GatewayError, envelope
+from gateway.knowledge.embed import Embedder
 from gateway.metrics import Metrics
 from gateway.models.base import ModelBackend
 from gateway.models.local import LocalModelBackend
@@ -44,6 +45,19 @@ from gateway.store import open_store
 from gateway.tokens import StreamTokens
 
 log = logging.getLogger("gateway")
+
+
+def _embedder(config: GatewayConfig, router: ModelRouter) -> Embedder | None:
+    """file_search's embedder, as the routing file says (said in the log)."""
+    upstream = router.upstream_embedder()
+    if upstream is not None:
+        log.info("file_search embeds with upstream %s", upstream.name)
+        return upstream
+    if config.embeddings == NO_EMBEDDINGS:
+        log.info('file_search ranks by keywords only (embeddings = "none")')
+        return None
+    log.info("file_search ranks by keywords only (no embedded model is installed)")
+    return None
 
 
 def create_app(
@@ -71,6 +85,7 @@ def create_app(
         local = LocalModelBackend(delay_ms=settings.local_model_delay_ms)
         router = ModelRouter(routing, local, metrics)
         await router.open()
+        embedder = _embedder(routing, router)
         engine = RunEngine(
             store,
             bus,
@@ -91,6 +106,7 @@ def create_app(
             owner_cache_size=settings.owner_cache_size,
             stream_retry_ms=settings.stream_retry_ms,
             max_file_bytes=settings.max_file_bytes,
+            embedder=embedder,
         )
         secret = await store.write(
             lambda tx: tx.secret("stream_tokens", lambda: secrets.token_urlsafe(32))

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 LOCAL = "local"
+# `embeddings` naming no embedder: file_search ranks by keywords alone.
+NO_EMBEDDINGS = "none"
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,23 @@ class GatewayConfig:
     upstreams: tuple[UpstreamConfig, ...] = ()
     # "local" (the built-in model) or the name of an upstream: where unmatched models go.
     default_route: str = LOCAL
+    # What embeds file_search's chunks and queries: "local" (the embedded model), "none"
+    # (keywords only), or the name of an upstream, whose `embedding_model` is used.
+    embeddings: str = LOCAL
+    embedding_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.default_route != LOCAL and self._named(self.default_route) is None:
             raise ValueError(f"default_route {self.default_route!r} names no upstream")
+        if self.embeddings not in (LOCAL, NO_EMBEDDINGS):
+            if self._named(self.embeddings) is None:
+                raise ValueError(f"embeddings {self.embeddings!r} names no upstream")
+            if not self.embedding_model:
+                raise ValueError("embeddings from an upstream need an embedding_model")
+
+    def embeddings_upstream(self) -> UpstreamConfig | None:
+        """The upstream that embeds, if one does."""
+        return self._named(self.embeddings)
 
     def route(self, model: str) -> UpstreamConfig | None:
         """The first upstream matching `model`, else the default route's; None means local."""

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from gateway.config import LOCAL, GatewayConfig, UpstreamConfig
+from gateway.config import LOCAL, NO_EMBEDDINGS, GatewayConfig, UpstreamConfig
 
 MAX_RETRIES = 10
-TOP_KEYS = ("default_route", "upstream")
+TOP_KEYS = ("default_route", "embeddings", "embedding_model", "upstream")
 UPSTREAM_KEYS = (
     "name",
     "base_url",
@@ -126,7 +126,25 @@ class _Checker:
             choices = ", ".join(repr(name) for name in [LOCAL, *names])
             problem = f"'default_route' is {default_route!r}; it must be one of {choices}"
             self.top_error("default_route", problem)
-        return GatewayConfig(upstreams=tuple(upstreams), default_route=default_route)
+        embeddings = document.get("embeddings", LOCAL)
+        if not isinstance(embeddings, str):
+            self.top_error("embeddings", f"'embeddings' must be a string, got {_kind(embeddings)}")
+        if embeddings not in (LOCAL, NO_EMBEDDINGS, *names):
+            choices = ", ".join(repr(name) for name in [LOCAL, NO_EMBEDDINGS, *names])
+            problem = f"'embeddings' is {embeddings!r}; it must be one of {choices}"
+            self.top_error("embeddings", problem)
+        model = document.get("embedding_model")
+        if model is not None and (not isinstance(model, str) or not model):
+            self.top_error("embedding_model", "'embedding_model' must be a model name")
+        if embeddings not in (LOCAL, NO_EMBEDDINGS) and model is None:
+            problem = f"'embeddings' names upstream {embeddings!r}: give its 'embedding_model'"
+            self.top_error("embeddings", problem)
+        return GatewayConfig(
+            upstreams=tuple(upstreams),
+            default_route=default_route,
+            embeddings=embeddings,
+            embedding_model=model,
+        )
 
     def upstream(self, index: int, table: dict[str, Any]) -> UpstreamConfig:
         for key in table:

@@ -116,3 +116,8 @@ def envelope(message: str, type_: str, param: str | None, code: str | None) -> d
 
 def not_found(kind: str, object_id: str) -> NotFoundError:
     return NotFoundError(f"No {kind} found with id '{object_id}'.", code="not_found")
+
+
+class EmbeddingError(Exception):
+    """An embedder could not embed (an upstream refused, a model failed): ingestion fails the
+    file with it, and a search answers a 503."""

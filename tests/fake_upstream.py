@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,6 +150,17 @@ _ERRORS = {
     404: ("invalid_request_error", "model_not_found"),
     429: ("requests", "rate_limit_exceeded"),
 }
+
+
+EMBEDDING_SIZE = 64
+
+
+def bag_of_words(text: str) -> list[float]:
+    """A text's words counted into EMBEDDING_SIZE buckets by a stable hash."""
+    vector = [0.0] * EMBEDDING_SIZE
+    for word in re.findall(r"\w+", text.lower()):
+        vector[zlib.crc32(word.encode()) % EMBEDDING_SIZE] += 1.0
+    return vector
 
 
 def error_envelope(status: int, message: str = "") -> dict[str, Any]:
@@ -332,6 +345,7 @@ class FakeUpstream:
     def __init__(self) -> None:
         self.models: list[str] = ["fake-model"]
         self.requests: list[Received] = []
+        self.embedding_failures: list[int] = []
         self.disconnects = 0
         self.completed = 0
         self.port = 0
@@ -413,6 +427,7 @@ class FakeUpstream:
         app = web.Application()
         app.router.add_get("/v1/models", self._list_models)
         app.router.add_post("/v1/chat/completions", self._chat_completions)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         runner = web.AppRunner(
             app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
@@ -468,6 +483,21 @@ class FakeUpstream:
             for model in self.models
         ]
         return web.json_response({"object": "list", "data": data})
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        """Each input as a bag of its words hashed into EMBEDDING_SIZE buckets (unnormalised):
+        texts sharing words are near, which is all a test of the plumbing needs. A status in
+        `embedding_failures` (popped one per request) answers that error instead."""
+        received = await self._record(request)
+        if self.embedding_failures:
+            status = self.embedding_failures.pop(0)
+            return web.json_response(error_envelope(status, "embeddings refused"), status=status)
+        inputs = received.body["input"] if isinstance(received.body, dict) else []
+        data = [
+            {"object": "embedding", "index": i, "embedding": bag_of_words(text)}
+            for i, text in enumerate(inputs if isinstance(inputs, list) else [inputs])
+        ]
+        return web.json_response({"object": "list", "data": data, "model": received.body["model"]})
 
     async def _not_found(self, request: web.Request) -> web.Response:
         await self._record(request)

@@ -267,7 +267,8 @@ CASES = {
     # top level
     "unknown top-level key": (
         f"timeout = 5 {MARK}\n" + GOOD,
-        "unknown top-level key 'timeout' (allowed: default_route, upstream)",
+        "unknown top-level key 'timeout' "
+        "(allowed: default_route, embeddings, embedding_model, upstream)",
     ),
     "unknown top-level table": (
         GOOD + f"[server] {MARK}\nport = 1\n",
@@ -487,3 +488,34 @@ def test_errors_never_show_the_secret(tmp_path: Path) -> None:
         load_config(write(tmp_path, text), ENVIRON)
     error = info.value
     assert all(SECRET not in str(part) for part in (error, repr(error), *error.args))
+
+
+# --- embeddings ----------------------------------------------------------------------------------
+
+UPSTREAM = (
+    '[[upstream]]\nname = "cloud"\nbase_url = "https://api.example.com/v1"\nmodels = ["gpt-*"]\n'
+)
+
+
+def test_embeddings_name_an_upstream_and_its_model(tmp_path: Path) -> None:
+    text = 'embeddings = "cloud"\nembedding_model = "text-embedding-3-large"\n' + UPSTREAM
+    config = load_config(write(tmp_path, text), ENVIRON)
+    assert config.embeddings == "cloud" and config.embedding_model == "text-embedding-3-large"
+    assert config.embeddings_upstream() is config.upstreams[0]
+    assert load_config(write(tmp_path, 'embeddings = "none"\n'), {}).embeddings == "none"
+    assert load_config(write(tmp_path, ""), {}).embeddings_upstream() is None
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('embeddings = "elsewhere"\n', "'embeddings' is 'elsewhere'; it must be one of"),
+        ('embeddings = "cloud"\n' + UPSTREAM, "give its 'embedding_model'"),
+        ("embeddings = 3\n", "'embeddings' must be a string, got an integer"),
+        ('embedding_model = ""\n', "'embedding_model' must be a model name"),
+    ],
+)
+def test_bad_embeddings_are_refused_at_start(tmp_path: Path, text: str, problem: str) -> None:
+    error = load_error(tmp_path, text)
+    assert problem in str(error)
+    assert error.line == 1

@@ -16,10 +16,12 @@ import pytest
 from openai.types import VectorStore
 
 from gateway import objects
+from gateway.config import GatewayConfig, UpstreamConfig
 from gateway.engine.files import Files
 from gateway.engine.search import Search
 from gateway.engine.vector_stores import VectorStores, file_key
 from gateway.store import StoreTx
+from tests.fake_upstream import FakeUpstream
 from tests.keys import make_key
 from tests.server import LiveServer
 from tests.stores import Database, every_backend  # noqa: F401  (runs each test per backend)
@@ -308,3 +310,46 @@ async def test_an_interrupted_ingestion_is_taken_up(db: Database, case: str) -> 
 
 
 assert objects.AUTO_CHUNKING["static"]["max_chunk_size_tokens"] == 800
+
+
+def test_an_upstream_embeds_chunks_and_queries(tmp_path: Path) -> None:
+    """With `embeddings` naming an upstream, every chunk and every query is embedded there
+    (its model named), search fuses the vectors with keywords, and an upstream that refuses
+    fails the file with server_error and a search with 503, nothing half-stored."""
+    with FakeUpstream() as upstream:
+        config = GatewayConfig(
+            upstreams=(
+                UpstreamConfig(name="fake", base_url=upstream.base_url, models=("fake-*",)),
+            ),
+            embeddings="fake",
+            embedding_model="embed-small",
+        )
+        live = LiveServer(tmp_path / "emb.db", config=config).start()
+        try:
+            with openai.OpenAI(base_url=live.base_url, api_key="x", max_retries=0) as client:
+                ids = [
+                    client.files.create(file=(n, d), purpose="assistants").id
+                    for n, d in (("cats.md", CATS), ("rockets.txt", ROCKETS))
+                ]
+                store = _settled(client, client.vector_stores.create(file_ids=ids).id)
+                assert store.file_counts.completed == 2
+                embedded = [r.body for r in upstream.requests if r.path.endswith("/embeddings")]
+                assert {b["model"] for b in embedded} == {"embed-small"}
+                assert any("sixteen hours" in text for b in embedded for text in b["input"])
+                hits = client.vector_stores.search(store.id, query="kerosene oxygen orbit")
+                assert hits.data[0].file_id == ids[1]
+                assert len(upstream.requests) > len(embedded)  # the query was embedded too
+
+                upstream.embedding_failures = [400]
+                bread = client.files.create(file=("bread.txt", BREAD), purpose="assistants")
+                entry = client.vector_stores.files.create_and_poll(
+                    vector_store_id=store.id, file_id=bread.id, poll_interval_ms=50
+                )
+                assert entry.status == "failed" and entry.last_error is not None
+                assert entry.last_error.code == "server_error"
+                upstream.embedding_failures = [400]
+                with pytest.raises(openai.InternalServerError) as unavailable:
+                    client.vector_stores.search(store.id, query="cats")
+                assert unavailable.value.status_code == 503
+        finally:
+            live.stop()

@@ -24,7 +24,8 @@ from typing import Any
 
 from gateway.engine.files import Files
 from gateway.engine.vector_stores import VectorStores
-from gateway.knowledge.embed import Embedder, EmbedderError
+from gateway.errors import EmbeddingError
+from gateway.knowledge.embed import Embedder
 from gateway.knowledge.prepare import Prepared, prepare
 from gateway.store import Kind, RunStore, StoreTx
 
@@ -146,7 +147,7 @@ class Ingestion:
                 f"{file['filename']} took longer than {self.timeout_seconds:g} s to read.",
             )
             return
-        except EmbedderError as exc:
+        except EmbeddingError as exc:
             await self._settle_failed(key, "server_error", f"The embedder failed: {exc}")
             return
         finally:

@@ -19,7 +19,12 @@ from gateway import objects
 from gateway.engine.catalog import page_of
 from gateway.engine.files import Files
 from gateway.engine.search import Search
-from gateway.errors import InvalidRequestError, NotFoundError
+from gateway.errors import (
+    EmbeddingError,
+    InvalidRequestError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from gateway.knowledge.filters import matches
 from gateway.knowledge.terms import terms
 from gateway.store import Kind, RunStore, StoreTx
@@ -411,9 +416,16 @@ class VectorStores:
         allowed = None
         if filters is not None:
             allowed = {f for f, attrs in attributes.items() if matches(filters, attrs)}
-        hits = await self.searcher.search(
-            [vector_store_id], searched, max_results=max_results, threshold=threshold, files=allowed
-        )
+        try:
+            hits = await self.searcher.search(
+                [vector_store_id],
+                searched,
+                max_results=max_results,
+                threshold=threshold,
+                files=allowed,
+            )
+        except EmbeddingError as exc:
+            raise ServiceUnavailableError(f"Search is unavailable: {exc}") from None
         names = await self._filenames({hit.file_id for hit in hits})
         await self.touch(vector_store_id)
         return {

@@ -11,10 +11,6 @@ from collections.abc import Sequence
 from typing import Protocol
 
 
-class EmbedderError(Exception):
-    """The embedder could not embed (an upstream refused, the model failed)."""
-
-
 class Embedder(Protocol):
     # What made the vectors: a store's vectors are searched only by the embedder that made
     # them (another model's vectors mean nothing to this one).
@@ -22,5 +18,6 @@ class Embedder(Protocol):
 
     async def embed(self, texts: Sequence[str], *, query: bool) -> list[bytes]:
         """Each text's vector (float32, unit length); `query` for a search's words rather
-        than a document's passage (some models embed the two differently)."""
+        than a document's passage (some models embed the two differently). Raises
+        gateway.errors.EmbeddingError when it cannot."""
         ...

@@ -13,7 +13,9 @@ import numpy as np
 
 
 class VectorIndex:
-    def __init__(self, dimensions: int) -> None:
+    """`dimensions` 0: learnt from the first vector added."""
+
+    def __init__(self, dimensions: int = 0) -> None:
         self.dimensions = dimensions
         self.seqs = np.zeros(0, dtype=np.int64)
         self.files: list[str] = []
@@ -29,7 +31,12 @@ class VectorIndex:
         for seq, file_id, embedding in rows:
             self.count += 1
             self.last_seq = max(self.last_seq, seq)
-            if embedding is None or len(embedding) != self.dimensions * 4:
+            if embedding is None:
+                continue
+            if not self.dimensions and not len(self.seqs) and not seqs:
+                self.dimensions = len(embedding) // 4
+                self.matrix = np.zeros((0, self.dimensions), dtype=np.float32)
+            if len(embedding) != self.dimensions * 4:
                 continue
             seqs.append(seq)
             self.files.append(file_id)

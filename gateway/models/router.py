@@ -8,6 +8,7 @@ from typing import Any
 from gateway.config import GatewayConfig
 from gateway.metrics import Metrics
 from gateway.models.base import ModelBackend
+from gateway.models.embeddings import UpstreamEmbedder
 from gateway.models.upstream import OpenAICompatibleBackend, UpstreamPool
 from gateway.objects import now
 
@@ -30,6 +31,13 @@ class ModelRouter:
     def backend_for(self, model: str) -> ModelBackend:
         upstream = self.config.route(model)
         return self.local if upstream is None else self._pool.backends[upstream.name]
+
+    def upstream_embedder(self) -> UpstreamEmbedder | None:
+        """The embedder of the upstream the routing file's `embeddings` names, if it does."""
+        upstream = self.config.embeddings_upstream()
+        if upstream is None or self.config.embedding_model is None:
+            return None
+        return UpstreamEmbedder(self._pool.backends[upstream.name], self.config.embedding_model)
 
     def upstream_for(self, model: str) -> OpenAICompatibleBackend | None:
         upstream = self.config.route(model)

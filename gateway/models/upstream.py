@@ -384,6 +384,57 @@ class OpenAICompatibleBackend:
         data = payload.get("data") if isinstance(payload, dict) else None
         return [m["id"] for m in data or () if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
+    async def embeddings(self, model: str, texts: Sequence[str]) -> list[list[float]]:
+        """Each text's embedding from the upstream's POST /embeddings, in order. Connection
+        errors, 429 and 5xx are retried as a run's first call is; then ModelBackendError."""
+        config = self.config
+        body = orjson.dumps({"model": model, "input": list(texts), "encoding_format": "float"})
+        headers = {**self._headers, "Accept": "application/json"}
+        try:
+            async for attempt in logged(
+                stamina.retry_context(
+                    on=_retry_decision,
+                    attempts=config.max_retries + 1,
+                    timeout=None,
+                    wait_initial=0.5,
+                    wait_max=8.0,
+                ),
+                f"upstream '{config.name}' embeddings",
+            ):
+                with attempt:
+                    async with (
+                        asyncio.timeout(config.connect_timeout + config.first_byte_timeout),
+                        self._session.post(
+                            config.base_url + "/embeddings", data=body, headers=headers
+                        ) as response,
+                    ):
+                        if response.status != 200:
+                            detail = _redact(await _error_detail(response), config.api_key)
+                            raise UpstreamStatusError(
+                                config.name, response.status, detail, _retry_after(response.headers)
+                            )
+                        payload = await response.json(content_type=None)
+        except UpstreamStatusError as exc:
+            raise ModelBackendError(str(exc)) from None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            message = f"upstream '{config.name}' embeddings failed: {type(exc).__name__}"
+            raise ModelBackendError(message) from None
+        return _vectors(payload, len(texts), config.name)
+
+
+def _vectors(payload: Any, count: int, upstream: str) -> list[list[float]]:
+    """The embeddings of an /embeddings answer, by their `index`; a malformed one is an error."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    vectors: list[list[float] | None] = [None] * count
+    for item in data if isinstance(data, list) else ():
+        index = item.get("index") if isinstance(item, dict) else None
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        if isinstance(index, int) and 0 <= index < count and isinstance(vector, list):
+            vectors[index] = [float(x) for x in vector]
+    if any(v is None for v in vectors):
+        raise ModelBackendError(f"upstream '{upstream}' answered embeddings without every input")
+    return [v for v in vectors if v is not None]
+
 
 async def _error_detail(response: aiohttp.ClientResponse) -> str:
     """The upstream's error message, short and without anything we sent."""

@@ -181,6 +181,21 @@ def message_text_delta(message_id: str, index: int, fragment: str, *, first: boo
     )
 
 
+def message_annotations_delta(
+    message_id: str, index: int, annotations: list[dict[str, Any]]
+) -> Event:
+    """Annotations (citations) of a text part, in a delta of their own with no new text."""
+    text: dict[str, Any] = {"value": "", "annotations": annotations}
+    return Event.of(
+        MESSAGE_DELTA,
+        {
+            "id": message_id,
+            "object": "thread.message.delta",
+            "delta": {"content": [{"index": index, "type": "text", "text": text}]},
+        },
+    )
+
+
 def tool_call_delta(step_id: str, call: dict[str, Any]) -> Event:
     return Event.of(
         STEP_DELTA,

@@ -201,8 +201,52 @@ def message_content(content: str | list[dict[str, Any]]) -> list[Obj]:
     return parts
 
 
-def text_part(value: str) -> Obj:
-    return {"type": "text", "text": {"value": value, "annotations": []}}
+def text_part(value: str, annotations: Sequence[Obj] = ()) -> Obj:
+    return {"type": "text", "text": {"value": value, "annotations": list(annotations)}}
+
+
+def file_citation(file_id: str, text: str, start: int, end: int) -> Obj:
+    return {
+        "type": "file_citation",
+        "text": text,
+        "file_citation": {"file_id": file_id},
+        "start_index": start,
+        "end_index": end,
+    }
+
+
+def search_sources(steps: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The files of a run's file_search results, in the order they were numbered."""
+    return [
+        result["file_id"]
+        for step in steps
+        if step["type"] == "tool_calls"
+        for call in step["step_details"]["tool_calls"]
+        if call["type"] == "file_search"
+        for result in call["file_search"].get("results") or ()
+    ]
+
+
+def step_shown(step: Any, *, with_content: bool = False) -> Any:
+    """The step as the API shows it: file_search results without their text unless asked
+    (`include[]=step_details.tool_calls[*].file_search.results[*].content`)."""
+    if with_content or step["type"] != "tool_calls":
+        return step
+    calls = step["step_details"]["tool_calls"]
+    if not any(c["type"] == "file_search" and c["file_search"].get("results") for c in calls):
+        return step
+    shown_calls = [
+        {**c, "file_search": _without_content(c["file_search"])}
+        if c["type"] == "file_search"
+        else c
+        for c in calls
+    ]
+    return {**step, "step_details": {**step["step_details"], "tool_calls": shown_calls}}
+
+
+def _without_content(search: Mapping[str, Any]) -> Obj:
+    results = [{k: v for k, v in r.items() if k != "content"} for r in search.get("results") or ()]
+    return {**search, "results": results}
 
 
 def user_message(thread_id: str, fields: MessageBody) -> Message:

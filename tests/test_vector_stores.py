@@ -177,7 +177,7 @@ def test_files_that_cannot_be_read_fail_with_their_reason(client: openai.OpenAI)
 
 def test_bad_requests_are_refused_clearly(client: openai.OpenAI) -> None:
     file = client.files.create(file=("a.txt", b"alpha"), purpose="assistants")
-    with pytest.raises(openai.NotFoundError) as missing:
+    with pytest.raises(openai.BadRequestError) as missing:
         client.vector_stores.create(file_ids=[file.id, "file-nope"])
     assert missing.value.param == "file_ids[1]"
     with pytest.raises(openai.BadRequestError) as chunking:
@@ -256,10 +256,12 @@ def test_projects_do_not_reach_each_others_stores(tmp_path: Path) -> None:
                 lambda: beta.vector_stores.search(store.id, query="cats"),
                 lambda: beta.vector_stores.files.list(store.id),
                 lambda: beta.vector_stores.delete(store.id),
-                lambda: beta.vector_stores.create(file_ids=[file.id]),
             ):
                 with pytest.raises(openai.NotFoundError):
                     attempt()
+            with pytest.raises(openai.BadRequestError) as foreign:
+                beta.vector_stores.create(file_ids=[file.id])
+            assert foreign.value.param == "file_ids[0]"
             assert beta.vector_stores.list().data == []
             assert alpha.vector_stores.retrieve(store.id).id == store.id
     finally:

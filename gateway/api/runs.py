@@ -45,10 +45,10 @@ def run_response(request: Request, run: AnyObj) -> Response:
     )
 
 
-def _check_include(request: Request) -> None:
-    for value in request.query_params.getlist("include[]") + request.query_params.getlist(
-        "include"
-    ):
+def _check_include(request: Request) -> bool:
+    """Whether the request asks for file_search results' content (the one thing to include)."""
+    values = request.query_params.getlist("include[]") + request.query_params.getlist("include")
+    for value in values:
         if value not in INCLUDABLE:
             raise InvalidRequestError(
                 f"Invalid value for 'include[]': {value!r}. Supported values are: "
@@ -56,6 +56,7 @@ def _check_include(request: Request) -> None:
                 + ".",
                 param="include",
             )
+    return bool(values)
 
 
 async def create_run(request: Request) -> Response:
@@ -141,17 +142,19 @@ async def stream_token(request: Request) -> Response:
 
 async def list_steps(request: Request) -> Response:
     params = request.path_params
-    _check_include(request)
+    content = _check_include(request)
     query = page_query(request)
-    steps = await catalog_of(request).list_steps(params["thread_id"], params["run_id"], query)
+    steps = await catalog_of(request).list_steps(
+        params["thread_id"], params["run_id"], query, with_content=content
+    )
     return ok(steps)
 
 
 async def get_step(request: Request) -> Response:
     params = request.path_params
-    _check_include(request)
+    content = _check_include(request)
     step = await catalog_of(request).get_step(
-        params["thread_id"], params["run_id"], params["step_id"]
+        params["thread_id"], params["run_id"], params["step_id"], with_content=content
     )
     return ok(step)
 

@@ -148,16 +148,24 @@ class Catalog:
         await self.get_thread(thread_id)
         return await self._page(Kind.RUN, query, thread_id=thread_id)
 
-    async def list_steps(self, thread_id: str, run_id: str, query: PageQuery) -> Page:
+    async def list_steps(
+        self, thread_id: str, run_id: str, query: PageQuery, *, with_content: bool = False
+    ) -> Page:
+        """The run's steps; file_search results carry their text only `with_content`."""
         await self.get_run(thread_id, run_id)
-        return await self._page(Kind.STEP, query, run_id=run_id)
+        page = await self._page(Kind.STEP, query, run_id=run_id)
+        page["data"] = [objects.step_shown(s, with_content=with_content) for s in page["data"]]
+        return page
 
-    async def get_step(self, thread_id: str, run_id: str, step_id: str) -> Obj:
+    async def get_step(
+        self, thread_id: str, run_id: str, step_id: str, *, with_content: bool = False
+    ) -> Obj:
         await self.get_run(thread_id, run_id)
         step = await self.store.get(Kind.STEP, step_id)
         if step is None or step["run_id"] != run_id:
             raise not_found("run step", step_id)
-        return step
+        shown: Obj = objects.step_shown(step, with_content=with_content)
+        return shown
 
     # --- the shapes every object shares ---------------------------------------------------
 

@@ -20,6 +20,7 @@ from gateway.engine.catalog import Catalog
 from gateway.engine.cluster import Cluster
 from gateway.engine.driver import Driver
 from gateway.engine.eventlog import EventLog
+from gateway.engine.file_search import FileSearchTool
 from gateway.engine.files import Files
 from gateway.engine.handle import RunHandle, StopReason
 from gateway.engine.ingestion import Ingestion
@@ -116,7 +117,7 @@ class RunEngine:
         )
         self.driver = Driver(
             self.registry,
-            Runner(store, self.lc, backend_for, self.metrics, tools or unavailable_tools()),
+            Runner(store, self.lc, backend_for, self.metrics, tools or self._hosted_tools()),
             self.lc,
             expiry_check_seconds=expiry_check_seconds,
             shutdown_grace_seconds=shutdown_grace_seconds,
@@ -126,6 +127,13 @@ class RunEngine:
         )
         self.run_expiry_seconds = run_expiry_seconds
         self._stopping = False
+
+    def _hosted_tools(self) -> dict[str, HostedTool]:
+        """The tools the gateway runs: file_search on the vector stores; code_interpreter
+        not (yet)."""
+        hosted = unavailable_tools()
+        hosted["file_search"] = FileSearchTool(self.store, self.vector_stores, self.search)
+        return hosted
 
     # --- lifecycle of the engine ----------------------------------------------------------
 
@@ -439,7 +447,7 @@ class RunEngine:
 
 def _match_outputs(step: Step, tool_outputs: list[dict[str, str]]) -> dict[str, str]:
     """Each pending call's output; every call answered exactly once, nothing else (else 400)."""
-    expected = [c["id"] for c in step["step_details"]["tool_calls"]]
+    expected = [c["id"] for c in step["step_details"]["tool_calls"] if c["type"] == "function"]
     outputs: dict[str, str] = {}
     for i, item in enumerate(tool_outputs):
         call_id = item["tool_call_id"]

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from gateway.types import Obj
 from gateway.wire import Message, Run, Step
 
 
@@ -36,6 +37,13 @@ class RunHandle:
     fragments: list[str] = field(default_factory=list)
     # Usage of the segment that produced the open tool_calls step, set on it when it completes.
     step_usage: tuple[int, int] = (0, 0)
+    # The files of the run's file_search results, by their citation number.
+    sources: list[str] = field(default_factory=list)
+    # The open message's citations so far, and how much text came before the last fragment
+    # with the few characters before it that a citation's start may be in.
+    annotations: list[Obj] = field(default_factory=list)
+    text_length: int = 0
+    text_tail: str = ""
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

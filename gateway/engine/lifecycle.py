@@ -12,10 +12,10 @@ canonical stream sequences E to H.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import cast
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, cast
 
-from gateway import events, objects
+from gateway import citations, events, objects
 from gateway.engine.durable import until_stored
 from gateway.engine.eventlog import EventLog
 from gateway.engine.handle import RunHandle
@@ -100,6 +100,7 @@ class Lifecycle:
         and, for a message step, its message with the text streamed before, as far as the log
         kept it (the message then ends with what a client resuming from the log was sent)."""
         steps = cast(list[Step], await self.store.list_all(Kind.STEP, run_id=handle.id))
+        handle.sources = objects.search_sources(steps)
         handle.step = next((s for s in reversed(steps) if s["status"] == "in_progress"), None)
         if handle.step is not None and handle.step["type"] == "message_creation":
             message_id = handle.step["step_details"]["message_creation"]["message_id"]
@@ -119,12 +120,13 @@ class Lifecycle:
         step = handle.step
         assert step is not None and step["type"] == "tool_calls"
         for call in step["step_details"]["tool_calls"]:
-            call["function"]["output"] = outputs[call["id"]]
+            if call["type"] == "function":
+                call["function"]["output"] = outputs[call["id"]]
         self.set_step_status(step, StepStatus.COMPLETED, usage=usage(*handle.step_usage))
         self.set_run_status(handle.run, RunStatus.QUEUED)
         handle.step = None
         await self.save(handle, (Kind.STEP, step), (Kind.RUN, handle.run))
-        await self.publish(handle, events.step_status(step), events.run_status(handle.run))
+        await self.publish(handle, _step_status(step), events.run_status(handle.run))
 
     def set_run_status(self, run: Run, status: RunStatus) -> None:
         check_run_transition(run["status"], status)
@@ -200,6 +202,7 @@ class Lifecycle:
             {"type": "message_creation", "message_creation": {"message_id": message["id"]}},
         )
         handle.step, handle.message, handle.fragments = step, message, []
+        handle.annotations, handle.text_length, handle.text_tail = [], 0, ""
         await self.save(handle, (Kind.STEP, step), (Kind.MESSAGE, message))
         await self.publish(
             handle,
@@ -221,6 +224,30 @@ class Lifecycle:
         await self.log.publish(
             handle.id, events.message_text_delta(handle.message["id"], 0, text, first=first)
         )
+        if handle.sources:
+            await self._cite(handle, text)
+
+    async def _cite(self, handle: RunHandle, text: str) -> None:
+        """Annotate the citations `text` completes (a marker of a search result), on the
+        message and in a delta of their own."""
+        assert handle.message is not None
+        window = handle.text_tail + text
+        before = handle.text_length - len(handle.text_tail)
+        handle.text_length += len(text)
+        handle.text_tail = window[-CITATION_REACH:]
+        found = []
+        for number, start, end, marker in citations.cited(window):
+            if end <= len(window) - len(text) or not 0 <= number < len(handle.sources):
+                continue  # annotated with an earlier fragment, or no such result
+            annotation = objects.file_citation(
+                handle.sources[number], marker, before + start, before + end
+            )
+            found.append({"index": len(handle.annotations), **annotation})
+            handle.annotations.append(annotation)
+        if found:
+            await self.log.publish(
+                handle.id, events.message_annotations_delta(handle.message["id"], 0, found)
+            )
 
     async def start_tool_call(self, handle: RunHandle, call_id: str, name: str) -> int:
         """Add a function call to the segment's tool_calls step (opened first if none is: the
@@ -254,9 +281,14 @@ class Lifecycle:
         step = handle.step
         assert step is not None and step["type"] == "tool_calls"
         call = step["step_details"]["tool_calls"][index]
-        call[call["type"]] = details
+        kind = call["type"]
+        call[kind] = details
         await self.save(handle, (Kind.STEP, step))
-        delta = {"index": index, "id": call["id"], "type": call["type"], call["type"]: details}
+        if kind == "file_search":
+            # Its results are the run's sources, numbered on from the earlier searches'.
+            handle.sources += [result["file_id"] for result in details["results"]]
+        shown = objects.step_shown(step)["step_details"]["tool_calls"][index][kind]
+        delta = {"index": index, "id": call["id"], "type": kind, kind: shown}
         await self.publish(handle, events.tool_call_delta(step["id"], delta))
 
     async def complete_tool_step(self, handle: RunHandle, step_usage: tuple[int, int]) -> None:
@@ -266,7 +298,7 @@ class Lifecycle:
         assert step is not None and step["type"] == "tool_calls"
         self.set_step_status(step, StepStatus.COMPLETED, usage=usage(*step_usage))
         await self.save(handle, (Kind.STEP, step))
-        await self.publish(handle, events.step_status(step))
+        await self.publish(handle, _step_status(step))
         handle.step = None
 
     async def add_tool_arguments(self, handle: RunHandle, index: int, arguments: str) -> None:
@@ -282,7 +314,7 @@ class Lifecycle:
             # Text came before the calls: its message step completes before the tool step opens.
             message, step = handle.message, handle.step
             assert step is not None
-            self.close_message(message, [text_part("".join(handle.fragments))], None)
+            self.close_message(message, _partial(handle), None)
             self.set_step_status(step, StepStatus.COMPLETED, usage=usage(0, 0))
             await self.save(handle, (Kind.MESSAGE, message), (Kind.STEP, step))
             await self.publish(handle, events.message_status(message), events.step_status(step))
@@ -361,7 +393,7 @@ class Lifecycle:
                 if kind is Kind.RUN
                 else events.message_status(obj)
                 if kind is Kind.MESSAGE
-                else events.step_status(obj)
+                else _step_status(obj)
                 for kind, obj in changed
             ] + list(trailer)
 
@@ -438,5 +470,16 @@ class Lifecycle:
 
 
 def _partial(handle: RunHandle) -> list[Obj]:
-    """The content written so far into the open message."""
-    return [text_part("".join(handle.fragments))] if handle.fragments else []
+    """The content written so far into the open message, with its citations."""
+    if not handle.fragments:
+        return []
+    return [text_part("".join(handle.fragments), handle.annotations)]
+
+
+def _step_status(step: Mapping[str, Any]) -> Event:
+    """A step's status event, file_search results shown without their text."""
+    return events.step_status(objects.step_shown(step))
+
+
+# How far back a citation's start may be from the fragment that completes it.
+CITATION_REACH = 256

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gateway import citations
+from gateway.citations import Source
 from gateway.engine.tools import model_tool_choice, offered
 from gateway.models.base import ChatMessage, ModelBackend, ModelRequest, ToolCall
 from gateway.types import AnyObj, Obj
@@ -27,23 +29,44 @@ def thread_message(message: AnyObj) -> ChatMessage:
     return ChatMessage(role="user", content="\n".join(texts), parts=tuple(parts))
 
 
-def tool_round(step: AnyObj) -> list[ChatMessage]:
-    """An answered tool_calls step as the assistant's calls followed by one tool message each."""
-    calls = [c for c in step["step_details"]["tool_calls"] if c["type"] == "function"]
-    out = [
-        ChatMessage(
-            role="assistant",
-            content="",
-            tool_calls=tuple(
-                ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in calls
-            ),
-        )
-    ]
-    out += [
-        ChatMessage(role="tool", content=c["function"]["output"] or "", tool_call_id=c["id"])
-        for c in calls
-    ]
-    return out
+def tool_round(step: AnyObj, first_source: int = 0) -> list[ChatMessage]:
+    """An answered tool_calls step as the assistant's calls followed by one tool message each:
+    a function's output, or file_search's results numbered from `first_source` (the results
+    of the run's earlier searches come before)."""
+    calls = [c for c in step["step_details"]["tool_calls"] if c["type"] in _ANSWERED]
+    made: list[ToolCall] = []
+    outputs: list[ChatMessage] = []
+    number = first_source
+    for call in calls:
+        if call["type"] == "function":
+            function = call["function"]
+            made.append(ToolCall(call["id"], function["name"], function["arguments"]))
+            output = function["output"] or ""
+        else:
+            made.append(ToolCall(call["id"], "file_search", "{}"))
+            sources = []
+            for result in call["file_search"].get("results") or ():
+                text = "".join(part["text"] for part in result.get("content") or ())
+                sources.append(
+                    Source(number, result["file_id"], result["file_name"], result["score"], text)
+                )
+                number += 1
+            output = citations.render(sources)
+        outputs.append(ChatMessage(role="tool", content=output, tool_call_id=call["id"]))
+    return [ChatMessage(role="assistant", content="", tool_calls=tuple(made)), *outputs]
+
+
+# The calls whose answers the model is shown: functions (their outputs) and file_search.
+_ANSWERED = ("function", "file_search")
+
+
+def search_results(step: AnyObj) -> int:
+    """How many file_search results the step's calls hold."""
+    return sum(
+        len(call["file_search"].get("results") or ())
+        for call in step["step_details"]["tool_calls"]
+        if call["type"] == "file_search"
+    )
 
 
 def build_request(
@@ -54,12 +77,12 @@ def build_request(
         [ChatMessage(role="system", content=run["instructions"])] if run["instructions"] else []
     )
     history = [thread_message(m) for m in messages]
-    rounds = [
-        m
-        for s in steps
-        if s["type"] == "tool_calls" and s["status"] == "completed"
-        for m in tool_round(s)
-    ]
+    rounds: list[ChatMessage] = []
+    sources = 0
+    for step in steps:
+        if step["type"] == "tool_calls" and step["status"] == "completed":
+            rounds += tool_round(step, sources)
+            sources += search_results(step)
     truncation = run["truncation_strategy"]
     keep = truncation["last_messages"]
     if truncation["type"] == "last_messages" and keep:

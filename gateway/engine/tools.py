@@ -79,7 +79,7 @@ class Unavailable:
 
 
 def unavailable_tools() -> dict[str, HostedTool]:
-    """Every hosted tool, none of them runnable yet."""
+    """Every hosted tool, none of them runnable (the engine puts in those it runs)."""
     return {
         "file_search": Unavailable("file_search", "file search is not available yet."),
         "code_interpreter": Unavailable(

@@ -170,7 +170,9 @@ class VectorStores:
     async def _check_files(self, file_ids: Sequence[str], project: str, *, param: str) -> None:
         for index, file_id in enumerate(file_ids):
             if await self.store.get(Kind.FILE, file_id, project=project) is None:
-                raise NotFoundError(f"No such File object: {file_id}", param=f"{param}[{index}]")
+                # A 400, not a 404: what the path names exists; the body names no file.
+                message = f"No such File object: {file_id}"
+                raise InvalidRequestError(message, param=f"{param}[{index}]")
 
     # --- files of a store -------------------------------------------------------------------
 
@@ -185,7 +187,7 @@ class VectorStores:
     ) -> Obj:
         await self._stored(vector_store_id, project)
         if await self.store.get(Kind.FILE, file_id, project=project) is None:
-            raise NotFoundError(f"No such File object: {file_id}", param="file_id")
+            raise InvalidRequestError(f"No such File object: {file_id}", param="file_id")
         now = int(self.clock())
         entry = objects.vector_store_file(
             vector_store_id,

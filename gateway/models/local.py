@@ -26,6 +26,10 @@ Answers, decided from the messages after the last `user` message
        compactly, else `{}`. Each call streams as a chunk with its new `call_` id and name,
        then its arguments in fragments of at most 8 characters. The finish reason is
        `tool_calls`.
+       With a `file_search` function offered (the hosted tool) and no other tool named, it
+       calls file_search instead, its arguments `{"query": <the turn's text>}`; after its
+       results the answer quotes the best one and cites it: `According to <file>: "<its
+       first sentence>" 【0†<file>】`, or `I found nothing about that in the files.`
     3. Otherwise the answer is text: `You said: <the last user message's content>`, or
        `Hello! Send me a message and I will repeat it.` when there is no user message.
     4. A last user message containing `[[fail]]` gets the text answer of 3, but the model
@@ -58,6 +62,7 @@ import re
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
+from gateway import citations
 from gateway.ids import call_id
 from gateway.models.base import (
     ChatMessage,
@@ -71,6 +76,9 @@ from gateway.models.base import (
 )
 
 GREETING = "Hello! Send me a message and I will repeat it."
+# The hosted file_search tool's function, and how many words of a result an answer quotes.
+FILE_SEARCH = "file_search"
+QUOTE_WORDS = 40
 # A user message containing this makes the model fail after two tokens, so that apps can
 # exercise their handling of failed runs offline (as a payment sandbox has cards that decline).
 FAIL_TRIGGER = "[[fail]]"
@@ -116,8 +124,13 @@ class LocalModelBackend:
 
         turn = _turn_text(request.messages)
         names = [] if outputs else _calls_to_make(request, turn)
+        searching = names == [FILE_SEARCH] or (not names and _searches(request, outputs))
+        if searching and not outputs:
+            names = [FILE_SEARCH]
         if names:
-            arguments = _arguments(turn)
+            arguments = (
+                json.dumps({"query": turn}, ensure_ascii=False) if searching else _arguments(turn)
+            )
             completion_tokens = sent = 0
             for index, name in enumerate(names):
                 yield ToolCallChunk(index=index, id=call_id(), name=name, arguments="")
@@ -132,7 +145,10 @@ class LocalModelBackend:
             yield Finish("tool_calls", prompt_tokens, completion_tokens)
             return
 
-        if outputs:
+        search = _search_output(request.messages, outputs)
+        if search is not None:
+            text = _quote(search)
+        elif outputs:
             text = _tool_results_text(request.messages, outputs)
         elif user is not None:
             text = f"You said: {user_text}"
@@ -190,6 +206,37 @@ def _tool_results_text(messages: Sequence[ChatMessage], outputs: Sequence[ChatMe
         for output in outputs
     )
     return f"Tool results: {results}."
+
+
+def _searches(request: ModelRequest, outputs: Sequence[ChatMessage]) -> bool:
+    """Whether this turn calls file_search: it is offered, may be called, nothing ran yet."""
+    choice = request.tool_choice
+    return (
+        not outputs
+        and FILE_SEARCH in _function_names(request.tools)
+        and choice != "none"
+        and not (isinstance(choice, dict) and choice.get("function", {}).get("name") != FILE_SEARCH)
+    )
+
+
+def _search_output(messages: Sequence[ChatMessage], outputs: Sequence[ChatMessage]) -> str | None:
+    names = {call.id: call.name for message in messages for call in message.tool_calls}
+    for output in outputs:
+        if names.get(output.tool_call_id or "") == FILE_SEARCH:
+            return output.content
+    return None
+
+
+def _quote(output: str) -> str:
+    """The best result of a file_search output, quoted (its first sentence) and cited."""
+    results = citations.parse(output)
+    if not results:
+        return "I found nothing about that in the files."
+    number, filename, text = results[0]
+    sentence = re.split(r"(?<=[.!?])\s", " ".join(text.split()), maxsplit=1)[0]
+    words = sentence.split()
+    excerpt = " ".join(words[:QUOTE_WORDS]) + (" ..." if len(words) > QUOTE_WORDS else "")
+    return f'According to {filename}: "{excerpt}" {citations.marker(number, filename)}'
 
 
 def _function_names(tools: Sequence[dict[str, Any]]) -> list[str]:

@@ -232,3 +232,71 @@ def test_an_upstream_models_search_runs_on_the_gateway(
     assert "【0†rockets.txt】" in tool_messages["call_fs"]
     assert "liquid oxygen" in tool_messages["call_fs"]
     assert json.loads(chats[1]["messages"][-3]["tool_calls"][0]["function"]["arguments"]) == {}
+
+
+def test_an_attachment_is_searched_in_the_threads_own_store(client: openai.OpenAI) -> None:
+    """A message attaching a file for file_search: the thread gets a store of its own (made on
+    the fly, expiring 7 days after last use), the run waits for the file to be indexed, and
+    the answer cites it."""
+    cats = client.files.create(file=("cats.md", CATS), purpose="assistants")
+    assistant = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "file_search"}])
+    thread = client.beta.threads.create(
+        messages=[
+            {
+                "role": "user",
+                "content": "How long do cats sleep?",
+                "attachments": [{"file_id": cats.id, "tools": [{"type": "file_search"}]}],
+            }
+        ]
+    )
+    assert thread.tool_resources is not None and thread.tool_resources.file_search is not None
+    (store_id,) = thread.tool_resources.file_search.vector_store_ids or []
+    store = client.vector_stores.retrieve(store_id)
+    assert store.expires_after is not None and store.expires_after.days == 7
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=POLL
+    )
+    assert run.status == "completed"
+    message = client.beta.threads.messages.list(thread.id, run_id=run.id).data[0]
+    assert [c.file_citation.file_id for c in _citations(message)] == [cats.id]
+    # A later message's attachment goes into the same store.
+    rockets = client.files.create(file=("rockets.txt", ROCKETS), purpose="assistants")
+    client.beta.threads.messages.create(
+        thread.id,
+        role="user",
+        content="And rockets?",
+        attachments=[{"file_id": rockets.id, "tools": [{"type": "file_search"}]}],
+    )
+    files = client.vector_stores.files.list(store_id)
+    assert sorted(f.id for f in files.data) == sorted([cats.id, rockets.id])
+
+
+def test_the_vector_stores_helper_and_unknown_ids(client: openai.OpenAI) -> None:
+    """tool_resources.file_search.vector_stores makes a store of its files and is echoed as
+    its id; an unknown store or attached file is a 400 naming the field."""
+    cats = client.files.create(file=("cats.md", CATS), purpose="assistants")
+    assistant = client.beta.assistants.create(
+        model="gpt-4o",
+        tools=[{"type": "file_search"}],
+        tool_resources={"file_search": {"vector_stores": [{"file_ids": [cats.id]}]}},
+    )
+    resources = _wire(assistant)["tool_resources"]
+    (store_id,) = resources["file_search"]["vector_store_ids"]
+    assert set(resources["file_search"]) == {"vector_store_ids"}
+    assert [f.id for f in client.vector_stores.files.list(store_id).data] == [cats.id]
+    with pytest.raises(openai.BadRequestError) as unknown:
+        client.beta.threads.create(
+            tool_resources={"file_search": {"vector_store_ids": ["vs_missing"]}}
+        )
+    assert unknown.value.param == "tool_resources.file_search.vector_store_ids[0]"
+    with pytest.raises(openai.BadRequestError) as attached:
+        client.beta.threads.create(
+            messages=[
+                {
+                    "role": "user",
+                    "content": "x",
+                    "attachments": [{"file_id": "file-gone", "tools": [{"type": "file_search"}]}],
+                }
+            ]
+        )
+    assert attached.value.param == "messages[0].attachments[0].file_id"

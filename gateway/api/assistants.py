@@ -33,7 +33,8 @@ async def get_assistant(request: Request) -> Response:
 async def modify_assistant(request: Request) -> Response:
     changes = cast(AssistantChanges, await read_body(request, ModifyAssistantRequest))
     assistant_id = request.path_params["assistant_id"]
-    return ok(await catalog_of(request).modify_assistant(assistant_id, changes))
+    catalog = catalog_of(request)
+    return ok(await catalog.modify_assistant(assistant_id, changes, project=project_of(request)))
 
 
 async def delete_assistant(request: Request) -> Response:

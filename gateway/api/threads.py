@@ -32,7 +32,8 @@ async def get_thread(request: Request) -> Response:
 
 async def modify_thread(request: Request) -> Response:
     fields = cast(ThreadBody, await read_body(request, ModifyThreadRequest))
-    return ok(await catalog_of(request).modify_thread(request.path_params["thread_id"], fields))
+    thread_id, project = request.path_params["thread_id"], project_of(request)
+    return ok(await catalog_of(request).modify_thread(thread_id, fields, project=project))
 
 
 async def delete_thread(request: Request) -> Response:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import cast
 
 from gateway import objects
 from gateway.bodies import AssistantBody, AssistantChanges, ThreadBody
-from gateway.errors import InvalidRequestError, not_found
-from gateway.store import CursorNotFoundError, Kind, RunStore, StoreTx
+from gateway.engine.pages import page_of
+from gateway.engine.resources import Resources
+from gateway.errors import not_found
+from gateway.store import Kind, RunStore, StoreTx
 from gateway.types import Obj, PageQuery
 from gateway.wire import Assistant, Deleted, Page, Thread
 
@@ -28,8 +31,11 @@ _LABELS = {
 
 
 class Catalog:
-    def __init__(self, store: RunStore, *, owner_cache_size: int = 10_000) -> None:
+    def __init__(
+        self, store: RunStore, resources: Resources, *, owner_cache_size: int = 10_000
+    ) -> None:
         self.store = store
+        self.resources = resources
         self._owners = _Owners(store, owner_cache_size)
 
     # --- who owns what --------------------------------------------------------------------
@@ -49,7 +55,8 @@ class Catalog:
     # --- assistants -----------------------------------------------------------------------
 
     async def create_assistant(self, fields: AssistantBody, *, project: str) -> Assistant:
-        assistant = objects.assistant(fields)
+        resources = await self.resources.prepare(fields.get("tool_resources"), project=project)
+        assistant = objects.assistant({**fields, "tool_resources": resources})
 
         async def write(tx: StoreTx) -> None:
             await tx.insert(Kind.ASSISTANT, assistant, project=project)
@@ -63,10 +70,16 @@ class Catalog:
     async def get_assistant(self, assistant_id: str) -> Obj:
         return await self._get(Kind.ASSISTANT, assistant_id)
 
-    async def modify_assistant(self, assistant_id: str, changes: AssistantChanges) -> Obj:
+    async def modify_assistant(
+        self, assistant_id: str, changes: AssistantChanges, *, project: str = ""
+    ) -> Obj:
         """Replace the fields in `changes` (reasoning_effort is accepted but, as at OpenAI,
         neither kept nor echoed)."""
         kept = {name: value for name, value in changes.items() if name != "reasoning_effort"}
+        if "tool_resources" in kept:
+            kept["tool_resources"] = await self.resources.prepare(
+                changes.get("tool_resources"), project=project
+            )
 
         def change(assistant: Obj) -> None:
             assistant.update(kept)
@@ -86,8 +99,12 @@ class Catalog:
     # --- threads and messages -------------------------------------------------------------
 
     async def create_thread(self, fields: ThreadBody, *, project: str) -> Thread:
-        thread = objects.thread(fields)
-        messages = [objects.user_message(thread["id"], m) for m in fields.get("messages") or []]
+        resources = await self.resources.prepare(fields.get("tool_resources"), project=project)
+        given = fields.get("messages") or []
+        await self.resources.check_attachments(given, project=project, param="messages")
+        thread = objects.thread({**fields, "tool_resources": resources})
+        await self.resources.attach_to_new(cast(Obj, thread), given, project=project)
+        messages = [objects.user_message(thread["id"], m) for m in given]
 
         async def write(tx: StoreTx) -> None:
             await tx.insert(Kind.THREAD, thread, project=project)
@@ -100,12 +117,15 @@ class Catalog:
     async def get_thread(self, thread_id: str) -> Obj:
         return await self._get(Kind.THREAD, thread_id)
 
-    async def modify_thread(self, thread_id: str, fields: ThreadBody) -> Obj:
+    async def modify_thread(self, thread_id: str, fields: ThreadBody, *, project: str = "") -> Obj:
+        if "tool_resources" in fields:
+            resources = await self.resources.prepare(fields["tool_resources"], project=project)
+
         def apply(thread: Obj) -> None:
             if "metadata" in fields:
                 thread["metadata"] = fields["metadata"] or {}
             if "tool_resources" in fields:
-                thread["tool_resources"] = objects.tool_resources(fields["tool_resources"])
+                thread["tool_resources"] = objects.tool_resources(resources)
 
         return await self._modify(Kind.THREAD, thread_id, apply)
 
@@ -197,18 +217,6 @@ class Catalog:
 
         if not await self.store.write(write):
             raise not_found(_LABELS[kind], object_id)
-
-
-async def page_of(store: RunStore, kind: Kind, query: PageQuery, **filters: str) -> Page:
-    """One page of `kind` in the list envelope; a cursor naming nothing listed is a 400."""
-    try:
-        items, has_more = await store.list_page(kind, query, **filters)
-    except CursorNotFoundError as exc:
-        raise InvalidRequestError(
-            f"Invalid '{exc.param}': no object with id '{exc.cursor}' in this list.",
-            param=exc.param,
-        ) from None
-    return objects.page(items, has_more)
 
 
 class _Owners:

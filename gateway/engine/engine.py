@@ -12,6 +12,7 @@ import asyncio
 import copy
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import cast
 
 from gateway import events, ids, objects
 from gateway.bodies import MessageBody, RunBody, ThreadAndRunBody
@@ -27,6 +28,7 @@ from gateway.engine.ingestion import Ingestion
 from gateway.engine.leases import Leases, default_owner
 from gateway.engine.lifecycle import Lifecycle
 from gateway.engine.registry import Registry
+from gateway.engine.resources import Resources
 from gateway.engine.runner import Runner
 from gateway.engine.search import Search
 from gateway.engine.streams import RunStream, RunStreams
@@ -81,13 +83,14 @@ class RunEngine:
         self.store = store
         self.bus = bus
         self.metrics = metrics or Metrics()
-        self.catalog = Catalog(store, owner_cache_size=owner_cache_size)
         self.files = Files(store, max_bytes=max_file_bytes)
         self.uploads = Uploads(store, self.files)
         self.search = Search(store, embedder, dimensions=embedding_dimensions)
         self.vector_stores = VectorStores(
             store, self.files, searcher=self.search, wake=lambda: self.ingestion.wake()
         )
+        self.resources = Resources(store, self.vector_stores)
+        self.catalog = Catalog(store, self.resources, owner_cache_size=owner_cache_size)
         self.log = EventLog(
             store,
             bus,
@@ -193,6 +196,9 @@ class RunEngine:
             raise ConflictError(
                 f"Can't add messages to {thread_id} while a run {run_id} is active."
             )
+        project = await self.catalog.project_of_thread(thread_id) or ""
+        await self.resources.check_attachments([fields], project=project, param="messages")
+        await self.resources.attach(thread_id, [fields], project=project)
         message = objects.user_message(thread_id, fields)
 
         async def write(tx: StoreTx) -> None:
@@ -233,9 +239,14 @@ class RunEngine:
             expiry_seconds=self.run_expiry_seconds,
             run_id=run_id,
         )
-        messages = [
-            objects.user_message(thread_id, m) for m in fields.get("additional_messages") or []
-        ]
+        added = fields.get("additional_messages") or []
+        if added:
+            where = project or ""
+            await self.resources.check_attachments(
+                added, project=where, param="additional_messages"
+            )
+            await self.resources.attach(thread_id, added, project=where)
+        messages = [objects.user_message(thread_id, m) for m in added]
         self.registry.check_capacity(project or "", key)
         handle = self.registry.register(run, project or "", key)
 
@@ -261,14 +272,13 @@ class RunEngine:
         self._check_open()
         assistant = await self._assistant(fields["assistant_id"], project=project)
         thread_fields = fields.get("thread") or {}
-        thread = objects.thread(
-            {**thread_fields, "tool_resources": fields.get("tool_resources")}
-            if fields.get("tool_resources") is not None
-            else thread_fields
-        )
-        messages = [
-            objects.user_message(thread["id"], m) for m in thread_fields.get("messages") or []
-        ]
+        requested = fields.get("tool_resources") or thread_fields.get("tool_resources")
+        resources = await self.resources.prepare(requested, project=project)
+        given = thread_fields.get("messages") or []
+        await self.resources.check_attachments(given, project=project, param="thread.messages")
+        thread = objects.thread({**thread_fields, "tool_resources": resources})
+        await self.resources.attach_to_new(cast(Obj, thread), given, project=project)
+        messages = [objects.user_message(thread["id"], m) for m in given]
         run = objects.run(
             thread_id=thread["id"],
             assistant=assistant,

@@ -4,7 +4,9 @@ steps show when `include[]` asks) and given back to the model as citable sources
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +21,8 @@ from gateway.types import Obj
 
 # OpenAI's default number of results (5 on gpt-3.5 models; 20 on the rest).
 DEFAULT_RESULTS = 20
+# How long a search waits for its stores' files to be ingested before it searches anyway.
+INDEX_WAIT_SECONDS = 120.0
 
 
 class FileSearchTool:
@@ -33,6 +37,7 @@ class FileSearchTool:
         (tool,) = objects.tools([declared or {"type": "file_search"}])
         options = tool["file_search"]
         stores = await self.store_ids(handle)
+        await self._indexed(stores)
         query = _query(arguments)
         try:
             hits = (
@@ -66,6 +71,21 @@ class FileSearchTool:
                 for hit in hits
             ],
         }
+
+    async def _indexed(self, stores: list[str]) -> None:
+        """Wait (at most INDEX_WAIT_SECONDS) for the stores' files still being ingested, such
+        as a message's attachments: a search must see them."""
+        deadline = time.monotonic() + INDEX_WAIT_SECONDS
+        pause = 0.05
+        while time.monotonic() < deadline:
+            busy = False
+            for store_id in stores:
+                vs = await self.store.get(Kind.VECTOR_STORE, store_id)
+                busy = busy or bool(vs and vs["file_counts"]["in_progress"])
+            if not busy:
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     async def store_ids(self, handle: RunHandle) -> list[str]:
         """The thread's vector store, then the assistant's (each at most one)."""

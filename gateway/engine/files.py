@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from gateway import ids, objects
-from gateway.engine.catalog import page_of
+from gateway.engine.pages import page_of
 from gateway.errors import NotFoundError, PayloadTooLargeError
 from gateway.periodic import Periodic
 from gateway.store import Kind, RunStore, StoreTx

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gateway import objects
-from gateway.engine.catalog import page_of
 from gateway.engine.files import Files
+from gateway.engine.pages import page_of
 from gateway.engine.search import Search
 from gateway.errors import (
     EmbeddingError,

@@ -688,3 +688,52 @@ async def claimed(conn: Any, key: str) -> bool:
 
 def thread_of(answer: tuple[int, str, Any]) -> str:
     return str(answer[2]["thread_id"])
+
+
+async def test_files_and_vector_stores_are_shared_and_ingested_once(
+    shared: tuple[Database, str],
+) -> None:
+    """Two processes on PostgreSQL and Redis: a file uploaded through one is added to a store
+    through the other; the 30 files of a batch are each ingested exactly once between them
+    (claims with SKIP LOCKED), and either process's search finds them."""
+    db, bus = shared
+    gateways = Gateways(db, bus)
+    async with aiohttp.ClientSession() as http:
+        try:
+            first, second = await gateways.start(http, 2)
+            ids = []
+            for i in range(30):
+                form = aiohttp.FormData()
+                form.add_field("purpose", "assistants")
+                text = f"Note {i}: the code word for item {i} is zebra{i}.\n"
+                form.add_field("file", text.encode(), filename=f"note{i}.txt")
+                api = first if i % 2 else second
+                async with http.post(f"{api}/files", data=form) as response:
+                    assert response.status == 200, await response.text()
+                    ids.append((await response.json())["id"])
+            async with http.post(f"{second}/vector_stores", json={}) as response:
+                store_id = (await response.json())["id"]
+            async with http.post(
+                f"{first}/vector_stores/{store_id}/file_batches", json={"file_ids": ids}
+            ) as response:
+                assert response.status == 200, await response.text()
+
+            async def settled() -> bool:
+                async with http.get(f"{second}/vector_stores/{store_id}") as answer:
+                    return (await answer.json())["file_counts"]["completed"] == 30
+
+            await eventually_async(settled, timeout=60, what="the batch to be ingested")
+            for api in (first, second):
+                async with http.post(
+                    f"{api}/vector_stores/{store_id}/search", json={"query": "zebra17"}
+                ) as response:
+                    hits = (await response.json())["data"]
+                assert hits[0]["file_id"] == ids[17]
+            # Each file's chunks were written once: no file was ingested twice.
+            for file_id in ids:
+                async with http.get(
+                    f"{first}/vector_stores/{store_id}/files/{file_id}/content"
+                ) as response:
+                    assert len((await response.json())["data"]) == 1
+        finally:
+            gateways.stop()

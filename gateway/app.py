@@ -107,6 +107,7 @@ def create_app(
             stream_retry_ms=settings.stream_retry_ms,
             max_file_bytes=settings.max_file_bytes,
             embedder=embedder,
+            ingestion_timeout_seconds=settings.ingestion_timeout_seconds,
         )
         secret = await store.write(
             lambda tx: tx.secret("stream_tokens", lambda: secrets.token_urlsafe(32))

@@ -90,6 +90,9 @@ class Settings:
     # A large request body (a file) may take this long beyond request_timeout_seconds: its
     # length at this many bytes a second; a slower upload is cut off.
     min_upload_bytes_per_second: int = 256 * 1024
+    # A file that takes longer than this to parse and chunk fails ingestion (invalid_file); the
+    # worker process that was reading it is killed and replaced.
+    ingestion_timeout_seconds: float = 300.0
     # Characters of one message's text, and of instructions (either kind).
     max_message_chars: int = 256_000
     max_instructions_chars: int = 256_000

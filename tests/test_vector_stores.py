@@ -6,6 +6,7 @@ apart, and an ingestion cut off by a crash is taken up at the next start."""
 from __future__ import annotations
 
 import io
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -355,3 +356,19 @@ def test_an_upstream_embeds_chunks_and_queries(tmp_path: Path) -> None:
                 assert unavailable.value.status_code == 503
         finally:
             live.stop()
+
+
+@pytest.mark.settings(ingestion_timeout_seconds=1.5)
+def test_a_file_that_takes_too_long_fails_and_the_next_is_read(client: openai.OpenAI) -> None:
+    """A file whose reading outlasts the time limit fails (its worker is killed and a new one
+    started); the file after it is ingested as usual."""
+    # About 9.5 million tokens of random hex: several seconds of tokenizing.
+    noise = os.urandom(8 * 1024 * 1024).hex().encode()
+    big = client.files.create(file=("big.txt", noise), purpose="assistants")
+    small = client.files.create(file=("cats.md", CATS), purpose="assistants")
+    store = _settled(client, client.vector_stores.create(file_ids=[big.id, small.id]).id)
+    entries = {f.id: f for f in client.vector_stores.files.list(store.id)}
+    slow = entries[big.id]
+    assert slow.status == "failed" and slow.last_error is not None
+    assert slow.last_error.code == "invalid_file" and "longer than" in slow.last_error.message
+    assert entries[small.id].status == "completed"

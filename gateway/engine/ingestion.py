@@ -85,7 +85,7 @@ class Ingestion:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._kill_pool()
+        await asyncio.to_thread(self._kill_pool)
 
     async def _loop(self) -> None:
         while True:
@@ -192,12 +192,14 @@ class Ingestion:
         def failed(error: BaseException) -> None:
             loop.call_soon_threadsafe(_settle_future, done, None, error)
 
-        self._worker_pool().apply_async(fn, args, callback=finished, error_callback=failed)
+        # Starting (or replacing) the worker blocks for a moment: off the event loop.
+        pool = await asyncio.to_thread(self._worker_pool)
+        pool.apply_async(fn, args, callback=finished, error_callback=failed)
         try:
             return await asyncio.wait_for(done, self.timeout_seconds)
         except TimeoutError:
             # The worker is stuck on this file: it goes, and a new one serves the next.
-            self._kill_pool()
+            await asyncio.to_thread(self._kill_pool)
             raise IngestionTimeoutError from None
         except asyncio.CancelledError:
             self._kill_pool()

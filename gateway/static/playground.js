@@ -1,6 +1,8 @@
 // Assistants Gateway playground. Pick or create an assistant, send messages, and follow each
 // run over an EventSource (GET .../runs/{id}/events?token=...) that resumes from the last event
 // id it saw: by itself after a drop (Last-Event-ID), or with ?after= when the page reopens it.
+// Files attached to a message are uploaded first and searched with file_search; the run's
+// searches show as steps, and the answer's citations as numbered badges over their markers.
 "use strict";
 
 const API = "/v1";
@@ -14,6 +16,8 @@ const RUN_EVENTS = [
   "thread.message.delta", "thread.message.completed", "thread.message.incomplete",
 ];
 const AT_REST = new Set(["requires_action", "completed", "incomplete", "failed", "cancelled", "expired"]);
+const SEARCH_TEXT = "step_details.tool_calls[*].file_search.results[*].content";
+const EXCERPT_CHARS = 280;
 
 const $ = (id) => document.getElementById(id);
 const KEY_STORE = "gateway-api-key"; // sessionStorage: this tab only, gone when it closes
@@ -25,9 +29,12 @@ const state = {
   lastId: 0,           // the highest event id handled for this run: the resume position
   reconnecting: false, // the next "open" is a reconnect (the browser's or ours)
   reconnects: 0,
-  bubbles: new Map(),  // message id -> its text element
+  status: "idle",
+  bubbles: new Map(),  // message id -> {id, body, sources, parts: [{value, annotations}]}
   steps: new Map(),    // step id -> {item, status, calls: Map(index -> parts)}
   runItem: null,
+  attachments: [],     // files for the next message: {file, fileId (once uploaded), item, ...}
+  fileNames: new Map(), // file id -> file name, from uploads and search results, for citations
 };
 
 // --- small helpers ---------------------------------------------------------------------
@@ -39,10 +46,27 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-async function api(method, path, body) {
-  const init = { method, headers: { Accept: "application/json" } };
+function headers() {
+  const result = { Accept: "application/json" };
   const key = sessionStorage.getItem(KEY_STORE);
-  if (key) init.headers.Authorization = `Bearer ${key}`;
+  if (key) result.Authorization = `Bearer ${key}`;
+  return result;
+}
+
+// A response body as JSON, or an Error carrying the gateway's message when it is a refusal.
+function reply(method, path, status, text) {
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { /* not JSON: reported below */ }
+  if (status < 200 || status > 299) {
+    const error = data && data.error;
+    const detail = error ? `${error.message}${error.code ? ` (${error.code})` : ""}` : text;
+    throw new Error(`${method} ${API}${path}: HTTP ${status}: ${detail}`);
+  }
+  return data;
+}
+
+async function api(method, path, body) {
+  const init = { method, headers: headers() };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -53,15 +77,30 @@ async function api(method, path, body) {
   } catch (err) {
     throw new Error(`${method} ${API}${path} failed: ${err.message}`);
   }
-  const text = await response.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { /* not JSON: reported below */ }
-  if (!response.ok) {
-    const error = data && data.error;
-    const detail = error ? `${error.message}${error.code ? ` (${error.code})` : ""}` : text;
-    throw new Error(`${method} ${API}${path}: HTTP ${response.status}: ${detail}`);
-  }
-  return data;
+  return reply(method, path, response.status, await response.text());
+}
+
+// POST /files as multipart: XMLHttpRequest rather than fetch, as only it reports upload progress.
+function upload(file, purpose, onProgress) {
+  const path = "/files";
+  const form = new FormData();
+  form.append("purpose", purpose);
+  form.append("file", file, file.name);
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open("POST", API + path);
+    for (const [name, value] of Object.entries(headers())) request.setRequestHeader(name, value);
+    request.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable && event.total) onProgress(event.loaded / event.total);
+    });
+    request.addEventListener("load", () => {
+      try { resolve(reply("POST", path, request.status, request.responseText)); } catch (err) { reject(err); }
+    });
+    for (const failure of ["error", "abort", "timeout"]) {
+      request.addEventListener(failure, () => reject(new Error(`POST ${API}${path} failed: ${failure}`)));
+    }
+    request.send(form);
+  });
 }
 
 function showError(err) {
@@ -83,6 +122,7 @@ const guarded = (fn) => async (event) => {
 };
 
 function setStatus(status) {
+  state.status = status;
   $("run-status").textContent = status;
   const active = status !== "idle" && !AT_REST.has(status);
   $("send").disabled = active || status === "requires_action";
@@ -112,7 +152,11 @@ function parseTools(raw) {
 }
 
 async function createAssistant() {
-  const body = { model: $("assistant-model").value.trim(), tools: parseTools($("assistant-tools").value) };
+  const tools = parseTools($("assistant-tools").value);
+  if ($("assistant-file-search").checked && !tools.some((t) => t.type === "file_search")) {
+    tools.push({ type: "file_search" });
+  }
+  const body = { model: $("assistant-model").value.trim(), tools };
   const name = $("assistant-name").value.trim();
   const instructions = $("assistant-instructions").value.trim();
   if (name) body.name = name;
@@ -123,13 +167,17 @@ async function createAssistant() {
 
 // --- the conversation ------------------------------------------------------------------
 
-function addBubble(role, messageId, text = "") {
+function addBubble(role, messageId, text = "", files = []) {
   const body = el("span", { class: "text", "data-testid": `${role}-text` }, text);
+  const sources = el("p", { class: "sources", "data-testid": "sources", hidden: "" });
   const item = el("li", { class: `bubble ${role}`, "data-testid": `${role}-bubble` },
-    el("span", { class: "who" }, role === "user" ? "You" : "Assistant"), body);
+    el("span", { class: "who" }, role === "user" ? "You" : "Assistant"), body, sources);
+  if (files.length) {
+    item.append(el("span", { class: "files", "data-testid": "message-files" }, `Attached: ${files.join(", ")}`));
+  }
   if (messageId) item.dataset.messageId = messageId;
   $("conversation").append(item);
-  return body;
+  return { id: messageId, body, sources, parts: [] };
 }
 
 async function send() {
@@ -137,14 +185,26 @@ async function send() {
   const content = $("message").value.trim();
   if (!assistantId) throw new Error("Pick or create an assistant first.");
   if (!content) throw new Error("Type a message first.");
+  const files = state.attachments.map((a) => a.file.name);
+  let fileIds;
+  try {
+    fileIds = await uploadAttachments();
+  } catch (err) {
+    showAttachError(err); // beside the file input: the message waits for a retry or a removal
+    return;
+  }
   if (!state.threadId) {
     const thread = await api("POST", "/threads", {});
     state.threadId = thread.id;
     $("thread-id").textContent = thread.id;
   }
-  const message = await api("POST", `/threads/${state.threadId}/messages`, { role: "user", content });
-  addBubble("user", message.id, content);
+  const body = { role: "user", content };
+  if (fileIds.length) body.attachments = fileIds.map((file_id) => ({ file_id, tools: [{ type: "file_search" }] }));
+  const message = await api("POST", `/threads/${state.threadId}/messages`, body);
+  addBubble("user", message.id, content, files);
   $("message").value = "";
+  state.attachments = [];
+  showAttached();
   const run = await api("POST", `/threads/${state.threadId}/runs`, { assistant_id: assistantId });
   startRun(run);
   await follow();
@@ -173,6 +233,90 @@ function startRun(run) {
   $("conversation").append(
     el("li", { class: "run", "data-testid": "run" }, `Run ${run.id}`, state.runItem));
   setStatus(run.status);
+}
+
+// --- attachments -----------------------------------------------------------------------
+
+function pickFiles() {
+  const input = $("attach-files");
+  for (const file of input.files) {
+    const same = (a) => a.file.name === file.name && a.file.size === file.size
+      && a.file.lastModified === file.lastModified;
+    if (!state.attachments.some(same)) state.attachments.push(attachment(file));
+  }
+  input.value = ""; // so that a file removed from the list can be picked again
+  clearAttachError();
+  showAttached();
+}
+
+function attachment(file) {
+  const progress = el("progress", { max: "1", value: "0", "aria-label": `Upload of ${file.name}`, hidden: "" });
+  const note = el("span", { class: "note", "data-testid": "attached-status" });
+  const remove = el("button", { type: "button", class: "remove", "aria-label": `Remove ${file.name}` }, "Remove");
+  const item = el("li", { "data-testid": "attached-file" },
+    el("span", { class: "file-name" }, file.name), el("span", { class: "size" }, size(file.size)),
+    progress, note, remove);
+  const entry = { file, fileId: null, item, progress, note, remove };
+  remove.addEventListener("click", () => {
+    state.attachments = state.attachments.filter((a) => a !== entry);
+    clearAttachError();
+    showAttached();
+    $("attach-files").focus();
+  });
+  return entry;
+}
+
+function size(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  return bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KB` : `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+function showAttached() {
+  $("attached").replaceChildren(...state.attachments.map((a) => a.item));
+}
+
+function showAttachError(err) {
+  const box = $("attach-error");
+  box.textContent = err instanceof Error ? err.message : String(err);
+  box.hidden = false;
+}
+
+function clearAttachError() {
+  $("attach-error").hidden = true;
+  $("attach-error").textContent = "";
+}
+
+// Upload the attached files not uploaded yet (a retry skips those that made it); their ids.
+async function uploadAttachments() {
+  clearAttachError();
+  $("send").disabled = true;
+  $("attach-files").disabled = true;
+  try {
+    for (const entry of state.attachments) {
+      if (entry.fileId) continue;
+      entry.remove.disabled = true;
+      entry.progress.hidden = false;
+      entry.progress.value = 0;
+      entry.note.textContent = "uploading…";
+      try {
+        const file = await upload(entry.file, "assistants", (done) => { entry.progress.value = done; });
+        entry.fileId = file.id;
+        state.fileNames.set(file.id, file.filename);
+        entry.progress.value = 1;
+        entry.note.textContent = "uploaded";
+      } catch (err) {
+        entry.progress.hidden = true;
+        entry.note.textContent = "failed";
+        throw new Error(`Uploading ${entry.file.name}: ${err.message}`);
+      } finally {
+        entry.remove.disabled = false;
+      }
+    }
+  } finally {
+    $("attach-files").disabled = false;
+    setStatus(state.status);
+  }
+  return state.attachments.map((a) => a.fileId);
 }
 
 // --- following a run's events ----------------------------------------------------------
@@ -249,12 +393,7 @@ function streamError(error) {
 // The log can no longer replay the run: show it as it is now.
 async function catchUp(run) {
   const list = await api("GET", `/threads/${state.threadId}/messages?run_id=${run.id}&order=asc`);
-  for (const message of list.data) {
-    const text = message.content.filter((c) => c.type === "text").map((c) => c.text.value).join("");
-    const body = state.bubbles.get(message.id) || addBubble("assistant", message.id);
-    body.textContent = text;
-    state.bubbles.set(message.id, body);
-  }
+  for (const message of list.data) settle(bubble(message.id), message);
   renderRun(run);
 }
 
@@ -304,11 +443,72 @@ function toolCall(entry, index) {
   return parts;
 }
 
+// A file_search call: "Searched files" and its results (file, score, and a folded excerpt).
+function fileSearch(entry, index) {
+  let parts = entry.parts.get(index);
+  if (!parts) {
+    parts = {
+      summary: el("span", { class: "search-summary" }, "searching…"),
+      results: el("ul", { "aria-label": "Search results" }),
+    };
+    entry.calls.append(el("li", { class: "file-search", "data-testid": "file-search" },
+      el("strong", {}, "Searched files"), " ", parts.summary, parts.results));
+    entry.parts.set(index, parts);
+  }
+  return parts;
+}
+
+function showResults(parts, results, done) {
+  if (!results) return;
+  if (results.length === 0) {
+    parts.summary.textContent = done ? "nothing found" : "searching…";
+    parts.results.replaceChildren();
+    return;
+  }
+  parts.summary.textContent = `${results.length} result${results.length === 1 ? "" : "s"}`;
+  parts.results.replaceChildren(...results.map(searchResult));
+}
+
+function searchResult(result) {
+  state.fileNames.set(result.file_id, result.file_name);
+  const score = typeof result.score === "number" ? result.score.toFixed(2) : "?";
+  const item = el("li", { class: "search-result", "data-testid": "search-result" },
+    el("span", { class: "file-name", title: result.file_id }, result.file_name), " ",
+    el("span", { class: "score", title: "Relevance, from 0 to 1" }, `score ${score}`));
+  const text = (result.content || []).filter((c) => c.type === "text").map((c) => c.text).join(" ");
+  if (text.trim()) {
+    item.append(el("details", {}, el("summary", {}, "Excerpt"),
+      el("p", { class: "excerpt", "data-testid": "search-excerpt" }, excerpt(text))));
+  }
+  return item;
+}
+
+function excerpt(text) {
+  const flat = text.replace(/\s+/g, " ").trim();
+  return flat.length <= EXCERPT_CHARS ? flat : `${flat.slice(0, EXCERPT_CHARS - 1).trimEnd()}…`;
+}
+
+// A step's results carry their text only when asked for: fetch it once the search is done.
+async function loadExcerpts(data, entry) {
+  const include = `include[]=${encodeURIComponent(SEARCH_TEXT)}`;
+  const full = await api("GET", `/threads/${data.thread_id}/runs/${data.run_id}/steps/${data.id}?${include}`);
+  full.step_details.tool_calls.forEach((call, index) => {
+    if (call.type === "file_search") showResults(fileSearch(entry, index), call.file_search.results, true);
+  });
+}
+
 function stepStatus(data) {
   const entry = step(data);
   entry.status.textContent = data.status;
   if (data.step_details.type !== "tool_calls") return;
+  let searched = false;
   data.step_details.tool_calls.forEach((call, index) => {
+    if (call.type === "file_search") {
+      const results = call.file_search && call.file_search.results;
+      showResults(fileSearch(entry, index), results, data.status !== "in_progress");
+      searched = searched || Boolean(results && results.length);
+      return;
+    }
     const parts = toolCall(entry, index);
     if (call.function) {
       parts.name.textContent = call.function.name;
@@ -316,6 +516,7 @@ function stepStatus(data) {
       if (call.function.output != null) parts.output.textContent = `→ ${call.function.output}`;
     }
   });
+  if (searched && data.status === "completed") loadExcerpts(data, entry).catch(showError);
 }
 
 function stepDelta(data) {
@@ -323,6 +524,10 @@ function stepDelta(data) {
   if (!details || details.type !== "tool_calls") return;
   const entry = step({ id: data.id, type: "tool_calls" });
   for (const call of details.tool_calls || []) {
+    if (call.type === "file_search" || call.file_search) {
+      showResults(fileSearch(entry, call.index), call.file_search && call.file_search.results, false);
+      continue;
+    }
     const parts = toolCall(entry, call.index);
     const fn = call.function || {};
     if (fn.name) parts.name.textContent = fn.name;
@@ -331,19 +536,109 @@ function stepDelta(data) {
   }
 }
 
-function message(name, data) {
-  let body = state.bubbles.get(data.id);
-  if (!body) {
-    body = addBubble("assistant", data.id);
-    state.bubbles.set(data.id, body);
+function bubble(messageId) {
+  let entry = state.bubbles.get(messageId);
+  if (!entry) {
+    entry = addBubble("assistant", messageId);
+    state.bubbles.set(messageId, entry);
   }
+  return entry;
+}
+
+function message(name, data) {
+  const entry = bubble(data.id);
   if (name === "thread.message.delta") {
     for (const part of data.delta.content || []) {
-      if (part.type === "text" && part.text && part.text.value) body.textContent += part.text.value;
+      if (part.type !== "text" || !part.text) continue;
+      const index = part.index == null ? 0 : part.index;
+      const text = entry.parts[index] || (entry.parts[index] = { value: "", annotations: [] });
+      if (part.text.value) text.value += part.text.value;
+      if (part.text.annotations) text.annotations.push(...part.text.annotations);
     }
-  } else if (name === "thread.message.incomplete") {
-    body.parentElement.classList.add("incomplete");
+    showText(entry);
+  } else if (name === "thread.message.completed" || name === "thread.message.incomplete") {
+    settle(entry, data);
+    if (name === "thread.message.incomplete") entry.body.parentElement.classList.add("incomplete");
   }
+}
+
+// The message as the gateway keeps it: its final text, and annotations indexing into it.
+function settle(entry, data) {
+  entry.parts = (data.content || []).map((c) => (c.type === "text"
+    ? { value: c.text.value, annotations: c.text.annotations || [] } : null));
+  showText(entry);
+}
+
+// --- citations -------------------------------------------------------------------------
+
+// The text with each file citation's marker (【0†cats.md】) replaced by a badge [n], n counting
+// the cited files in order; then "Sources:" names those files. Text nodes only: never markup.
+function showText(entry) {
+  const nodes = [];
+  const cited = new Map(); // file id -> {number, name}
+  for (const part of entry.parts) {
+    if (!part) continue;
+    let at = 0;
+    for (const [start, end, annotation] of spans(part.value, part.annotations)) {
+      nodes.push(part.value.slice(at, start), badge(entry, cited, annotation));
+      at = end;
+    }
+    nodes.push(part.value.slice(at));
+  }
+  entry.body.replaceChildren(...nodes.filter((node) => node !== ""));
+  const sources = [...cited.entries()].map(([fileId, { number, name }]) =>
+    el("span", { class: "source", id: sourceId(entry, number), title: `[${number}] ${fileId}`,
+      "data-testid": "source" }, name));
+  entry.sources.replaceChildren(...(sources.length ? ["Sources: ", ...between(sources, ", ")] : []));
+  entry.sources.hidden = sources.length === 0;
+}
+
+function between(items, separator) {
+  return items.flatMap((item, i) => (i ? [separator, item] : [item]));
+}
+
+// Where each file citation sits in `text`, in order, as [start, end, annotation].
+function spans(text, annotations) {
+  const citations = annotations.filter((a) => a.type === "file_citation" && a.file_citation)
+    .sort((a, b) => a.start_index - b.start_index);
+  const found = [];
+  let from = 0;
+  for (const annotation of citations) {
+    const at = span(text, annotation, from);
+    if (!at) continue; // its marker is not (or not yet) in the text
+    found.push([...at, annotation]);
+    from = at[1];
+  }
+  return found;
+}
+
+function span(text, annotation, from) {
+  const { start_index: start, end_index: end, text: marker } = annotation;
+  if (!marker) return start >= from && start < end && end <= text.length ? [start, end] : null;
+  if (start >= from && text.slice(start, end) === marker) return [start, end];
+  // The gateway counts code points; JavaScript counts UTF-16 units, more past an astral character.
+  const head = Array.from(text).slice(0, start).join("").length;
+  if (head >= from && text.startsWith(marker, head)) return [head, head + marker.length];
+  const at = text.indexOf(marker, from);
+  return at < 0 ? null : [at, at + marker.length];
+}
+
+function badge(entry, cited, annotation) {
+  const fileId = annotation.file_citation.file_id;
+  if (!cited.has(fileId)) cited.set(fileId, { number: cited.size + 1, name: citedName(annotation) });
+  const { number, name } = cited.get(fileId);
+  return el("sup", { class: "cite" }, el("a", { href: `#${sourceId(entry, number)}`, title: name,
+    "aria-label": `source ${number}: ${name}`, "data-testid": "citation" }, `[${number}]`));
+}
+
+function citedName(annotation) {
+  const fileId = annotation.file_citation.file_id;
+  const label = /†([^】]+)】$/.exec(annotation.text || "");
+  return state.fileNames.get(fileId) || (label && label[1]) || fileId;
+}
+
+function sourceId(entry, number) {
+  return `source-${entry.id}-${number}`;
 }
 
 // --- tool outputs ----------------------------------------------------------------------
@@ -388,6 +683,7 @@ async function useKey() {
 $("refresh-assistants").addEventListener("click", guarded(() => loadAssistants($("assistant-select").value)));
 $("create-assistant-form").addEventListener("submit", guarded(createAssistant));
 $("composer").addEventListener("submit", guarded(send));
+$("attach-files").addEventListener("change", guarded(pickFiles));
 $("tool-outputs-form").addEventListener("submit", guarded(submitToolOutputs));
 $("drop").addEventListener("click", guarded(drop));
 $("new-thread").addEventListener("click", guarded(newThread));

@@ -720,7 +720,8 @@ async def test_files_and_vector_stores_are_shared_and_ingested_once(
 
             async def settled() -> bool:
                 async with http.get(f"{second}/vector_stores/{store_id}") as answer:
-                    return (await answer.json())["file_counts"]["completed"] == 30
+                    completed: int = (await answer.json())["file_counts"]["completed"]
+                    return completed == 30
 
             await eventually_async(settled, timeout=60, what="the batch to be ingested")
             for api in (first, second):

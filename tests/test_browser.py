@@ -41,6 +41,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 LONG_MESSAGE = " ".join(f"word{i}" for i in range(1, 61))
+CATS = "Cats sleep for sixteen hours a day. They purr when they are content.\n"
 TIMEOUT_MS = 15_000
 
 
@@ -283,6 +284,90 @@ def test_playground_answers_a_tool_call(server: LiveServer, page: Page, tmp_path
     width, height, distinct = png_facts(shot)
     assert width > 0 and height > 0
     assert distinct > 16, "the screenshot is blank"
+
+
+def test_playground_searches_an_attached_file_and_cites_it(
+    server: LiveServer, page: Page, tmp_path: Path
+) -> None:
+    """An assistant created with file_search checked and a file attached in the page: the file
+    is uploaded and attached to the message, the run's search shows the file with a folded
+    excerpt, and the answer's citation is a badge naming the file, listed under Sources."""
+    from playwright.sync_api import expect
+
+    notes = tmp_path / "cats.md"
+    notes.write_text(CATS)
+    page.goto(f"{server.root_url}/playground")
+    page.check("#assistant-file-search")
+    create_assistant_in_page(page)
+    assistant_id = page.locator("#assistant-select").input_value()
+    assistant = ok(server, "GET", f"/v1/assistants/{assistant_id}")
+    assert [tool["type"] for tool in assistant["tools"]] == ["file_search"]
+
+    page.set_input_files("#attach-files", notes)
+    expect(page.get_by_test_id("attached-file")).to_contain_text("cats.md")
+    page.fill("#message", "How long do cats sleep?")
+    page.click("#send")
+
+    search = page.get_by_test_id("file-search")
+    expect(search).to_contain_text("Searched files")
+    expect(search.get_by_test_id("search-result")).to_contain_text("cats.md")
+    excerpt = search.get_by_test_id("search-excerpt")
+    expect(excerpt).to_be_attached()  # the text, fetched with include[] once the step completed
+    expect(excerpt).to_be_hidden()  # folded until asked for
+    search.get_by_text("Excerpt").click()
+    expect(excerpt).to_contain_text("Cats sleep for sixteen hours a day.")
+
+    answer = page.get_by_test_id("assistant-text")
+    expect(answer).to_have_text('According to cats.md: "Cats sleep for sixteen hours a day." [1]')
+    expect(answer.get_by_test_id("citation")).to_have_attribute("title", "cats.md")
+    expect(page.get_by_test_id("sources")).to_have_text("Sources: cats.md")
+    expect(page.get_by_test_id("run-status")).to_have_text("completed")
+    expect(page.get_by_test_id("message-files")).to_have_text("Attached: cats.md")
+    expect(page.get_by_test_id("attached-file")).to_have_count(0)  # sent with that message
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    expect(page.get_by_test_id("attach-error")).to_be_hidden()
+
+    thread_id = page.get_by_test_id("thread-id").text_content()
+    question = ok(server, "GET", f"/v1/threads/{thread_id}/messages?order=asc")["data"][0]
+    (attachment,) = question["attachments"]
+    assert attachment["tools"] == [{"type": "file_search"}]
+    uploaded = ok(server, "GET", f"/v1/files/{attachment['file_id']}")
+    assert (uploaded["filename"], uploaded["purpose"]) == ("cats.md", "assistants")
+
+    shot = tmp_path / "file-search.png"
+    page.screenshot(path=str(shot), full_page=True)
+    width, height, distinct = png_facts(shot)
+    assert width > 0 and height > 0
+    assert distinct > 16, "the screenshot is blank"
+
+
+@pytest.mark.settings(max_file_bytes=16)
+def test_playground_shows_a_failed_upload_beside_the_file_input(
+    server: LiveServer, page: Page, tmp_path: Path
+) -> None:
+    """An upload the gateway refuses is reported beside the file input and nothing is sent;
+    without the file the message goes."""
+    from playwright.sync_api import expect
+
+    notes = tmp_path / "cats.md"
+    notes.write_text(CATS)
+    page.goto(f"{server.root_url}/playground")
+    create_assistant_in_page(page)
+    page.set_input_files("#attach-files", notes)
+    page.fill("#message", "hello")
+    page.click("#send")
+
+    expect(page.get_by_test_id("attach-error")).to_contain_text("Uploading cats.md")
+    expect(page.get_by_test_id("attach-error")).to_contain_text("file_too_large")
+    expect(page.get_by_test_id("attached-status")).to_have_text("failed")
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    expect(page.get_by_test_id("thread-id")).to_have_text("none yet")
+
+    page.get_by_role("button", name="Remove cats.md").click()
+    expect(page.get_by_test_id("attached-file")).to_have_count(0)
+    expect(page.get_by_test_id("attach-error")).to_be_hidden()
+    page.click("#send")
+    expect(page.get_by_test_id("assistant-text")).to_have_text("You said: hello")
 
 
 def test_playground_shows_api_errors(server: LiveServer, page: Page) -> None:

@@ -169,9 +169,10 @@ async function createAssistant() {
 
 function addBubble(role, messageId, text = "", files = []) {
   const body = el("span", { class: "text", "data-testid": `${role}-text` }, text);
-  const sources = el("p", { class: "sources", "data-testid": "sources", hidden: "" });
+  const sources = el("p", { class: "sources", "data-testid": "sources", hidden: "" }); // cited files
   const item = el("li", { class: `bubble ${role}`, "data-testid": `${role}-bubble` },
-    el("span", { class: "who" }, role === "user" ? "You" : "Assistant"), body, sources);
+    el("span", { class: "who" }, role === "user" ? "You" : "Assistant"), body);
+  if (role === "assistant") item.append(sources);
   if (files.length) {
     item.append(el("span", { class: "files", "data-testid": "message-files" }, `Attached: ${files.join(", ")}`));
   }

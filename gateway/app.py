@@ -47,17 +47,23 @@ from gateway.tokens import StreamTokens
 log = logging.getLogger("gateway")
 
 
-def _embedder(config: GatewayConfig, router: ModelRouter) -> Embedder | None:
+def _embedder(config: GatewayConfig, router: ModelRouter, settings: Settings) -> Embedder | None:
     """file_search's embedder, as the routing file says (said in the log)."""
     upstream = router.upstream_embedder()
     if upstream is not None:
         log.info("file_search embeds with upstream %s", upstream.name)
         return upstream
     if config.embeddings == NO_EMBEDDINGS:
-        log.info('file_search ranks by keywords only (embeddings = "none")')
+        log.info("file_search ranks by keywords only (embeddings = 'none')")
         return None
-    log.info("file_search ranks by keywords only (no embedded model is installed)")
-    return None
+    # Imported here: onnxruntime costs a moment and memory a gateway without it never pays.
+    from gateway.knowledge import local_embed
+
+    if not local_embed.available():
+        log.warning("file_search ranks by keywords only: the embedded model is not installed")
+        return None
+    log.info("file_search embeds with the embedded model %s", local_embed.MODEL_NAME)
+    return local_embed.LocalEmbedder(threads=settings.embedding_threads)
 
 
 def create_app(
@@ -85,7 +91,7 @@ def create_app(
         local = LocalModelBackend(delay_ms=settings.local_model_delay_ms)
         router = ModelRouter(routing, local, metrics)
         await router.open()
-        embedder = _embedder(routing, router)
+        embedder = _embedder(routing, router, settings)
         engine = RunEngine(
             store,
             bus,
@@ -139,6 +145,8 @@ def create_app(
             await keys.stop()
             await idempotency.stop()
             await engine.stop()
+            if embedder is not None:
+                embedder.close()
             await bus.close()
             await router.close()
             await store.close()

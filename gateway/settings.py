@@ -90,6 +90,9 @@ class Settings:
     # A large request body (a file) may take this long beyond request_timeout_seconds: its
     # length at this many bytes a second; a slower upload is cut off.
     min_upload_bytes_per_second: int = 256 * 1024
+    # Threads the embedded embedding model computes with (one leaves the other core to the
+    # event loop on a 2-core machine).
+    embedding_threads: int = 1
     # A file that takes longer than this to parse and chunk fails ingestion (invalid_file); the
     # worker process that was reading it is killed and replaced.
     ingestion_timeout_seconds: float = 300.0
@@ -208,6 +211,7 @@ def validate(settings: Settings) -> None:
         "max_body_bytes",
         "max_file_bytes",
         "min_upload_bytes_per_second",
+        "embedding_threads",
         "max_message_chars",
         "max_instructions_chars",
         "max_tools",

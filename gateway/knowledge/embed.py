@@ -21,3 +21,7 @@ class Embedder(Protocol):
         than a document's passage (some models embed the two differently). Raises
         gateway.errors.EmbeddingError when it cannot."""
         ...
+
+    def close(self) -> None:
+        """Let go of what it holds (its thread, its model)."""
+        ...

@@ -25,6 +25,9 @@ class UpstreamEmbedder:
             raise EmbeddingError(exc.message) from None
         return [_unit(v) for v in vectors]
 
+    def close(self) -> None:
+        """Nothing to let go of: the upstream's session belongs to the router."""
+
 
 def _unit(vector: Sequence[float]) -> bytes:
     """Unit-length float32 bytes (OpenAI's embeddings are already; others may not be)."""

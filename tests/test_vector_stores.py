@@ -5,6 +5,7 @@ apart, and an ingestion cut off by a crash is taken up at the next start."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import time
@@ -372,3 +373,22 @@ def test_a_file_that_takes_too_long_fails_and_the_next_is_read(client: openai.Op
     assert slow.status == "failed" and slow.last_error is not None
     assert slow.last_error.code == "invalid_file" and "longer than" in slow.last_error.message
     assert entries[small.id].status == "completed"
+
+
+def test_the_sdks_batch_upload_and_poll(client: openai.OpenAI, tmp_path: Path) -> None:
+    """file_batches.upload_and_poll: the SDK uploads the files, makes one batch of them and
+    polls it until it is done."""
+    paths = []
+    for name, data in (("cats.md", CATS), ("rockets.txt", ROCKETS), ("bread.txt", BREAD)):
+        path = tmp_path / name
+        path.write_bytes(data)
+        paths.append(path)
+    store = client.vector_stores.create(name="batch")
+    with contextlib.ExitStack() as opened:
+        files = [opened.enter_context(p.open("rb")) for p in paths]
+        batch = client.vector_stores.file_batches.upload_and_poll(
+            vector_store_id=store.id, files=files, poll_interval_ms=50
+        )
+    assert batch.status == "completed" and batch.file_counts.completed == 3
+    hits = client.vector_stores.search(store.id, query="yeast ferments sugar")
+    assert hits.data[0].filename == "bread.txt"

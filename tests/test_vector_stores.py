@@ -392,3 +392,17 @@ def test_the_sdks_batch_upload_and_poll(client: openai.OpenAI, tmp_path: Path) -
     assert batch.status == "completed" and batch.file_counts.completed == 3
     hits = client.vector_stores.search(store.id, query="yeast ferments sugar")
     assert hits.data[0].filename == "bread.txt"
+
+
+def test_a_search_sees_only_its_own_store(client: openai.OpenAI) -> None:
+    """The same words in two stores: each store's search finds its own file only."""
+    first = client.files.create(file=("a.md", CATS), purpose="assistants")
+    second = client.files.create(file=("b.md", CATS), purpose="assistants")
+    one = _settled(client, client.vector_stores.create(file_ids=[first.id]).id)
+    two = _settled(client, client.vector_stores.create(file_ids=[second.id]).id)
+    assert [h.file_id for h in client.vector_stores.search(one.id, query="cats sleep").data] == [
+        first.id
+    ]
+    assert [h.file_id for h in client.vector_stores.search(two.id, query="cats sleep").data] == [
+        second.id
+    ]

@@ -411,12 +411,14 @@ class VectorStores:
                 f"Vector store {vector_store_id} has expired.", param="vector_store_id"
             )
         searched = [" ".join(terms(q)) or q for q in queries] if rewrite else list(queries)
-        entries = await self.store.list_all(
-            Kind.VECTOR_STORE_FILE, vector_store_id=vector_store_id, status="completed"
-        )
-        attributes = {e["id"]: e["attributes"] or {} for e in entries}
         allowed = None
+        attributes: dict[str, Obj] = {}
         if filters is not None:
+            # Every file's attributes are read to know which files the filter keeps.
+            entries = await self.store.list_all(
+                Kind.VECTOR_STORE_FILE, vector_store_id=vector_store_id, status="completed"
+            )
+            attributes = {e["id"]: e["attributes"] or {} for e in entries}
             allowed = {f for f, attrs in attributes.items() if matches(filters, attrs)}
         try:
             hits = await self.searcher.search(
@@ -429,6 +431,9 @@ class VectorStores:
         except EmbeddingError as exc:
             raise ServiceUnavailableError(f"Search is unavailable: {exc}") from None
         names = await self._filenames({hit.file_id for hit in hits})
+        for file_id in {hit.file_id for hit in hits} - set(attributes):
+            entry = await self.store.get(Kind.VECTOR_STORE_FILE, file_key(vector_store_id, file_id))
+            attributes[file_id] = (entry or {}).get("attributes") or {}
         await self.touch(vector_store_id)
         return {
             "object": "vector_store.search_results.page",

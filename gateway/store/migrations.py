@@ -236,4 +236,24 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         INSERT INTO vs_chunks_fts(vs_chunks_fts, rowid, text) VALUES ('delete', old.seq, old.text);
     END;
     """,
+    # 10: the chunks' full-text index names each chunk's store, so that a search matches only
+    # the stores it asks for (a large store no longer slows every other store's searches).
+    """
+    DROP TRIGGER vs_chunks_indexed;
+    DROP TRIGGER vs_chunks_unindexed;
+    DROP TABLE vs_chunks_fts;
+    CREATE VIRTUAL TABLE vs_chunks_fts USING fts5(
+        text, vector_store_id, content='vs_chunks', content_rowid='seq',
+        tokenize='porter unicode61'
+    );
+    INSERT INTO vs_chunks_fts(vs_chunks_fts) VALUES ('rebuild');
+    CREATE TRIGGER vs_chunks_indexed AFTER INSERT ON vs_chunks BEGIN
+        INSERT INTO vs_chunks_fts(rowid, text, vector_store_id)
+            VALUES (new.seq, new.text, new.vector_store_id);
+    END;
+    CREATE TRIGGER vs_chunks_unindexed AFTER DELETE ON vs_chunks BEGIN
+        INSERT INTO vs_chunks_fts(vs_chunks_fts, rowid, text, vector_store_id)
+            VALUES ('delete', old.seq, old.text, old.vector_store_id);
+    END;
+    """,
 )

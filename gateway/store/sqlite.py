@@ -84,6 +84,13 @@ def _unavailable(exc: Exception) -> StoreUnavailableError | None:
 
 _INSERT: Final = {kind: insert_sql(kind, lambda _: "?") for kind in Kind}
 _UPSERT: Final = {kind: upsert_sql(kind, lambda _: "?") for kind in Kind}
+
+
+def _quoted(word: str) -> str:
+    """A word as an FTS5 string (a phrase of its tokens)."""
+    return '"' + word.replace('"', '""') + '"'
+
+
 _ADD_CHUNK: Final = (
     "INSERT INTO vs_chunks (vector_store_id, file_id, position, text, tokens, embedding)"
     " VALUES (?, ?, ?, ?, ?, ?)"
@@ -664,21 +671,22 @@ class SQLiteRunStore:
     ) -> list[tuple[int, float]]:
         if not terms or not vector_store_ids:
             return []
-        # Each term quoted: FTS5 reads it as a word, whatever characters it holds.
-        match = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
-        stores = ",".join("?" * len(vector_store_ids))
+        if file_ids is not None and not file_ids:
+            return []
+        # Each term and store id quoted: FTS5 reads them as words, whatever they hold. The
+        # stores are matched in the index itself, so other stores' chunks cost nothing.
+        words = " OR ".join(_quoted(term) for term in terms)
+        stores = " OR ".join(_quoted(store) for store in vector_store_ids)
+        match = f"vector_store_id : ({stores}) AND text : ({words})"
         sql = (
-            "SELECT c.seq, bm25(vs_chunks_fts) FROM vs_chunks_fts"
-            " JOIN vs_chunks c ON c.seq = vs_chunks_fts.rowid"
-            f" WHERE vs_chunks_fts MATCH ? AND c.vector_store_id IN ({stores})"
+            "SELECT c.seq, bm25(vs_chunks_fts, 1.0, 0.0) FROM vs_chunks_fts"
+            " JOIN vs_chunks c ON c.seq = vs_chunks_fts.rowid WHERE vs_chunks_fts MATCH ?"
         )
-        params: list[Any] = [match, *vector_store_ids]
+        params: list[Any] = [match]
         if file_ids is not None:
-            if not file_ids:
-                return []
             sql += f" AND c.file_id IN ({','.join('?' * len(file_ids))})"
             params += file_ids
-        sql += " ORDER BY bm25(vs_chunks_fts) LIMIT ?"
+        sql += " ORDER BY bm25(vs_chunks_fts, 1.0, 0.0) LIMIT ?"
         rows = await self._r.execute_fetchall(sql, (*params, limit))
         # bm25() is lower for better matches; the protocol's scores are higher for better.
         return [(int(seq), -float(score)) for seq, score in rows]

@@ -19,7 +19,7 @@ from gateway.settings import Settings
 from gateway.store import RunStore, StoreTx
 from gateway.types import PageQuery
 from tests.http import call
-from tests.keys import make_key
+from tests.keys import two_projects
 from tests.server import LiveServer
 from tests.stores import Database, every_backend  # noqa: F401  (runs each test per backend)
 from tests.wire import assert_conforms
@@ -155,17 +155,8 @@ def test_a_large_file_streams_through_in_chunks(client: openai.OpenAI) -> None:
 
 
 def test_projects_do_not_see_each_others_files(tmp_path: Path) -> None:
-    database = tmp_path / "files.db"
-    alpha_key, beta_key = make_key(database, "alpha"), make_key(database, "beta")
-    live = LiveServer(database).start()
-    try:
-        with (
-            openai.OpenAI(base_url=live.base_url, api_key=alpha_key, max_retries=0) as alpha,
-            openai.OpenAI(base_url=live.base_url, api_key=beta_key, max_retries=0) as beta,
-        ):
-            _keep_apart(alpha, beta)
-    finally:
-        live.stop()
+    with two_projects(tmp_path / "files.db") as (alpha, beta):
+        _keep_apart(alpha, beta)
 
 
 def _keep_apart(alpha: openai.OpenAI, beta: openai.OpenAI) -> None:

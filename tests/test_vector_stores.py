@@ -24,7 +24,7 @@ from gateway.engine.search import Search
 from gateway.engine.vector_stores import VectorStores, file_key
 from gateway.store import StoreTx
 from tests.fake_upstream import FakeUpstream
-from tests.keys import make_key
+from tests.keys import two_projects
 from tests.server import LiveServer
 from tests.stores import Database, every_backend  # noqa: F401  (runs each test per backend)
 from tests.waiting import eventually
@@ -243,31 +243,22 @@ def test_expiry_is_shown_and_moves_with_activity(client: openai.OpenAI) -> None:
 
 
 def test_projects_do_not_reach_each_others_stores(tmp_path: Path) -> None:
-    database = tmp_path / "vs.db"
-    alpha_key, beta_key = make_key(database, "alpha"), make_key(database, "beta")
-    live = LiveServer(database).start()
-    try:
-        with (
-            openai.OpenAI(base_url=live.base_url, api_key=alpha_key, max_retries=0) as alpha,
-            openai.OpenAI(base_url=live.base_url, api_key=beta_key, max_retries=0) as beta,
+    with two_projects(tmp_path / "vs.db") as (alpha, beta):
+        file = alpha.files.create(file=("cats.md", CATS), purpose="assistants")
+        store = alpha.vector_stores.create(file_ids=[file.id])
+        for attempt in (
+            lambda: beta.vector_stores.retrieve(store.id),
+            lambda: beta.vector_stores.search(store.id, query="cats"),
+            lambda: beta.vector_stores.files.list(store.id),
+            lambda: beta.vector_stores.delete(store.id),
         ):
-            file = alpha.files.create(file=("cats.md", CATS), purpose="assistants")
-            store = alpha.vector_stores.create(file_ids=[file.id])
-            for attempt in (
-                lambda: beta.vector_stores.retrieve(store.id),
-                lambda: beta.vector_stores.search(store.id, query="cats"),
-                lambda: beta.vector_stores.files.list(store.id),
-                lambda: beta.vector_stores.delete(store.id),
-            ):
-                with pytest.raises(openai.NotFoundError):
-                    attempt()
-            with pytest.raises(openai.BadRequestError) as foreign:
-                beta.vector_stores.create(file_ids=[file.id])
-            assert foreign.value.param == "file_ids[0]"
-            assert beta.vector_stores.list().data == []
-            assert alpha.vector_stores.retrieve(store.id).id == store.id
-    finally:
-        live.stop()
+            with pytest.raises(openai.NotFoundError):
+                attempt()
+        with pytest.raises(openai.BadRequestError) as foreign:
+            beta.vector_stores.create(file_ids=[file.id])
+        assert foreign.value.param == "file_ids[0]"
+        assert beta.vector_stores.list().data == []
+        assert alpha.vector_stores.retrieve(store.id).id == store.id
 
 
 async def _waiting_file(db: Database, owner: str, lease_until: float) -> tuple[str, str]:

@@ -54,7 +54,8 @@ class Search:
         self.dimensions = dimensions
         self.vector_weight = vector_weight if embedder is not None else 0.0
         self._indexes: OrderedDict[str, VectorIndex] = OrderedDict()
-        self._refresh = asyncio.Lock()
+        # One refresh of a store's vectors at a time (searches of other stores do not wait).
+        self._refreshing: dict[str, asyncio.Lock] = {}
 
     async def search(
         self,
@@ -105,7 +106,8 @@ class Search:
     async def _index(self, vector_store_id: str) -> VectorIndex:
         """The store's vectors, brought up to date: new chunks are added, and a store that lost
         chunks is read again."""
-        async with self._refresh:
+        lock = self._refreshing.setdefault(vector_store_id, asyncio.Lock())
+        async with lock:
             index = self._indexes.pop(vector_store_id, None)
             count, last = await self.store.chunk_stamp(vector_store_id)
             if (
@@ -121,5 +123,8 @@ class Search:
                     index.add(await self.store.embeddings_after(vector_store_id, 0))
             self._indexes[vector_store_id] = index
             while len(self._indexes) > CACHED_STORES:
-                self._indexes.popitem(last=False)
+                gone, _ = self._indexes.popitem(last=False)
+                held = self._refreshing.get(gone)
+                if held is not None and not held.locked():
+                    del self._refreshing[gone]
             return index

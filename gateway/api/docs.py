@@ -30,8 +30,9 @@ class Doc:
     # What a valid request may still be refused for, by the state of what it names (which no
     # schema can say): documented as the operation's 400.
     refused: str | None = None
-    # A multipart/form-data body: these fields, and a `file` part.
+    # A multipart/form-data body: these fields, and a file part named `file_field`.
     form: type[Body] | None = None
+    file_field: str = "file"
     # The answer is the bytes of a file, not JSON.
     raw: bool = False
 

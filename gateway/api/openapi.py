@@ -120,7 +120,10 @@ def document(routes: Sequence[BaseRoute]) -> Schema:
                 "content": {"application/json": {"schema": refs[doc.body]}},
             }
         if doc.form is not None:
-            operation["requestBody"] = {"required": True, "content": _form(doc.form)}
+            operation["requestBody"] = {
+                "required": True,
+                "content": _form(doc.form, doc.file_field),
+            }
         paths.setdefault(path, {})[method] = operation
     return {
         "openapi": "3.1.0",
@@ -164,13 +167,39 @@ def _content(doc: Doc) -> Schema:
     return content
 
 
-def _form(model: type[Body]) -> Schema:
-    """A multipart body: the model's fields (a nested one sent as `a[b]`) and a `file` part."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    schema.pop("$defs", None)  # the nested models are among the document's schemas
-    schema["properties"]["file"] = {"type": "string", "format": "binary"}
-    schema["required"] = [*schema.get("required", []), "file"]
-    return {"multipart/form-data": {"schema": schema}}
+def _form(model: type[Body], file_field: str = "file") -> Schema:
+    """A multipart body: the model's fields, each nested one's fields as `a[b]` (how the SDKs
+    send them, and the only form a multipart body can carry), and a `file` part."""
+    schema = model.model_json_schema()
+    nested = schema.pop("$defs", {})
+    properties: Schema = {}
+    for name, field in schema["properties"].items():
+        inner = _nested(field, nested)
+        if inner is None:
+            properties[name] = field
+            continue
+        for key, sub in inner.get("properties", {}).items():
+            properties[f"{name}[{key}]"] = sub
+    properties[file_field] = {"type": "string", "format": "binary"}
+    return {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": properties,
+                "required": [*schema.get("required", []), file_field],
+            }
+        }
+    }
+
+
+def _nested(field: Schema, definitions: Schema) -> Schema | None:
+    """The object a field holds (itself, or its one non-null choice), if it is one."""
+    choices = [c for c in field.get("anyOf", [field]) if c.get("type") != "null"]
+    if len(choices) != 1 or "$ref" not in choices[0]:
+        return None
+    found: Schema = definitions[choices[0]["$ref"].rsplit("/", 1)[-1]]
+    return found
 
 
 def _path_params(path: str) -> list[str]:

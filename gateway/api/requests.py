@@ -640,12 +640,21 @@ class ComparisonFilter(_Body):
 
 class CompoundFilter(_Body):
     type: Literal["and", "or"]
-    filters: list[Annotated[ComparisonFilter | CompoundFilter, Field(discriminator="type")]] = (
-        Field(max_length=64)
-    )
+    filters: list[SearchFilter] = Field(max_length=64)
 
 
-SearchFilter = Annotated[ComparisonFilter | CompoundFilter, Field(discriminator="type")]
+def _filter_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "compound" if kind in ("and", "or") else "comparison"
+
+
+# Told apart by a function of `type`, not a discriminator mapping: the published mapping (eight
+# values to one kind) led schemathesis to call a valid filter invalid.
+SearchFilter = Annotated[
+    Annotated[ComparisonFilter, Tag("comparison")] | Annotated[CompoundFilter, Tag("compound")],
+    Discriminator(_filter_kind),
+]
+CompoundFilter.model_rebuild()  # its `filters` names SearchFilter, defined after it
 
 
 class SearchRankingOptions(_Body):

@@ -59,11 +59,29 @@ routes = [
     ),
     resource(
         "/uploads/{upload_id}/parts",
-        POST=op(add_part, "Add a part to an upload", UPLOAD_PART, form=AddUploadPartForm),
+        POST=op(
+            add_part,
+            "Add a part to an upload",
+            UPLOAD_PART,
+            form=AddUploadPartForm,
+            file_field="data",
+            refused="The upload is not pending (completed, cancelled or expired), or the part "
+            "is larger than the room its declared size leaves.",
+        ),
     ),
     resource(
         "/uploads/{upload_id}/complete",
-        POST=op(complete_upload, "Complete an upload", UPLOAD, body=CompleteUploadRequest),
+        POST=op(
+            complete_upload,
+            "Complete an upload",
+            UPLOAD,
+            body=CompleteUploadRequest,
+            refused="The upload is not pending, or the parts named are not its parts, or they "
+            "do not add up to its size or md5.",
+        ),
     ),
-    resource("/uploads/{upload_id}/cancel", POST=op(cancel_upload, "Cancel an upload", UPLOAD)),
+    resource(
+        "/uploads/{upload_id}/cancel",
+        POST=op(cancel_upload, "Cancel an upload", UPLOAD, refused="The upload is not pending."),
+    ),
 ]

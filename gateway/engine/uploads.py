@@ -18,7 +18,7 @@ from typing import cast
 
 from gateway import ids, objects
 from gateway.engine.files import Files
-from gateway.errors import InvalidRequestError, NotFoundError
+from gateway.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
 from gateway.periodic import Periodic
 from gateway.store import Kind, RunStore, StoreTx
 from gateway.types import Obj
@@ -84,16 +84,24 @@ class Uploads:
         parts = await self.store.list_all(Kind.UPLOAD_PART, upload_id=upload_id)
         room = upload["bytes"] - sum(p["bytes"] for p in parts)
         part = objects.upload_part(upload_id, created=int(self.clock()))
-        size = await self.files.store_blob(
-            part["id"],
-            content,
-            limit=min(PART_MAX_BYTES, max(room, 0)),
-            too_large=(
-                f"The part is larger than the {{limit}} bytes upload {upload_id} has room for "
-                f"(parts of at most {PART_MAX_BYTES} bytes, {upload['bytes']} in all)."
-            ),
-            param="data",
-        )
+        limit = min(PART_MAX_BYTES, max(room, 0))
+        try:
+            size = await self.files.store_blob(
+                part["id"],
+                content,
+                limit=limit,
+                too_large=f"A part may hold at most {PART_MAX_BYTES} bytes.",
+                param="data",
+            )
+        except PayloadTooLargeError:
+            if limit == PART_MAX_BYTES:
+                raise
+            # Not the server's limit but the upload's own: a 400, as other states of it are.
+            raise InvalidRequestError(
+                f"The part is larger than the {limit} bytes upload {upload_id} has room for "
+                f"({upload['bytes']} declared in all).",
+                param="data",
+            ) from None
 
         async def write(tx: StoreTx) -> None:
             current = await tx.get(Kind.UPLOAD, upload_id)

@@ -22,7 +22,8 @@ from gateway.config import GatewayConfig, UpstreamConfig
 from gateway.engine.files import Files
 from gateway.engine.search import Search
 from gateway.engine.vector_stores import VectorStores, file_key
-from gateway.store import StoreTx
+from gateway.knowledge.local_embed import LocalEmbedder
+from gateway.store import Kind, RunStore, StoreTx
 from tests.fake_upstream import FakeUpstream
 from tests.keys import two_projects
 from tests.server import LiveServer
@@ -397,3 +398,48 @@ def test_a_search_sees_only_its_own_store(client: openai.OpenAI) -> None:
     assert [h.file_id for h in client.vector_stores.search(two.id, query="cats sleep").data] == [
         second.id
     ]
+
+
+async def test_cached_vectors_follow_every_change_of_a_store(store: RunStore) -> None:
+    """A search's in-memory vectors follow the store's chunk version: chunks added are read,
+    and a file's chunks removed while another's came (the count unchanged) are gone too; a
+    deleted store's version goes with it."""
+    embedder = LocalEmbedder()
+    try:
+        # Vectors alone decide, and every chunk of so small a store is among the results.
+        search = Search(store, embedder, vector_weight=1.0)
+        vs = objects.vector_store(name="v", expires_after=None, metadata=None, created=1)
+        await store.write(lambda tx: tx.insert(Kind.VECTOR_STORE, vs, project=""))
+
+        async def add(file_id: str, text: bytes) -> None:
+            (vector,) = await embedder.embed([text.decode()], query=False)
+            chunks = [(text.decode(), 20, vector)]
+            await store.write(lambda tx: tx.add_chunks(vs["id"], file_id, chunks))
+
+        async def indexed() -> set[str]:
+            hits = await search.search([vs["id"]], ["cats"], max_results=10)
+            return {hit.file_id for hit in hits}
+
+        assert await store.chunk_stamp(vs["id"]) == (0, 0)
+        assert await indexed() == set()
+        await add("file-cats", CATS)
+        assert await indexed() == {"file-cats"}
+        await add("file-rockets", ROCKETS)
+        assert await indexed() == {"file-cats", "file-rockets"}
+        count, version = await store.chunk_stamp(vs["id"])
+        assert count == 2
+        await store.write(lambda tx: tx.delete_chunks(vs["id"], "file-cats"))
+        await add("file-bread", BREAD)
+        assert (await store.chunk_stamp(vs["id"]))[0] == 2
+        assert (await store.chunk_stamp(vs["id"]))[1] > version
+        assert await indexed() == {"file-rockets", "file-bread"}
+        await store.write(lambda tx: tx.delete_chunks(vs["id"]))
+        assert await indexed() == set()
+
+        async def drop(tx: StoreTx) -> None:
+            await tx.delete(Kind.VECTOR_STORE, vs["id"])
+
+        await store.write(drop)
+        assert await store.chunk_stamp(vs["id"]) == (0, 0)
+    finally:
+        embedder.close()

@@ -3,7 +3,8 @@
 Keyword: the store's full-text index (SQLite FTS5's BM25, PostgreSQL's ts_rank_cd) over the
 query's words without stop words. Vectors: the query embedded and scored exactly against every
 chunk of the stores (knowledge/vectors.py), each store's matrix kept in memory and brought up
-to date from the database before each search. Fusion: each list's top CANDIDATES scores are
+to date from the database before each search (one row, the store's chunk version, says
+whether it must be). Fusion: each list's top CANDIDATES scores are
 scaled to 0..1 (min-max) and summed with weights, VECTOR_WEIGHT for the vectors and the rest
 for the keywords; a chunk missing from a list gets 0 from it. That fused score is the result's
 `score`, which `score_threshold` cuts. With no embedder the keyword score alone is used.
@@ -53,7 +54,8 @@ class Search:
         self.embedder = embedder
         self.dimensions = dimensions
         self.vector_weight = vector_weight if embedder is not None else 0.0
-        self._indexes: OrderedDict[str, VectorIndex] = OrderedDict()
+        # Each store's vectors, with the version of its chunks they hold.
+        self._indexes: OrderedDict[str, tuple[VectorIndex, int]] = OrderedDict()
         # One refresh of a store's vectors at a time (searches of other stores do not wait).
         self._refreshing: dict[str, asyncio.Lock] = {}
 
@@ -85,16 +87,12 @@ class Search:
         self, vector_store_ids: Sequence[str], query: str, files: set[str] | None
     ) -> dict[int, float]:
         file_list = None if files is None else sorted(files)
-        keyword = await self.store.keyword_search(
-            vector_store_ids, terms(query), CANDIDATES, file_list
+        # The keyword search (the database's thread) and the query's embedding (the embedder's)
+        # run at once.
+        keyword, vector = await asyncio.gather(
+            self.store.keyword_search(vector_store_ids, terms(query), CANDIDATES, file_list),
+            self._vector(vector_store_ids, query, files),
         )
-        vector: list[tuple[int, float]] = []
-        if self.embedder is not None and self.vector_weight > 0:
-            (embedded,) = await self.embedder.embed([query], query=True)
-            for vector_store_id in vector_store_ids:
-                index = await self._index(vector_store_id)
-                vector += index.top(embedded, CANDIDATES, files)
-            vector = sorted(vector, key=lambda item: -item[1])[:CANDIDATES]
         fused: dict[int, float] = {}
         for weight, hits in ((1 - self.vector_weight, keyword), (self.vector_weight, vector)):
             if weight <= 0 or not hits:
@@ -103,25 +101,33 @@ class Search:
                 fused[seq] = fused.get(seq, 0.0) + weight * scaled
         return fused
 
+    async def _vector(
+        self, vector_store_ids: Sequence[str], query: str, files: set[str] | None
+    ) -> list[tuple[int, float]]:
+        if self.embedder is None or self.vector_weight <= 0:
+            return []
+        (embedded,) = await self.embedder.embed([query], query=True)
+        vector: list[tuple[int, float]] = []
+        for vector_store_id in vector_store_ids:
+            index = await self._index(vector_store_id)
+            vector += index.top(embedded, CANDIDATES, files)
+        return sorted(vector, key=lambda item: -item[1])[:CANDIDATES]
+
     async def _index(self, vector_store_id: str) -> VectorIndex:
-        """The store's vectors, brought up to date: new chunks are added, and a store that lost
-        chunks is read again."""
+        """The store's vectors, brought up to date when its chunks changed: chunks added since
+        are read, and a store that lost chunks (or gained them out of order) is read again."""
         lock = self._refreshing.setdefault(vector_store_id, asyncio.Lock())
         async with lock:
-            index = self._indexes.pop(vector_store_id, None)
-            count, last = await self.store.chunk_stamp(vector_store_id)
-            if (
-                index is None
-                or count < index.count
-                or (count == index.count and last != index.last_seq)
-            ):
-                index = VectorIndex(self.dimensions)
-            if count != index.count:
+            index, seen = self._indexes.pop(vector_store_id, (None, -1))
+            count, version = await self.store.chunk_stamp(vector_store_id)
+            if index is None or version != seen:
+                if index is None or count < index.count:
+                    index = VectorIndex(self.dimensions)
                 index.add(await self.store.embeddings_after(vector_store_id, index.last_seq))
-                if index.count != count:  # chunks came and went meanwhile: start over
+                if index.count != count:  # removed, or added out of seq order, or meanwhile
                     index = VectorIndex(self.dimensions)
                     index.add(await self.store.embeddings_after(vector_store_id, 0))
-            self._indexes[vector_store_id] = index
+            self._indexes[vector_store_id] = (index, version)
             while len(self._indexes) > CACHED_STORES:
                 gone, _ = self._indexes.popitem(last=False)
                 held = self._refreshing.get(gone)

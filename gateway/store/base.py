@@ -320,7 +320,8 @@ class RunStore(Protocol):
         ...
 
     async def chunk_stamp(self, vector_store_id: str) -> tuple[int, int]:
-        """(how many chunks, the highest chunk seq) of a store: what a cache of them checks."""
+        """(how many chunks, version) of a store, (0, 0) before its first: the version moves with
+        every chunk added or removed, so a cache of the chunks that saw it is up to date."""
         ...
 
     async def embeddings_after(

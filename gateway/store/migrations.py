@@ -256,4 +256,28 @@ MIGRATIONS: Final[tuple[str, ...]] = (
             VALUES ('delete', old.seq, old.text, old.vector_store_id);
     END;
     """,
+    # 11: each store's chunk count and a version that every added or removed chunk moves, kept
+    # by triggers in the writing transaction: a search's check that its cached vectors are up to
+    # date reads one row instead of counting the store's chunks (13 ms at 100,000).
+    """
+    CREATE TABLE vs_chunk_stamps (
+        vector_store_id TEXT PRIMARY KEY,
+        chunks          INTEGER NOT NULL,
+        version         INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO vs_chunk_stamps (vector_store_id, chunks, version)
+        SELECT vector_store_id, count(*), count(*) FROM vs_chunks GROUP BY vector_store_id;
+    CREATE TRIGGER vs_chunks_counted AFTER INSERT ON vs_chunks BEGIN
+        INSERT INTO vs_chunk_stamps (vector_store_id, chunks, version)
+            VALUES (new.vector_store_id, 1, 1)
+            ON CONFLICT (vector_store_id) DO UPDATE SET chunks = chunks + 1, version = version + 1;
+    END;
+    CREATE TRIGGER vs_chunks_uncounted AFTER DELETE ON vs_chunks BEGIN
+        UPDATE vs_chunk_stamps SET chunks = chunks - 1, version = version + 1
+            WHERE vector_store_id = old.vector_store_id;
+    END;
+    CREATE TRIGGER vector_stores_unstamped AFTER DELETE ON vector_stores BEGIN
+        DELETE FROM vs_chunk_stamps WHERE vector_store_id = old.id;
+    END;
+    """,
 )

@@ -186,4 +186,42 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX vs_chunks_by_file ON vs_chunks(vector_store_id, file_id, position);
     CREATE INDEX vs_chunks_words ON vs_chunks USING GIN (words);
     """,
+    # 6: each store's chunk count and a version that every change of its chunks moves, kept by
+    # statement triggers in the writing transaction (one row read instead of a count(*)).
+    """
+    CREATE TABLE vs_chunk_stamps (
+        vector_store_id TEXT PRIMARY KEY,
+        chunks          BIGINT NOT NULL,
+        version         BIGINT NOT NULL
+    );
+    INSERT INTO vs_chunk_stamps (vector_store_id, chunks, version)
+        SELECT vector_store_id, count(*), count(*) FROM vs_chunks GROUP BY vector_store_id;
+    CREATE FUNCTION vs_chunks_added() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO vs_chunk_stamps (vector_store_id, chunks, version)
+            SELECT vector_store_id, count(*), 1 FROM added GROUP BY vector_store_id
+            ON CONFLICT (vector_store_id) DO UPDATE
+            SET chunks = vs_chunk_stamps.chunks + EXCLUDED.chunks,
+                version = vs_chunk_stamps.version + 1;
+        RETURN NULL;
+    END $$;
+    CREATE FUNCTION vs_chunks_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE vs_chunk_stamps s SET chunks = s.chunks - r.n, version = s.version + 1
+            FROM (SELECT vector_store_id, count(*) AS n FROM removed GROUP BY vector_store_id) r
+            WHERE s.vector_store_id = r.vector_store_id;
+        RETURN NULL;
+    END $$;
+    CREATE FUNCTION vector_stores_unstamp() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM vs_chunk_stamps WHERE vector_store_id = OLD.id;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER vs_chunks_counted AFTER INSERT ON vs_chunks
+        REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION vs_chunks_added();
+    CREATE TRIGGER vs_chunks_uncounted AFTER DELETE ON vs_chunks
+        REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION vs_chunks_removed();
+    CREATE TRIGGER vector_stores_unstamped AFTER DELETE ON vector_stores
+        FOR EACH ROW EXECUTE FUNCTION vector_stores_unstamp();
+    """,
 )

@@ -610,10 +610,10 @@ class PostgresRunStore:
 
     async def chunk_stamp(self, vector_store_id: str) -> tuple[int, int]:
         rows = await self._fetch(
-            "SELECT count(*), coalesce(max(seq), 0) FROM vs_chunks WHERE vector_store_id=$1",
+            "SELECT chunks, version FROM vs_chunk_stamps WHERE vector_store_id=$1",
             vector_store_id,
         )
-        return int(rows[0][0]), int(rows[0][1])
+        return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
 
     async def embeddings_after(
         self, vector_store_id: str, after: int

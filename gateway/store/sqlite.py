@@ -704,11 +704,11 @@ class SQLiteRunStore:
     async def chunk_stamp(self, vector_store_id: str) -> tuple[int, int]:
         rows = list(
             await self._r.execute_fetchall(
-                "SELECT count(*), coalesce(max(seq), 0) FROM vs_chunks WHERE vector_store_id=?",
+                "SELECT chunks, version FROM vs_chunk_stamps WHERE vector_store_id=?",
                 (vector_store_id,),
             )
         )
-        return int(rows[0][0]), int(rows[0][1])
+        return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
 
     async def embeddings_after(
         self, vector_store_id: str, after: int

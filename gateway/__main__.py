@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     flag("run_expiry_seconds", int, "seconds before an active run expires")
     flag("local_model_delay_ms", float, "pause between the local model's tokens, 0 = none")
     flag("stream_ping_seconds", float, "keep-alive comment interval on event streams, 0 = none")
+    flag("code_interpreter", str, "auto (a bwrap sandbox when it works), bwrap, or off")
     flag("cors_origins", str, "origins allowed to call from a browser, comma-separated, * = any")
     add_key_commands(commands)
     return parser

@@ -40,6 +40,9 @@ from gateway.metrics import Metrics
 from gateway.models.base import ModelBackend
 from gateway.models.local import LocalModelBackend
 from gateway.models.router import ModelRouter
+from gateway.sandbox.cgroups import Cgroups
+from gateway.sandbox.limits import MIB, Limits
+from gateway.sandbox.sessions import Sessions
 from gateway.settings import Settings
 from gateway.store import open_store
 from gateway.tokens import StreamTokens
@@ -64,6 +67,56 @@ def _embedder(config: GatewayConfig, router: ModelRouter, settings: Settings) ->
         return None
     log.info("file_search embeds with the embedded model %s", local_embed.MODEL_NAME)
     return local_embed.LocalEmbedder(threads=settings.embedding_threads)
+
+
+def _sessions(settings: Settings) -> Sessions | None:
+    """code_interpreter's sandboxed sessions, unless turned off (checked at start)."""
+    if settings.code_interpreter == "off":
+        log.info("code_interpreter is off (--code-interpreter off): runs that call it fail")
+        return None
+    limits = Limits(
+        call_seconds=settings.code_interpreter_call_seconds,
+        cpu_seconds=settings.code_interpreter_cpu_seconds,
+        memory_bytes=settings.code_interpreter_memory_mb * MIB,
+        processes=settings.code_interpreter_processes,
+        disk_bytes=settings.code_interpreter_disk_mb * MIB,
+        output_bytes=settings.code_interpreter_output_kb * 1024,
+    )
+    return Sessions(
+        limits,
+        max_sessions=settings.code_interpreter_sessions,
+        idle_seconds=settings.code_interpreter_idle_seconds,
+        cgroups=Cgroups.find(),
+    )
+
+
+async def _check_sandbox(sessions: Sessions | None, mode: str) -> None:
+    """Try the sandbox and say in the log whether code_interpreter runs: in the background,
+    or, with `--code-interpreter bwrap`, before serving (a sandbox that does not work then
+    stops the start)."""
+    if sessions is None:
+        return
+    check = sessions.check()
+    if mode == "bwrap":
+        _said(sessions, mode, await check)
+    else:
+        check.add_done_callback(
+            lambda done: None if done.cancelled() else _said(sessions, mode, done.result())
+        )
+
+
+def _said(sessions: Sessions, mode: str, reason: str | None) -> None:
+    if reason is None:
+        held = sessions.cgroups.describe() if sessions.cgroups else "rlimits only (no cgroup)"
+        log.info(
+            "code_interpreter runs in a bwrap sandbox: up to %d sessions, %s",
+            sessions.max_sessions,
+            held,
+        )
+    elif mode == "bwrap":
+        raise RuntimeError(f"--code-interpreter bwrap: the sandbox does not work here: {reason}")
+    else:
+        log.warning("code_interpreter is off: the sandbox does not work here: %s", reason)
 
 
 def create_app(
@@ -92,6 +145,7 @@ def create_app(
         router = ModelRouter(routing, local, metrics)
         await router.open()
         embedder = _embedder(routing, router, settings)
+        sessions = _sessions(settings)
         engine = RunEngine(
             store,
             bus,
@@ -113,6 +167,7 @@ def create_app(
             stream_retry_ms=settings.stream_retry_ms,
             max_file_bytes=settings.max_file_bytes,
             embedder=embedder,
+            sessions=sessions,
             ingestion_timeout_seconds=settings.ingestion_timeout_seconds,
         )
         secret = await store.write(
@@ -139,6 +194,7 @@ def create_app(
                     "no API keys: the API is open to anyone who can reach it; "
                     "make one with `gateway keys create --project NAME`"
                 )
+            await _check_sandbox(engine.sessions, settings.code_interpreter)
             await engine.start()
             yield
         finally:

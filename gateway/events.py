@@ -181,6 +181,15 @@ def message_text_delta(message_id: str, index: int, fragment: str, *, first: boo
     )
 
 
+def message_parts_delta(message_id: str, parts: list[tuple[int, dict[str, Any]]]) -> Event:
+    """A message delta adding whole content parts (images), each at its index."""
+    content = [{"index": index, **part} for index, part in parts]
+    return Event.of(
+        MESSAGE_DELTA,
+        {"id": message_id, "object": "thread.message.delta", "delta": {"content": content}},
+    )
+
+
 def message_annotations_delta(
     message_id: str, index: int, annotations: list[dict[str, Any]]
 ) -> Event:

@@ -70,6 +70,23 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.code_sessions = Gauge(
+            "gateway_code_interpreter_sessions", "Sandboxed code sessions alive.", registry=r
+        )
+        self.code_calls = Counter(
+            "gateway_code_interpreter_calls",
+            "code_interpreter calls, by how they ended (ok, error: the code raised, time, "
+            "ended: the session died on a limit, output: cut, busy: no session free).",
+            ["outcome"],
+            registry=r,
+        )
+        self.code_call_seconds = Histogram(
+            "gateway_code_interpreter_call_seconds",
+            "Wall time of a code_interpreter call, by whether its session started for it.",
+            ["session"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
         # Leak checks and capacity: tasks on the serving loop, and the process's open files,
         # memory and CPU (process_* series, Linux).
         self.tasks = Gauge("gateway_asyncio_tasks", "Tasks alive on the event loop.", registry=r)

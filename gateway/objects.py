@@ -205,6 +205,20 @@ def text_part(value: str, annotations: Sequence[Obj] = ()) -> Obj:
     return {"type": "text", "text": {"value": value, "annotations": list(annotations)}}
 
 
+def image_file_part(file_id: str) -> Obj:
+    return {"type": "image_file", "image_file": {"file_id": file_id, "detail": "auto"}}
+
+
+def file_path(file_id: str, text: str, start: int, end: int) -> Obj:
+    return {
+        "type": "file_path",
+        "text": text,
+        "file_path": {"file_id": file_id},
+        "start_index": start,
+        "end_index": end,
+    }
+
+
 def file_citation(file_id: str, text: str, start: int, end: int) -> Obj:
     return {
         "type": "file_citation",

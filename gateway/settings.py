@@ -96,6 +96,23 @@ class Settings:
     # A file that takes longer than this to parse and chunk fails ingestion (invalid_file); the
     # worker process that was reading it is killed and replaced.
     ingestion_timeout_seconds: float = 300.0
+    # code_interpreter: "auto" runs it in a bubblewrap sandbox when one works on this machine
+    # (checked at start; the log says which), "bwrap" requires it, "off" never runs it (a run
+    # whose model calls it fails with a clear last_error).
+    code_interpreter: str = "auto"
+    # Sandboxed sessions at once (one per thread that ran code), and how long an idle one is
+    # kept warm (OpenAI: an hour).
+    code_interpreter_sessions: int = 8
+    code_interpreter_idle_seconds: float = 3600.0
+    # Limits of a session: wall time of one call, CPU seconds of each of its processes in all,
+    # memory (address space of a process, and of the whole session with its files where a
+    # cgroup can be made), processes, disk (/mnt/data and /tmp each), and output kept per call.
+    code_interpreter_call_seconds: float = 60.0
+    code_interpreter_cpu_seconds: int = 600
+    code_interpreter_memory_mb: int = 2048
+    code_interpreter_processes: int = 64
+    code_interpreter_disk_mb: int = 512
+    code_interpreter_output_kb: int = 64
     # Characters of one message's text, and of instructions (either kind).
     max_message_chars: int = 256_000
     max_instructions_chars: int = 256_000
@@ -220,11 +237,23 @@ def validate(settings: Settings) -> None:
         "max_active_runs_per_key",
         "max_active_runs",
         "owner_cache_size",
+        "code_interpreter_sessions",
+        "code_interpreter_cpu_seconds",
+        "code_interpreter_memory_mb",
+        "code_interpreter_processes",
+        "code_interpreter_disk_mb",
+        "code_interpreter_output_kb",
     ):
         if getattr(settings, name) < 1:
             raise SettingsError(f"{env_name(name)} must be at least 1")
     if settings.rate_limit_per_second < 0 or settings.rate_limit_burst < 1:
         raise SettingsError("the rate limit must not be negative, and its burst at least 1")
+    if settings.code_interpreter not in {"auto", "bwrap", "off"}:
+        raise SettingsError(
+            f"unknown code interpreter {settings.code_interpreter!r}: auto, bwrap or off"
+        )
+    if settings.code_interpreter_call_seconds <= 0 or settings.code_interpreter_idle_seconds <= 0:
+        raise SettingsError("code interpreter call and idle times must be positive")
     if settings.log_format not in {"text", "json"}:
         raise SettingsError(f"unknown log format {settings.log_format!r}: text or json")
     if settings.log_level.lower() not in {"critical", "error", "warning", "info", "debug", "trace"}:

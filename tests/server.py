@@ -28,8 +28,9 @@ class LiveServer:
         config: GatewayConfig | None = None,
         **settings: object,
     ) -> None:
-        # Tests run the local model unpaced unless they ask for a pace.
-        settings = {"local_model_delay_ms": 0.0, **settings}
+        # Tests run the local model unpaced unless they ask for a pace, and without
+        # code_interpreter's sandbox unless they ask for it (its check costs a process).
+        settings = {"local_model_delay_ms": 0.0, "code_interpreter": "off", **settings}
         self.settings = replace(Settings(), database=str(database), **settings)  # type: ignore[arg-type]
         self.backend_for = backend_for
         self.config = config

@@ -3,6 +3,7 @@ system message, tool rounds, truncation by `last_messages` and by `max_prompt_to
 
 from __future__ import annotations
 
+import json
 from typing import Any, Unpack
 
 import pytest
@@ -144,17 +145,34 @@ def test_missing_tool_output_is_an_empty_tool_message() -> None:
     assert tool_round(step)[1] == ChatMessage(role="tool", content="", tool_call_id="call_a")
 
 
-def test_tool_round_skips_calls_that_are_not_functions() -> None:
-    """Only function calls of a step take part in the round (a code_interpreter call is left
-    out of both the assistant message and the tool messages)."""
+def test_a_code_interpreter_call_is_its_code_and_its_output() -> None:
+    """A code_interpreter call takes part in the round as a call of its function with the
+    code, answered by its logs and a note of each image it showed."""
     run = a_run()
     step = answered(run, ("call_a", "get_weather", "{}", "sunny"))
+    outputs = [
+        {"type": "logs", "logs": "4\n"},
+        {"type": "image", "image": {"file_id": "file-img"}},
+    ]
     step["step_details"]["tool_calls"].insert(
-        0, {"id": "call_ci", "type": "code_interpreter", "code_interpreter": {}}
+        0,
+        {
+            "id": "call_ci",
+            "type": "code_interpreter",
+            "code_interpreter": {"input": "print(2+2)", "outputs": outputs},
+        },
     )
     round_ = tool_round(step)
-    assert [c.id for c in round_[0].tool_calls] == ["call_a"]
-    assert [m.tool_call_id for m in round_[1:]] == ["call_a"]
+    (ci, weather) = round_[0].tool_calls
+    assert (ci.id, ci.name, json.loads(ci.arguments)) == (
+        "call_ci",
+        "code_interpreter",
+        {"code": "print(2+2)"},
+    )
+    assert weather.id == "call_a"
+    assert round_[1].tool_call_id == "call_ci"
+    assert round_[1].content == "4\n\n[an image was shown to the user: file-img]"
+    assert round_[2] == ChatMessage(role="tool", content="sunny", tool_call_id="call_a")
 
 
 def test_rounds_follow_the_thread_history_in_step_order() -> None:

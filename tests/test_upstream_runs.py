@@ -326,8 +326,9 @@ def test_hosted_tools_are_offered_as_functions(
 def test_a_hosted_tool_that_cannot_run_fails_the_run(
     client: openai.OpenAI, upstream: FakeUpstream
 ) -> None:
-    """The model calls code_interpreter, which this gateway cannot run: the run fails with a
-    last_error naming the tool, the tool step fails with it, and nothing is left in_progress."""
+    """The model calls code_interpreter, turned off on this gateway: the run fails with a
+    last_error naming the tool and why, the tool step fails with it (its code shown), and
+    nothing is left in_progress."""
     upstream.enqueue(
         Script(
             [
@@ -347,6 +348,7 @@ def test_a_hosted_tool_that_cannot_run_fails_the_run(
     assert run.status == "failed" and run.last_error is not None
     assert run.last_error.code == "server_error"
     assert "code_interpreter" in run.last_error.message
+    assert "--code-interpreter off" in run.last_error.message
     (step,) = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
     assert step.status == "failed" and step.last_error is not None
     assert step.step_details.type == "tool_calls"

@@ -19,6 +19,7 @@ from gateway.bodies import MessageBody, RunBody, ThreadAndRunBody
 from gateway.bus import BusUnavailableError, EventBus
 from gateway.engine.catalog import Catalog
 from gateway.engine.cluster import Cluster
+from gateway.engine.code_interpreter import CodeInterpreterTool
 from gateway.engine.driver import Driver
 from gateway.engine.eventlog import EventLog
 from gateway.engine.file_search import FileSearchTool
@@ -45,6 +46,8 @@ from gateway.knowledge.embed import Embedder
 from gateway.metrics import Metrics
 from gateway.models.base import ModelBackend
 from gateway.objects import ACTIVE_RUN_STATUSES, RunStatus
+from gateway.periodic import Periodic
+from gateway.sandbox.sessions import Sessions
 from gateway.store import Kind, RunStore, StoreTx
 from gateway.types import AnyObj, Obj
 from gateway.wire import Deleted, Message, Run, Step
@@ -79,10 +82,22 @@ class RunEngine:
         embedder: Embedder | None = None,
         embedding_dimensions: int = 0,
         ingestion_timeout_seconds: float = 300.0,
+        sessions: Sessions | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
         self.metrics = metrics or Metrics()
+        self.sessions = sessions
+        self._reaper = (
+            None
+            if sessions is None
+            else Periodic(
+                "code-interpreter-reaper",
+                min(60.0, sessions.idle_seconds),
+                sessions.reap,
+                "ending idle code_interpreter sessions failed",
+            )
+        )
         self.files = Files(store, max_bytes=max_file_bytes)
         self.uploads = Uploads(store, self.files)
         self.search = Search(store, embedder, dimensions=embedding_dimensions)
@@ -132,10 +147,16 @@ class RunEngine:
         self._stopping = False
 
     def _hosted_tools(self) -> dict[str, HostedTool]:
-        """The tools the gateway runs: file_search on the vector stores; code_interpreter
-        not (yet)."""
+        """The tools the gateway runs: file_search on the vector stores; code_interpreter in
+        sandboxed sessions, when they are set up."""
         hosted = unavailable_tools()
         hosted["file_search"] = FileSearchTool(self.store, self.vector_stores, self.search)
+        if self.sessions is not None:
+            hosted["code_interpreter"] = CodeInterpreterTool(
+                self.store, self.files, self.sessions, self.metrics
+            )
+            sessions = self.sessions
+            self.metrics.code_sessions.set_function(lambda: float(len(sessions)))
         return hosted
 
     # --- lifecycle of the engine ----------------------------------------------------------
@@ -147,16 +168,22 @@ class RunEngine:
         self.files.start()
         self.uploads.start()
         await self.ingestion.start()
+        if self._reaper is not None:
+            self._reaper.start()
 
     async def stop(self) -> None:
         """End what is running (in-progress runs fail; queued and waiting runs stay for the
         next start) and refuse new runs. Calling it again is harmless."""
         self._stopping = True
         await self.ingestion.stop()
+        if self._reaper is not None:
+            await self._reaper.stop()
         await self.uploads.stop()
         await self.files.stop()
         await self.cluster.stop()
         await self.driver.stop()
+        if self.sessions is not None:
+            await self.sessions.close()
         await self.log.stop()
 
     # --- files, which vector stores hold ---------------------------------------------------

@@ -39,6 +39,10 @@ class RunHandle:
     step_usage: tuple[int, int] = (0, 0)
     # The files of the run's file_search results, by their citation number.
     sources: list[str] = field(default_factory=list)
+    # The files code_interpreter calls of the run wrote: /mnt/data path -> file id.
+    sandbox_files: dict[str, str] = field(default_factory=dict)
+    # The images code_interpreter calls of the run showed (file ids), for the answer to hold.
+    images: list[str] = field(default_factory=list)
     # The open message's citations so far, and how much text came before the last fragment
     # with the few characters before it that a citation's start may be in.
     annotations: list[Obj] = field(default_factory=list)

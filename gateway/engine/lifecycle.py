@@ -12,6 +12,7 @@ canonical stream sequences E to H.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -275,6 +276,18 @@ class Lifecycle:
         await self.publish(handle, events.tool_call_delta(step["id"], delta))
         return index
 
+    async def hosted_call_input(self, handle: RunHandle, index: int, text: str) -> None:
+        """Set the input of the hosted call `index` (code_interpreter's code), saved, then sent
+        as the call's delta, before the call runs."""
+        step = handle.step
+        assert step is not None and step["type"] == "tool_calls"
+        call = step["step_details"]["tool_calls"][index]
+        kind = call["type"]
+        call[kind]["input"] = text
+        await self.save(handle, (Kind.STEP, step))
+        delta = {"index": index, "id": call["id"], "type": kind, kind: {"input": text}}
+        await self.publish(handle, events.tool_call_delta(step["id"], delta))
+
     async def finish_hosted_call(self, handle: RunHandle, index: int, details: Obj) -> None:
         """Set what the hosted call `index` of the open step found or did, saved, then sent
         as the call's delta."""
@@ -288,6 +301,8 @@ class Lifecycle:
             # Its results are the run's sources, numbered on from the earlier searches'.
             handle.sources += [result["file_id"] for result in details["results"]]
         shown = objects.step_shown(step)["step_details"]["tool_calls"][index][kind]
+        if kind == "code_interpreter":
+            shown = {"outputs": shown["outputs"]}  # its input went in a delta of its own
         delta = {"index": index, "id": call["id"], "type": kind, kind: shown}
         await self.publish(handle, events.tool_call_delta(step["id"], delta))
 
@@ -410,6 +425,14 @@ class Lifecycle:
         (the run's reason, the message's), the message and the run end incomplete."""
         if handle.message is None:
             await self.open_message(handle)
+        assert handle.message is not None
+        if handle.images:
+            first = 1 if handle.fragments else 0
+            parts = [
+                (first + n, objects.image_file_part(file_id))
+                for n, file_id in enumerate(handle.images)
+            ]
+            await self.publish(handle, events.message_parts_delta(handle.message["id"], parts))
         status, message_reason = RunStatus.COMPLETED, None
         if incomplete is not None:
             handle.run["incomplete_details"] = {"reason": incomplete[0]}
@@ -470,10 +493,27 @@ class Lifecycle:
 
 
 def _partial(handle: RunHandle) -> list[Obj]:
-    """The content written so far into the open message, with its citations."""
-    if not handle.fragments:
-        return []
-    return [text_part("".join(handle.fragments), handle.annotations)]
+    """The content written so far into the open message, with its citations and links to the
+    files code_interpreter wrote, then the images it showed."""
+    parts: list[Obj] = []
+    if handle.fragments:
+        text = "".join(handle.fragments)
+        parts.append(text_part(text, [*handle.annotations, *_file_paths(handle, text)]))
+    return parts + [objects.image_file_part(file_id) for file_id in handle.images]
+
+
+def _file_paths(handle: RunHandle, text: str) -> list[Obj]:
+    """A file_path annotation for each `sandbox:/mnt/data/<name>` of the text naming a file a
+    code_interpreter call of the run wrote."""
+    found = []
+    for match in _SANDBOX_LINK.finditer(text):
+        file_id = handle.sandbox_files.get(match.group(1))
+        if file_id is not None:
+            found.append(objects.file_path(file_id, match.group(0), match.start(), match.end()))
+    return found
+
+
+_SANDBOX_LINK = re.compile(r"sandbox:(/mnt/data/[^\s)\]\"'<>]+)")
 
 
 def _step_status(step: Mapping[str, Any]) -> Event:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from gateway import citations
@@ -42,6 +43,12 @@ def tool_round(step: AnyObj, first_source: int = 0) -> list[ChatMessage]:
             function = call["function"]
             made.append(ToolCall(call["id"], function["name"], function["arguments"]))
             output = function["output"] or ""
+        elif call["type"] == "code_interpreter":
+            details = call["code_interpreter"]
+            made.append(
+                ToolCall(call["id"], "code_interpreter", json.dumps({"code": details["input"]}))
+            )
+            output = _interpreter_output(details["outputs"])
         else:
             made.append(ToolCall(call["id"], "file_search", "{}"))
             sources = []
@@ -56,8 +63,20 @@ def tool_round(step: AnyObj, first_source: int = 0) -> list[ChatMessage]:
     return [ChatMessage(role="assistant", content="", tool_calls=tuple(made)), *outputs]
 
 
-# The calls whose answers the model is shown: functions (their outputs) and file_search.
-_ANSWERED = ("function", "file_search")
+# The calls whose answers the model is shown: functions (their outputs), file_search and
+# code_interpreter.
+_ANSWERED = ("function", "file_search", "code_interpreter")
+
+
+def _interpreter_output(outputs: Sequence[AnyObj]) -> str:
+    """What a code_interpreter call gave, as the model reads it."""
+    parts = []
+    for output in outputs:
+        if output["type"] == "logs":
+            parts.append(output["logs"])
+        elif output["type"] == "image":
+            parts.append(f"[an image was shown to the user: {output['image']['file_id']}]")
+    return "\n".join(parts) or "(no output)"
 
 
 def search_results(step: AnyObj) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from gateway.engine.handle import RunHandle
 from gateway.engine.lifecycle import Lifecycle
 from gateway.engine.prompt import PromptTooLongError, build_request
-from gateway.engine.tools import HostedTool, ToolUnavailableError, offered
+from gateway.engine.tools import HostedTool, ToolUnavailableError, code_input, offered
 from gateway.metrics import Metrics
 from gateway.models.base import (
     Finish,
@@ -112,7 +112,11 @@ class Runner:
         self.lc.count_tokens(handle, finish.prompt_tokens, finish.completion_tokens)
         step_usage = (finish.prompt_tokens, finish.completion_tokens)
         for call in hosted_calls.values():
-            details = await self.tools[call.type].call(handle, "".join(call.arguments))
+            arguments = "".join(call.arguments)
+            if call.type == "code_interpreter":
+                # The code shows on the step (and its stream) before it runs.
+                await self.lc.hosted_call_input(handle, call.index, code_input(arguments))
+            details = await self.tools[call.type].call(handle, arguments)
             await self.lc.finish_hosted_call(handle, call.index, details)
         if calls and len(hosted_calls) == len(calls):
             await self.lc.complete_tool_step(handle, step_usage)

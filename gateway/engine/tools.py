@@ -9,6 +9,7 @@ accepted everywhere; a run whose model calls it fails with a last_error that say
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -83,7 +84,8 @@ def unavailable_tools() -> dict[str, HostedTool]:
     return {
         "file_search": Unavailable("file_search", "file search is not available yet."),
         "code_interpreter": Unavailable(
-            "code_interpreter", "code execution is not set up on this gateway."
+            "code_interpreter",
+            "code execution is turned off on this gateway (--code-interpreter off).",
         ),
     }
 
@@ -112,3 +114,16 @@ def model_tool_choice(choice: str | Mapping[str, Any], hosted: Mapping[str, str]
         if kind == choice.get("type"):
             return {"type": "function", "function": {"name": name}}
     return "auto"  # the named tool is not offered (a function took its name)
+
+
+def code_input(arguments: str) -> str:
+    """The code the model asked to run: `code` of its JSON arguments, else the arguments as
+    they are (some models send the code bare)."""
+    try:
+        parsed = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        return arguments
+    if isinstance(parsed, dict):
+        code = parsed.get("code", parsed.get("input", ""))
+        return code if isinstance(code, str) else ""
+    return arguments

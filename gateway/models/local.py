@@ -30,6 +30,10 @@ Answers, decided from the messages after the last `user` message
        calls file_search instead, its arguments `{"query": <the turn's text>}`; after its
        results the answer quotes the best one and cites it: `According to <file>: "<its
        first sentence>" 【0†<file>】`, or `I found nothing about that in the files.`
+       With a `code_interpreter` function offered and the turn holding a fenced code block
+       (```` ``` ```` or ```` ```python ````), it calls code_interpreter with `{"code": <the
+       first block>}` (a turn that names "code interpreter" runs its first `inline` code
+       instead); after the output the answer is `I ran the code. Its output:` and the output.
     3. Otherwise the answer is text: `You said: <the last user message's content>`, or
        `Hello! Send me a message and I will repeat it.` when there is no user message.
     4. A last user message containing `[[fail]]` gets the text answer of 3, but the model
@@ -79,6 +83,10 @@ GREETING = "Hello! Send me a message and I will repeat it."
 # The hosted file_search tool's function, and how many words of a result an answer quotes.
 FILE_SEARCH = "file_search"
 QUOTE_WORDS = 40
+# The hosted code_interpreter tool's function, and the code a turn asks it to run.
+CODE_INTERPRETER = "code_interpreter"
+_FENCED = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+_INLINE = re.compile(r"`([^`\n]+)`")
 # A user message containing this makes the model fail after two tokens, so that apps can
 # exercise their handling of failed runs offline (as a payment sandbox has cards that decline).
 FAIL_TRIGGER = "[[fail]]"
@@ -123,14 +131,22 @@ class LocalModelBackend:
         user_text = user.content if user is not None else ""
 
         turn = _turn_text(request.messages)
-        names = [] if outputs else _calls_to_make(request, turn)
-        searching = names == [FILE_SEARCH] or (not names and _searches(request, outputs))
+        code = None if outputs else _code_to_run(request, turn)
+        names = [] if outputs or code is not None else _calls_to_make(request, turn)
+        searching = names == [FILE_SEARCH] or (
+            not names and code is None and _searches(request, outputs)
+        )
         if searching and not outputs:
             names = [FILE_SEARCH]
+        if code is not None:
+            names = [CODE_INTERPRETER]
         if names:
-            arguments = (
-                json.dumps({"query": turn}, ensure_ascii=False) if searching else _arguments(turn)
-            )
+            if code is not None:
+                arguments = json.dumps({"code": code}, ensure_ascii=False)
+            elif searching:
+                arguments = json.dumps({"query": turn}, ensure_ascii=False)
+            else:
+                arguments = _arguments(turn)
             completion_tokens = sent = 0
             for index, name in enumerate(names):
                 yield ToolCallChunk(index=index, id=call_id(), name=name, arguments="")
@@ -146,8 +162,11 @@ class LocalModelBackend:
             return
 
         search = _search_output(request.messages, outputs)
+        ran = _output_of(CODE_INTERPRETER, request.messages, outputs)
         if search is not None:
             text = _quote(search)
+        elif ran is not None:
+            text = f"I ran the code. Its output:\n\n{ran.strip()}"
         elif outputs:
             text = _tool_results_text(request.messages, outputs)
         elif user is not None:
@@ -220,10 +239,37 @@ def _searches(request: ModelRequest, outputs: Sequence[ChatMessage]) -> bool:
 
 
 def _search_output(messages: Sequence[ChatMessage], outputs: Sequence[ChatMessage]) -> str | None:
+    return _output_of(FILE_SEARCH, messages, outputs)
+
+
+def _output_of(
+    name: str, messages: Sequence[ChatMessage], outputs: Sequence[ChatMessage]
+) -> str | None:
+    """The output of this turn's call of the function `name`, if it made one."""
     names = {call.id: call.name for message in messages for call in message.tool_calls}
     for output in outputs:
-        if names.get(output.tool_call_id or "") == FILE_SEARCH:
+        if names.get(output.tool_call_id or "") == name:
             return output.content
+    return None
+
+
+def _code_to_run(request: ModelRequest, turn: str) -> str | None:
+    """The code this turn runs with code_interpreter, when it is offered and may be called: its
+    first fenced code block, or, when the turn names the tool, its first `inline` code."""
+    choice = request.tool_choice
+    if (
+        CODE_INTERPRETER not in _function_names(request.tools)
+        or choice == "none"
+        or (isinstance(choice, dict) and choice.get("function", {}).get("name") != CODE_INTERPRETER)
+    ):
+        return None
+    fenced = _FENCED.search(turn)
+    if fenced:
+        return fenced.group(1)
+    if re.search(r"code[ _]interpreter", turn, re.IGNORECASE):
+        inline = _INLINE.search(turn)
+        if inline:
+            return inline.group(1)
     return None
 
 

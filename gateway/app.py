@@ -69,10 +69,18 @@ def _embedder(config: GatewayConfig, router: ModelRouter, settings: Settings) ->
     return local_embed.LocalEmbedder(threads=settings.embedding_threads)
 
 
-def _sessions(settings: Settings) -> Sessions | None:
+def _code_mode(settings: Settings, config: GatewayConfig) -> str:
+    """Where code_interpreter runs: the setting, unless it is "auto" and the routing file
+    says otherwise."""
+    if settings.code_interpreter != "auto":
+        return settings.code_interpreter
+    return config.code_interpreter or "auto"
+
+
+def _sessions(settings: Settings, mode: str) -> Sessions | None:
     """code_interpreter's sandboxed sessions, unless turned off (checked at start)."""
-    if settings.code_interpreter == "off":
-        log.info("code_interpreter is off (--code-interpreter off): runs that call it fail")
+    if mode == "off":
+        log.info("code_interpreter is off (its setting is off): runs that call it fail")
         return None
     limits = Limits(
         call_seconds=settings.code_interpreter_call_seconds,
@@ -145,7 +153,8 @@ def create_app(
         router = ModelRouter(routing, local, metrics)
         await router.open()
         embedder = _embedder(routing, router, settings)
-        sessions = _sessions(settings)
+        code_mode = _code_mode(settings, routing)
+        sessions = _sessions(settings, code_mode)
         engine = RunEngine(
             store,
             bus,
@@ -194,7 +203,7 @@ def create_app(
                     "no API keys: the API is open to anyone who can reach it; "
                     "make one with `gateway keys create --project NAME`"
                 )
-            await _check_sandbox(engine.sessions, settings.code_interpreter)
+            await _check_sandbox(engine.sessions, code_mode)
             await engine.start()
             yield
         finally:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 LOCAL = "local"
+# Where code_interpreter may run: a bubblewrap sandbox when one works, always, or never.
+CODE_INTERPRETER_MODES = ("auto", "bwrap", "off")
 # `embeddings` naming no embedder: file_search ranks by keywords alone.
 NO_EMBEDDINGS = "none"
 
@@ -43,6 +45,9 @@ class GatewayConfig:
     # (keywords only), or the name of an upstream, whose `embedding_model` is used.
     embeddings: str = LOCAL
     embedding_model: str | None = None
+    # Where code_interpreter runs: "auto", "bwrap" or "off" (see Settings.code_interpreter);
+    # None leaves it to the setting. A setting other than "auto" wins over the file.
+    code_interpreter: str | None = None
 
     def __post_init__(self) -> None:
         if self.default_route != LOCAL and self._named(self.default_route) is None:
@@ -52,6 +57,8 @@ class GatewayConfig:
                 raise ValueError(f"embeddings {self.embeddings!r} names no upstream")
             if not self.embedding_model:
                 raise ValueError("embeddings from an upstream need an embedding_model")
+        if self.code_interpreter not in (None, *CODE_INTERPRETER_MODES):
+            raise ValueError(f"code_interpreter {self.code_interpreter!r}: auto, bwrap or off")
 
     def embeddings_upstream(self) -> UpstreamConfig | None:
         """The upstream that embeds, if one does."""

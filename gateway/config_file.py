@@ -18,10 +18,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from gateway.config import LOCAL, NO_EMBEDDINGS, GatewayConfig, UpstreamConfig
+from gateway.config import (
+    CODE_INTERPRETER_MODES,
+    LOCAL,
+    NO_EMBEDDINGS,
+    GatewayConfig,
+    UpstreamConfig,
+)
 
 MAX_RETRIES = 10
-TOP_KEYS = ("default_route", "embeddings", "embedding_model", "upstream")
+TOP_KEYS = ("default_route", "embeddings", "embedding_model", "code_interpreter", "upstream")
 UPSTREAM_KEYS = (
     "name",
     "base_url",
@@ -139,11 +145,17 @@ class _Checker:
         if embeddings not in (LOCAL, NO_EMBEDDINGS) and model is None:
             problem = f"'embeddings' names upstream {embeddings!r}: give its 'embedding_model'"
             self.top_error("embeddings", problem)
+        code = document.get("code_interpreter")
+        if code is not None and code not in CODE_INTERPRETER_MODES:
+            choices = ", ".join(repr(mode) for mode in CODE_INTERPRETER_MODES)
+            problem = f"'code_interpreter' is {code!r}; it must be one of {choices}"
+            self.top_error("code_interpreter", problem)
         return GatewayConfig(
             upstreams=tuple(upstreams),
             default_route=default_route,
             embeddings=embeddings,
             embedding_model=model,
+            code_interpreter=code,
         )
 
     def upstream(self, index: int, table: dict[str, Any]) -> UpstreamConfig:

@@ -6,6 +6,7 @@ there come back; a cancelled run stops its code at once."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -260,3 +261,36 @@ def test_a_limit_is_an_error_output_and_cancel_stops_the_code(client: openai.Ope
     (call,) = _calls(client, thread.id, run.id)
     assert "KeyboardInterrupt" in _logs(call)
     assert "time limit" in _logs(call)
+
+
+def test_a_link_to_a_written_file_is_a_file_path_annotation(
+    client: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    """The model's answer links a file its code wrote (sandbox:/mnt/data/...): the link is
+    annotated with the file the gateway made of it."""
+    code = "open('/mnt/data/report.txt', 'w').write('all good')"
+    link = "sandbox:/mnt/data/report.txt"
+    upstream.enqueue(
+        Script(
+            [
+                Call(0, "call_w", "code_interpreter", json.dumps({"code": code})),
+                Finish("tool_calls"),
+                Usage(10, 5),
+            ]
+        ),
+        Script([Text(f"Here: [report]({link})."), Finish("stop"), Usage(20, 5)]),
+    )
+    assistant = client.beta.assistants.create(
+        tools=[{"type": "code_interpreter"}], model="fake-large"
+    )
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "a report"}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=POLL
+    )
+    assert run.status == "completed", run.last_error
+    text = _answer(client, thread.id, run.id).content[0].text
+    (annotation,) = text.annotations
+    assert annotation.type == "file_path" and annotation.text == link
+    assert text.value[annotation.start_index : annotation.end_index] == link
+    assert client.files.content(annotation.file_path.file_id).read() == b"all good"
+    assert client.files.retrieve(annotation.file_path.file_id).filename == "report.txt"

@@ -268,7 +268,7 @@ CASES = {
     "unknown top-level key": (
         f"timeout = 5 {MARK}\n" + GOOD,
         "unknown top-level key 'timeout' "
-        "(allowed: default_route, embeddings, embedding_model, upstream)",
+        "(allowed: default_route, embeddings, embedding_model, code_interpreter, upstream)",
     ),
     "unknown top-level table": (
         GOOD + f"[server] {MARK}\nport = 1\n",
@@ -518,4 +518,14 @@ def test_embeddings_name_an_upstream_and_its_model(tmp_path: Path) -> None:
 def test_bad_embeddings_are_refused_at_start(tmp_path: Path, text: str, problem: str) -> None:
     error = load_error(tmp_path, text)
     assert problem in str(error)
+    assert error.line == 1
+
+
+def test_code_interpreter_may_be_set_in_the_file(tmp_path: Path) -> None:
+    for mode in ("auto", "bwrap", "off"):
+        config = load_config(write(tmp_path, f'code_interpreter = "{mode}"\n'), {})
+        assert config.code_interpreter == mode
+    assert load_config(write(tmp_path, ""), {}).code_interpreter is None
+    error = load_error(tmp_path, 'code_interpreter = "docker"\n')
+    assert "'code_interpreter' is 'docker'; it must be one of 'auto', 'bwrap', 'off'" in str(error)
     assert error.line == 1

@@ -348,7 +348,7 @@ def test_a_hosted_tool_that_cannot_run_fails_the_run(
     assert run.status == "failed" and run.last_error is not None
     assert run.last_error.code == "server_error"
     assert "code_interpreter" in run.last_error.message
-    assert "--code-interpreter off" in run.last_error.message
+    assert "turned off" in run.last_error.message
     (step,) = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
     assert step.status == "failed" and step.last_error is not None
     assert step.step_details.type == "tool_calls"

@@ -85,7 +85,7 @@ def unavailable_tools() -> dict[str, HostedTool]:
         "file_search": Unavailable("file_search", "file search is not available yet."),
         "code_interpreter": Unavailable(
             "code_interpreter",
-            "code execution is turned off on this gateway (--code-interpreter off).",
+            "code execution is turned off on this gateway (its code_interpreter setting is off).",
         ),
     }
 

@@ -27,8 +27,11 @@ from gateway.sandbox.bwrap import bwrap_path
 from tests.conftest import need
 from tests.fake_upstream import FakeUpstream, Finish, Script, Text, Usage
 from tests.fake_upstream import ToolCall as Call
+from tests.http import call
 from tests.server import LiveServer
+from tests.test_observability import sample
 from tests.waiting import eventually
+from tests.wire import assert_conforms
 
 POLL = 20
 TUTOR = "You are a personal math tutor. Write and run code to answer math questions."
@@ -76,6 +79,11 @@ def _calls(client: openai.OpenAI, thread_id: str, run_id: str) -> list[CodeInter
 
 def _logs(call: CodeInterpreterToolCall) -> str:
     return "".join(o.logs for o in call.code_interpreter.outputs if o.type == "logs")
+
+
+def _wire(obj: object) -> dict[str, Any]:
+    dumped: dict[str, Any] = obj.model_dump(mode="json", exclude_unset=True)  # type: ignore[attr-defined]
+    return dumped
 
 
 def _answer(client: openai.OpenAI, thread_id: str, run_id: str) -> Any:
@@ -191,6 +199,9 @@ def test_a_plot_comes_back_as_a_png_image_file(client: openai.OpenAI) -> None:
     answer = _answer(client, thread.id, run.id)
     parts = [p for p in answer.content if p.type == "image_file"]
     assert [p.image_file.file_id for p in parts] == [image.image.file_id]
+    assert_conforms(_wire(answer))
+    for step in client.beta.threads.runs.steps.list(run_id=run.id, thread_id=thread.id).data:
+        assert_conforms(_wire(step))
     content = client.files.content(image.image.file_id).read()
     assert content.startswith(b"\x89PNG\r\n\x1a\n") and len(content) > 1000
     assert client.files.retrieve(image.image.file_id).purpose == "assistants_output"
@@ -263,6 +274,52 @@ def test_a_limit_is_an_error_output_and_cancel_stops_the_code(client: openai.Ope
     assert "time limit" in _logs(call)
 
 
+def test_metrics_count_sessions_calls_and_limits(client: openai.OpenAI, live: LiveServer) -> None:
+    assistant = client.beta.assistants.create(tools=[{"type": "code_interpreter"}], model="local")
+    for code in ("print(1)", "1 / 0", "while True:\n    pass"):
+        thread = client.beta.threads.create(
+            messages=[{"role": "user", "content": f"```python\n{code}\n```"}]
+        )
+        run = client.beta.threads.runs.create_and_poll(
+            thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=POLL
+        )
+        assert run.status == "completed", run.last_error
+    metrics = call(live, "GET", "/metrics").raw.decode()
+    for outcome in ("ok", "error", "time"):
+        assert sample(metrics, "gateway_code_interpreter_calls_total", f'outcome="{outcome}"') == 1
+    assert sample(metrics, "gateway_code_interpreter_sessions") == 3
+    cold = sample(metrics, "gateway_code_interpreter_call_seconds_count", 'session="cold"')
+    assert cold == 3
+
+
+def test_a_lost_session_starts_afresh_with_the_threads_files(
+    client: openai.OpenAI, live: LiveServer
+) -> None:
+    """After the process that held a thread's session is gone (here: restarted), the next call
+    runs in a fresh session: the variables are gone, the thread's files are back."""
+    data = client.files.create(file=("notes.txt", b"kept"), purpose="assistants")
+    assistant = client.beta.assistants.create(tools=[{"type": "code_interpreter"}], model="local")
+    thread = client.beta.threads.create(
+        tool_resources={"code_interpreter": {"file_ids": [data.id]}},
+        messages=[{"role": "user", "content": "```python\nsecret = 42\nprint(secret)\n```"}],
+    )
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=POLL
+    )
+    assert run.status == "completed", run.last_error
+    live.restart()
+    code = "print('secret' in dir(), open('/mnt/data/notes.txt').read())"
+    client.beta.threads.messages.create(
+        thread_id=thread.id, role="user", content=f"```python\n{code}\n```"
+    )
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=POLL
+    )
+    assert run.status == "completed", run.last_error
+    (call_,) = _calls(client, thread.id, run.id)
+    assert _logs(call_) == "False kept\n"
+
+
 def test_a_link_to_a_written_file_is_a_file_path_annotation(
     client: openai.OpenAI, upstream: FakeUpstream
 ) -> None:
@@ -288,9 +345,49 @@ def test_a_link_to_a_written_file_is_a_file_path_annotation(
         thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=POLL
     )
     assert run.status == "completed", run.last_error
-    text = _answer(client, thread.id, run.id).content[0].text
+    answer = _answer(client, thread.id, run.id)
+    assert_conforms(_wire(answer))
+    text = answer.content[0].text
     (annotation,) = text.annotations
     assert annotation.type == "file_path" and annotation.text == link
     assert text.value[annotation.start_index : annotation.end_index] == link
     assert client.files.content(annotation.file_path.file_id).read() == b"all good"
     assert client.files.retrieve(annotation.file_path.file_id).filename == "report.txt"
+
+
+def test_an_upstream_models_call_streamed(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    """Streamed: the step's deltas carry the call, then its input, then its outputs, and the
+    upstream's answer follows in the same stream."""
+    upstream.enqueue(
+        Script(
+            [
+                Call(0, "call_ci", "code_interpreter", '{"code": "print(6 * 7)"}'),
+                Finish("tool_calls"),
+                Usage(10, 5),
+            ]
+        ),
+        Script([Text("42 it is."), Finish("stop"), Usage(20, 5)]),
+    )
+    assistant = client.beta.assistants.create(
+        tools=[{"type": "code_interpreter"}], model="fake-large"
+    )
+    events = list(
+        client.beta.threads.create_and_run(
+            assistant_id=assistant.id,
+            thread={"messages": [{"role": "user", "content": "6 times 7?"}]},
+            stream=True,
+        )
+    )
+    deltas = [
+        e.data.delta.step_details.tool_calls[0].code_interpreter  # type: ignore[union-attr]
+        for e in events
+        if e.event == "thread.run.step.delta"
+    ]
+    assert [(d.input, d.outputs) for d in deltas][:2] == [("", []), ("print(6 * 7)", None)]
+    (outputs,) = [d.outputs for d in deltas[2:]]
+    assert outputs is not None and [o.model_dump() for o in outputs] == [
+        {"index": 0, "type": "logs", "logs": "42\n"}
+    ]
+    kinds = [e.event for e in events]
+    assert kinds.index("thread.run.step.completed") < kinds.index("thread.message.delta")
+    assert kinds[-1] == "thread.run.completed"

@@ -302,7 +302,8 @@ class Lifecycle:
             handle.sources += [result["file_id"] for result in details["results"]]
         shown = objects.step_shown(step)["step_details"]["tool_calls"][index][kind]
         if kind == "code_interpreter":
-            shown = {"outputs": shown["outputs"]}  # its input went in a delta of its own
+            # Its input went in a delta of its own; a delta's outputs carry their index.
+            shown = {"outputs": [{"index": i, **o} for i, o in enumerate(shown["outputs"])]}
         delta = {"index": index, "id": call["id"], "type": kind, kind: shown}
         await self.publish(handle, events.tool_call_delta(step["id"], delta))
 

@@ -378,11 +378,14 @@ def test_an_upstream_models_call_streamed(client: openai.OpenAI, upstream: FakeU
             stream=True,
         )
     )
-    deltas = [
-        e.data.delta.step_details.tool_calls[0].code_interpreter  # type: ignore[union-attr]
-        for e in events
-        if e.event == "thread.run.step.delta"
-    ]
+    deltas = []
+    for event in events:
+        if event.event == "thread.run.step.delta":
+            details = event.data.delta.step_details
+            assert details is not None and details.type == "tool_calls" and details.tool_calls
+            (call_delta,) = details.tool_calls
+            assert call_delta.type == "code_interpreter" and call_delta.code_interpreter
+            deltas.append(call_delta.code_interpreter)
     assert [(d.input, d.outputs) for d in deltas][:2] == [("", []), ("print(6 * 7)", None)]
     (outputs,) = [d.outputs for d in deltas[2:]]
     assert outputs is not None and [o.model_dump() for o in outputs] == [

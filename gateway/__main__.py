@@ -80,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 keys = _check_database(settings)
                 _check_bus(settings)
+                _check_sandbox(settings, config)
                 _check_exposure(settings, keys)
             except SettingsError:
                 sock.close()
@@ -160,6 +161,19 @@ def _check_database(settings: Settings) -> int:
         return count_keys_in_file(path)
     except StoreOpenError as exc:
         raise SettingsError(f"cannot use database {str(path)!r}: {exc}") from None
+
+
+def _check_sandbox(settings: Settings, config: GatewayConfig) -> None:
+    """With `--code-interpreter bwrap`, a sandbox that does not work here is one line at
+    start (with `auto` the server starts and says so in its log)."""
+    from gateway.app import code_mode_of, sandbox_limits
+    from gateway.sandbox.kernel import probe
+
+    if code_mode_of(settings, config) != "bwrap":
+        return
+    reason = asyncio.run(probe(sandbox_limits(settings)))
+    if reason is not None:
+        raise SettingsError(f"--code-interpreter bwrap: the sandbox does not work here: {reason}")
 
 
 def _check_bus(settings: Settings) -> None:

@@ -69,7 +69,7 @@ def _embedder(config: GatewayConfig, router: ModelRouter, settings: Settings) ->
     return local_embed.LocalEmbedder(threads=settings.embedding_threads)
 
 
-def _code_mode(settings: Settings, config: GatewayConfig) -> str:
+def code_mode_of(settings: Settings, config: GatewayConfig) -> str:
     """Where code_interpreter runs: the setting, unless it is "auto" and the routing file
     says otherwise."""
     if settings.code_interpreter != "auto":
@@ -82,19 +82,23 @@ def _sessions(settings: Settings, mode: str) -> Sessions | None:
     if mode == "off":
         log.info("code_interpreter is off (its setting is off): runs that call it fail")
         return None
-    limits = Limits(
+    return Sessions(
+        sandbox_limits(settings),
+        max_sessions=settings.code_interpreter_sessions,
+        idle_seconds=settings.code_interpreter_idle_seconds,
+        cgroups=Cgroups.find(),
+    )
+
+
+def sandbox_limits(settings: Settings) -> Limits:
+    """A code_interpreter session's limits, from the settings."""
+    return Limits(
         call_seconds=settings.code_interpreter_call_seconds,
         cpu_seconds=settings.code_interpreter_cpu_seconds,
         memory_bytes=settings.code_interpreter_memory_mb * MIB,
         processes=settings.code_interpreter_processes,
         disk_bytes=settings.code_interpreter_disk_mb * MIB,
         output_bytes=settings.code_interpreter_output_kb * 1024,
-    )
-    return Sessions(
-        limits,
-        max_sessions=settings.code_interpreter_sessions,
-        idle_seconds=settings.code_interpreter_idle_seconds,
-        cgroups=Cgroups.find(),
     )
 
 
@@ -153,7 +157,7 @@ def create_app(
         router = ModelRouter(routing, local, metrics)
         await router.open()
         embedder = _embedder(routing, router, settings)
-        code_mode = _code_mode(settings, routing)
+        code_mode = code_mode_of(settings, routing)
         sessions = _sessions(settings, code_mode)
         engine = RunEngine(
             store,

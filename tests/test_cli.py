@@ -365,3 +365,17 @@ def test_an_unreachable_redis_bus_is_one_clear_line(launcher: list[str], tmp_pat
     line = assert_one_clear_line(result, f"redis://127.0.0.1:{dead}/0", "Connect")
     assert "hunter2" not in result.stderr, line
     assert time.monotonic() - started < 15
+
+
+def test_a_required_sandbox_that_does_not_work_is_one_clear_line(
+    launcher: list[str], tmp_path: Path
+) -> None:
+    """`--code-interpreter bwrap` on a machine where the sandbox does not work (here: no bwrap
+    on the PATH) stops the server at start with one line saying why."""
+    result = run_cli(
+        launcher,
+        *("serve", "--port", str(free_port()), "--code-interpreter", "bwrap"),
+        cwd=tmp_path,
+        env=environ(PATH=str(tmp_path)),
+    )
+    assert_one_clear_line(result, "--code-interpreter bwrap", "bwrap is not installed")

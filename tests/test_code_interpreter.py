@@ -394,3 +394,24 @@ def test_an_upstream_models_call_streamed(client: openai.OpenAI, upstream: FakeU
     kinds = [e.event for e in events]
     assert kinds.index("thread.run.step.completed") < kinds.index("thread.message.delta")
     assert kinds[-1] == "thread.run.completed"
+
+
+def test_a_machine_without_the_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without bwrap, `auto` serves and a run that calls the tool fails with a last_error
+    saying why (the CLI's `bwrap`, which refuses to start, is in test_cli)."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on it
+    server = LiveServer(tmp_path / "none.db", code_interpreter="auto").start()
+    try:
+        with openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client:
+            assistant = client.beta.assistants.create(
+                tools=[{"type": "code_interpreter"}], model="local"
+            )
+            run = client.beta.threads.create_and_run_poll(
+                assistant_id=assistant.id,
+                thread={"messages": [{"role": "user", "content": "```python\nprint(1)\n```"}]},
+                poll_interval_ms=POLL,
+            )
+            assert run.status == "failed" and run.last_error is not None
+            assert "bwrap is not installed" in run.last_error.message
+    finally:
+        server.stop()

@@ -249,3 +249,18 @@ def _alive(pid: int) -> bool:
             return stat.read().split(") ")[1][0] != "Z"
     except OSError:
         return False
+
+
+async def test_cpu_time_is_bounded() -> None:
+    """A session whose processes spend their CPU seconds is ended; the next call is refused
+    clearly, not hung."""
+    need(bwrap_path() is not None, "bubblewrap (bwrap) is not installed")
+    kernel = Kernel(Limits(cpu_seconds=3, call_seconds=20), Cgroups.find())
+    await kernel.start()
+    try:
+        started = time.monotonic()
+        result = await kernel.run("while True:\n    pass\n")
+        assert result.limit == "ended" and not kernel.alive
+        assert time.monotonic() - started < 10
+    finally:
+        await kernel.close()

@@ -290,6 +290,10 @@ def test_metrics_count_sessions_calls_and_limits(client: openai.OpenAI, live: Li
     assert sample(metrics, "gateway_code_interpreter_sessions") == 3
     cold = sample(metrics, "gateway_code_interpreter_call_seconds_count", 'session="cold"')
     assert cold == 3
+    # A deleted thread's session ends with it.
+    client.beta.threads.delete(thread.id)
+    metrics = call(live, "GET", "/metrics").raw.decode()
+    assert sample(metrics, "gateway_code_interpreter_sessions") == 2
 
 
 def test_a_lost_session_starts_afresh_with_the_threads_files(

@@ -210,6 +210,8 @@ class RunEngine:
 
         if not await self.store.write(write):
             raise not_found("thread", thread_id)
+        if self.sessions is not None:
+            await self.sessions.end(thread_id)  # its code session, if this process has one
         return objects.deleted(thread_id, "thread.deleted")
 
     async def create_message(self, thread_id: str, fields: MessageBody) -> Message:

@@ -159,6 +159,12 @@ class Sessions:
         async with self._freed:
             self._freed.notify_all()
 
+    async def end(self, key: str) -> None:
+        """End the session of `key` (a deleted thread's), if there is one."""
+        session = self._sessions.get(key)
+        if session is not None:
+            await self._end(key, session)
+
     async def reap(self) -> int:
         """End the sessions idle longer than idle_seconds; how many ended."""
         now = time.monotonic()

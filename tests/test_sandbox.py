@@ -264,3 +264,17 @@ async def test_cpu_time_is_bounded() -> None:
         assert time.monotonic() - started < 10
     finally:
         await kernel.close()
+
+
+async def test_an_ended_session_leaves_no_cgroup() -> None:
+    need(bwrap_path() is not None, "bubblewrap (bwrap) is not installed")
+    cgroups = Cgroups.find()
+    if cgroups is None:
+        pytest.skip("this process may make no cgroup: sessions are held by rlimits alone")
+    kernel = Kernel(LIMITS, cgroups)
+    await kernel.start()
+    assert kernel._cgroup is not None
+    folders = kernel._cgroup.paths
+    assert all(folder.is_dir() for folder in folders)
+    await kernel.close()
+    assert not any(folder.exists() for folder in folders)

@@ -30,6 +30,13 @@ class Cgroup:
         """The files a process writes its pid to, to join the cgroup."""
         return [str(path / "cgroup.procs") for path in self.paths]
 
+    def empty(self) -> bool:
+        """Whether no process is left in the cgroup (they may take a moment to exit)."""
+        try:
+            return all(not Path(procs).read_text().strip() for procs in self.procs())
+        except OSError:
+            return True
+
     def remove(self) -> None:
         """Remove the cgroup (once its processes are gone)."""
         for path in self.paths:
@@ -48,9 +55,10 @@ class Cgroups:
     def find(cls) -> Cgroups | None:
         """The cgroups this process can make sessions in, or None."""
         try:
-            if (ROOT / "cgroup.controllers").exists():
-                return cls._v2()
-            return cls._v1()
+            found = cls._v2() if (ROOT / "cgroup.controllers").exists() else cls._v1()
+            if found is not None:
+                found.sweep()
+            return found
         except OSError:
             return None
 
@@ -77,6 +85,15 @@ class Cgroups:
                 parent.mkdir(exist_ok=True)
                 parents[controller] = parent
         return cls(parents, 1) if "pids" in parents else None
+
+    def sweep(self) -> None:
+        """Remove the empty cgroups of sessions gone without theirs (a gateway killed); one a
+        live session holds cannot be removed and stays."""
+        for folder in dict.fromkeys(self.parents.values()):
+            for path in folder.iterdir():
+                if path.is_dir():
+                    with contextlib.suppress(OSError):
+                        path.rmdir()
 
     def make(self, name: str, *, processes: int, memory_bytes: int) -> Cgroup:
         """A new cgroup for a session, with its limits set."""

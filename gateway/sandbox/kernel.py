@@ -39,6 +39,9 @@ log = logging.getLogger("gateway.sandbox")
 
 # How long a new kernel may take to answer.
 START_SECONDS = 60.0
+# How long an ended session's cgroup may take to empty before it is removed (else the next
+# start's sweep removes it).
+CGROUP_EMPTY_SECONDS = 2.0
 # ANSI colour codes, which IPython puts in tracebacks.
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Environment inside the sandbox.
@@ -294,6 +297,12 @@ class Kernel:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = ""
         if self._cgroup is not None:
+            # The sandbox's processes are still exiting when bwrap has: wait (a little) for
+            # the cgroup to empty, or it cannot be removed.
+            for _ in range(int(CGROUP_EMPTY_SECONDS / 0.02)):
+                if self._cgroup.empty():
+                    break
+                await asyncio.sleep(0.02)  # no event tells a v1 cgroup emptied
             self._cgroup.remove()
             self._cgroup = None
 

@@ -22,6 +22,7 @@ from gateway.sandbox.bwrap import bwrap_path
 from gateway.sandbox.cgroups import Cgroups
 from gateway.sandbox.kernel import Kernel
 from gateway.sandbox.limits import MIB, Limits
+from gateway.sandbox.sessions import Sessions, SessionsBusyError
 from tests.conftest import need
 from tests.waiting import eventually
 
@@ -278,3 +279,39 @@ async def test_an_ended_session_leaves_no_cgroup() -> None:
     assert all(folder.is_dir() for folder in folders)
     await kernel.close()
     assert not any(folder.exists() for folder in folders)
+
+
+async def test_sessions_are_bounded_reaped_and_closed() -> None:
+    """A thread's session keeps its state; a new thread takes the least recently used idle
+    session's place (that thread starts afresh next time); with every session busy a call
+    waits, then is refused; idle sessions are reaped; close ends the rest."""
+    need(bwrap_path() is not None, "bubblewrap (bwrap) is not installed")
+    sessions = Sessions(
+        LIMITS, max_sessions=2, idle_seconds=3600, wait_seconds=1.0, cgroups=Cgroups.find()
+    )
+    try:
+        await sessions.call("t1", "a = 1", [])
+        await sessions.call("t2", "b = 2", [])
+        kept = await sessions.call("t2", "print(b)", [])
+        assert (kept.result.logs, kept.cold) == ("2\n", False)
+        await sessions.call("t3", "c = 3", [])  # t1 was the least recently used
+        assert len(sessions) == 2
+        again = await sessions.call("t1", "print('a' in dir())", [])
+        assert (again.result.logs, again.cold) == ("False\n", True)
+
+        busy = [
+            asyncio.create_task(sessions.call(key, "import time; time.sleep(2.5)", []))
+            for key in ("t1", "t3")
+        ]
+        await asyncio.sleep(0.3)
+        with pytest.raises(SessionsBusyError):
+            await sessions.call("t4", "print(4)", [])
+        await asyncio.gather(*busy)
+
+        sessions.idle_seconds = 0.2
+        await asyncio.sleep(0.3)
+        assert await sessions.reap() == 2 and len(sessions) == 0
+        await sessions.call("t5", "print(5)", [])
+    finally:
+        await sessions.close()
+    assert len(sessions) == 0

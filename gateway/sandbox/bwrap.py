@@ -92,6 +92,9 @@ def command(
         "--info-fd",
         str(info_fd),
     ]
+    # /tmp first: the Python or the session's sockets may live under the host's /tmp, bound
+    # over it below.
+    box += ["--size", str(limits.disk_bytes), "--tmpfs", "/tmp"]
     for path in _SYSTEM:
         if os.path.exists(path):
             box += ["--ro-bind", path, path]
@@ -109,10 +112,6 @@ def command(
         "/proc",
         "--dev",
         "/dev",
-        "--size",
-        str(limits.disk_bytes),
-        "--tmpfs",
-        "/tmp",
         "--size",
         str(limits.disk_bytes),
         "--tmpfs",

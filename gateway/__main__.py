@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli_keys import add_key_commands, run_key_command
+from gateway.cli_keys import add_key_commands, database_flag, run_key_command
 from gateway.config import GatewayConfig
 from gateway.config_file import ConfigError, load_config
 from gateway.settings import Settings, SettingsError, env_name, from_env, sqlite_path
@@ -22,19 +22,23 @@ DEFAULTS = Settings()
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gateway", description="Assistants Gateway")
+    shared = database_flag()
+    parser = argparse.ArgumentParser(
+        prog="gateway", description="Assistants Gateway", parents=[shared]
+    )
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve = commands.add_parser("serve", help="run the HTTP server", parents=[shared])
 
     def flag(name: str, kind: type, help_: str) -> None:
         default = getattr(DEFAULTS, name)
+        shown = "none" if default in ("", None) else default
         serve.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             type=kind,
             default=None,
-            help=f"{help_} (env {env_name(name)}, default {default})",
+            help=f"{help_} (env {env_name(name)}, default {shown})",
         )
 
     flag("host", str, "address to listen on")
@@ -49,7 +53,6 @@ def _parser() -> argparse.ArgumentParser:
     flag("port", int, "port to listen on")
     flag("workers", int, "processes serving the port (needs postgresql:// and redis://)")
     serve.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)  # a worker's socket
-    flag("database", str, "SQLite file path, sqlite:/// URL, or postgresql:// URL")
     flag("bus", str, "event bus: memory://, or redis://HOST:PORT/DB for several processes")
     flag("log_level", str, "critical, error, warning, info or debug")
     flag("log_format", str, "text, or json: one JSON object per line")
@@ -69,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_key_command(args)
     try:
         flags = {k: v for k, v in vars(args).items() if k not in ("command", "fd")}
+        flags.setdefault("database", None)
         if args.fd is not None:
             flags["workers"] = 1  # a worker of `--workers N`: serve the socket it was given
         settings = from_env(**flags)

@@ -21,24 +21,38 @@ from gateway.store import ApiKey, RunStore, StoreOpenError, StoreTx, open_store
 PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-def add_key_commands(commands: Any) -> None:
-    keys = commands.add_parser("keys", help="make, list and revoke API keys")
-    keys.add_argument(
+def database_flag() -> argparse.ArgumentParser:
+    """The --database flag, for every level of the command line: `gateway --database X keys
+    list`, `gateway keys --database X list` and `gateway keys list --database X` alike (the
+    last one given wins)."""
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument(
         "--database",
-        default=None,
-        help=f"SQLite file path, sqlite:/// or postgresql:// URL (env {env_name('database')})",
+        default=argparse.SUPPRESS,
+        help="SQLite file path, sqlite:/// or postgresql:// URL "
+        f"(env {env_name('database')}, default ./gateway.db)",
     )
+    return shared
+
+
+def add_key_commands(commands: Any) -> None:
+    shared = database_flag()
+    keys = commands.add_parser("keys", help="make, list and revoke API keys", parents=[shared])
     actions = keys.add_subparsers(dest="keys_command", required=True)
-    create = actions.add_parser("create", help="make a key for a project and print it once")
+    create = actions.add_parser(
+        "create", help="make a key for a project and print it once", parents=[shared]
+    )
     create.add_argument("--project", required=True, help="the project the key opens")
-    actions.add_parser("list", help="every key: id, project, made, revoked")
-    revoke = actions.add_parser("revoke", help="revoke a key; it stops working within a second")
+    actions.add_parser("list", help="every key: id, project, made, revoked", parents=[shared])
+    revoke = actions.add_parser(
+        "revoke", help="revoke a key; it stops working within a second", parents=[shared]
+    )
     revoke.add_argument("key_id", help="the key's id (key_...), as `gateway keys list` shows")
 
 
 def run_key_command(args: argparse.Namespace) -> int:
     try:
-        settings = from_env(database=args.database)
+        settings = from_env(database=getattr(args, "database", None))
         store = open_store(settings.database)
         if args.keys_command == "create":
             if not PROJECT_NAME.fullmatch(args.project):

@@ -379,3 +379,33 @@ def test_a_required_sandbox_that_does_not_work_is_one_clear_line(
         env=environ(PATH=str(tmp_path)),
     )
     assert_one_clear_line(result, "--code-interpreter bwrap", "bwrap is not installed")
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["before the command", "after keys", "after the action"],
+)
+def test_database_goes_anywhere_on_the_line(
+    launcher: list[str], tmp_path: Path, where: str
+) -> None:
+    """`--database` is taken before the command, after `keys`, or after the action (as the
+    README's `gateway keys create --project beta --database X` writes it)."""
+    database = str(tmp_path / "keys.db")
+    flag = ["--database", database]
+    lines = {
+        "before the command": [*flag, "keys", "create", "--project", "beta"],
+        "after keys": ["keys", *flag, "create", "--project", "beta"],
+        "after the action": ["keys", "create", "--project", "beta", *flag],
+    }
+    created = run_cli(launcher, *lines[where], cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("gwk_")
+    listed = run_cli(launcher, "keys", "list", "--database", database, cwd=tmp_path)
+    assert listed.returncode == 0 and " beta " in listed.stdout
+    assert not (tmp_path / "gateway.db").exists()  # the default file was never touched
+
+
+def test_help_shows_real_defaults(launcher: list[str], tmp_path: Path) -> None:
+    shown = run_cli(launcher, "serve", "--help", cwd=tmp_path).stdout
+    assert "default )" not in shown and "default none)" in " ".join(shown.split())
+    assert "default ./gateway.db" in " ".join(shown.split())

@@ -234,10 +234,33 @@ def _serve(settings: Settings, config: GatewayConfig, sock: socket.socket) -> in
 
     configure_logging(settings.log_level, settings.log_format)
     server = build_server(settings, config=config)
+    _announce(settings, config, sock)
     tune_gc()
     server.run(sockets=[sock])
     # uvicorn exits with 3 when startup (the lifespan: opening the database) failed.
     return 0 if server.started else 3
+
+
+def _announce(settings: Settings, config: GatewayConfig, sock: socket.socket) -> None:
+    """Where the server listens and what it serves with, in a few lines of the log."""
+    import logging
+    from urllib.parse import urlsplit, urlunsplit
+
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{port}"
+    database = settings.database
+    if is_postgres(database):  # without its password
+        parts = urlsplit(database)
+        database = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    routes = [f"{u.name} ({', '.join(u.models)})" for u in config.upstreams]
+    default = config.default_route
+    routes.append(f"any other: {'the built-in model' if default == 'local' else default}")
+    log = logging.getLogger("gateway")
+    log.info("serving the API at %s/v1 (the openai SDK's base_url)", base)
+    log.info("playground: %s/playground", base)
+    log.info("database: %s; bus: %s", database, settings.bus)
+    log.info("models: %s", "; ".join(routes))
 
 
 if __name__ == "__main__":

@@ -269,9 +269,15 @@ def test_python_m_gateway_serves_and_exits_cleanly_on_sigterm(tmp_path: Path) ->
     command += ["--database", str(tmp_path / "gateway.db"), "--log-level", "info"]
     with serving(command, cwd=tmp_path, port=port) as proc:
         returncode = stop(proc)
-    assert "Application shutdown complete" in (tmp_path / f"server-{port}.log").read_text()
+    logged = (tmp_path / f"server-{port}.log").read_text()
+    assert "Application shutdown complete" in logged
     assert (tmp_path / "gateway.db").exists()
     assert returncode == 0
+    # The start-up log says where it listens and with what, in a few lines.
+    assert f"serving the API at http://127.0.0.1:{port}/v1" in logged
+    assert f"playground: http://127.0.0.1:{port}/playground" in logged
+    assert f"database: {tmp_path / 'gateway.db'}; bus: memory://" in logged
+    assert "models: any other: the built-in model" in logged
 
 
 def test_console_script_serves_a_relative_sqlite_url(tmp_path: Path) -> None:

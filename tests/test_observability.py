@@ -104,3 +104,19 @@ def test_overhead_excludes_upstream_wait(routed: tuple[LiveServer, FakeUpstream]
         )
     assert float(raw.headers["x-gateway-overhead-ms"]) < 150
     assert raw.parse().choices[0].message.content == "slow"
+
+
+def test_the_root_leads_a_browser_to_the_playground_and_a_client_to_links(
+    server: LiveServer,
+) -> None:
+    browser = call(server, "GET", "/", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert browser.status == 302 and browser.headers["location"].endswith("/playground")
+    page = call(server, "GET", browser.headers["location"].removeprefix(server.root_url))
+    assert page.status == 200 and page.headers["content-type"].startswith("text/html")
+    client = call(server, "GET", "/", headers={"Accept": "application/json"})
+    assert client.status == 200
+    links = client.json()["links"]
+    assert links["api"] == "/v1" and links["playground"] == "/playground"
+    for path in links.values():
+        if path != "/v1":
+            assert call(server, "GET", path).status == 200, path

@@ -1,10 +1,12 @@
-"""Operational endpoints at the root: liveness, readiness and Prometheus metrics."""
+"""Endpoints at the root: where things are (GET /), liveness, readiness and Prometheus
+metrics."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
+from gateway import __version__
 from gateway.api.context import engine_of, metrics_of
 from gateway.api.http import JSONResponse
 from gateway.api.routing import resource
@@ -12,6 +14,28 @@ from gateway.metrics import CONTENT_TYPE
 
 # How long readiness waits for the database to answer.
 CHECK_SECONDS = 3.0
+
+
+async def home(request: Request) -> Response:
+    """A browser (it accepts HTML) is sent to the playground; an API client gets a short JSON
+    of where things are."""
+    if "text/html" in request.headers.get("accept", ""):
+        root = request.scope.get("root_path", "")
+        return RedirectResponse(f"{root}/playground", status_code=302)
+    return JSONResponse(
+        {
+            "object": "gateway",
+            "version": __version__,
+            "links": {
+                "api": "/v1",
+                "playground": "/playground",
+                "openapi": "/openapi.json",
+                "health": "/healthz",
+                "ready": "/readyz",
+                "metrics": "/metrics",
+            },
+        }
+    )
 
 
 async def healthz(request: Request) -> Response:
@@ -38,6 +62,7 @@ async def metrics(request: Request) -> Response:
 
 
 routes = [
+    resource("/", public=True, GET=home),
     resource("/healthz", public=True, GET=healthz),
     resource("/readyz", public=True, GET=readyz),
     resource("/metrics", public=True, GET=metrics),

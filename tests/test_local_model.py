@@ -345,3 +345,37 @@ async def test_the_whole_turn_counts_until_the_assistant_answered() -> None:
     assert calls_of(await collect(request(*turn, tools=tools))) == [("get_weather", '{"unit":"c"}')]
     answered = [turn[0], ChatMessage(role="assistant", content="Sunny."), turn[1]]
     assert calls_of(await collect(request(*answered, tools=tools))) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("getCurrentWeather", "What's the weather like in Miami today?"),
+        ("get_current_weather", "What's the weather like in Boston?"),
+        ("get-weather", "weather in Oslo"),
+        ("MenuPlugin-get_specials", "What are the specials today?"),
+        ("weather.get_forecast", "The forecast for Paris, please."),
+        ("lookupRecipes", "a recipe with eggs"),  # singular names a plural
+        ("get_weather", "Weather in Paris?"),
+    ],
+)
+async def test_real_apps_tool_names_are_matched_by_what_they_are_about(
+    name: str, text: str
+) -> None:
+    """A name is split at `_`, `-` and camelCase after a `...Plugin-` or `namespace.` prefix,
+    and named by its words without a leading verb and qualifiers such as "current"."""
+    chunks = await collect(request(user(text), tools=[function_tool(name)]))
+    assert calls_of(chunks) == [(name, "{}")]
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("getCurrentWeather", "What is the time in Miami?"),
+        ("MenuPlugin-get_specials", "What is on the menu?"),
+        ("get_stock_price", "The price of bread"),  # "stock" is missing
+    ],
+)
+async def test_a_tool_not_named_is_not_called(name: str, text: str) -> None:
+    chunks = await collect(request(user(text), tools=[function_tool(name)]))
+    assert calls_of(chunks) == []

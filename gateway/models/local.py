@@ -17,8 +17,11 @@ Answers, decided from the messages after the last `user` message
     2. Otherwise, if the request has function tools and `tool_choice` is not `"none"`, it calls
        the tools named in the current turn (the user messages since the assistant last
        answered): a tool is named by its function name as a whole word, or by all the words of
-       that name but a leading generic verb (`get_weather` is named by "Weather in Paris?";
-       any case; names split at `_`, `-` and camelCase). Calls follow the order of first
+       that name that say what it is about (any case, singular or plural): the name split at
+       `_`, `-` and camelCase after a `...Plugin-` or `namespace.` prefix, without a leading
+       generic verb (get, fetch, ...) and qualifiers (current, latest, ...). So `get_weather`
+       and `getCurrentWeather` are named by "What's the weather like in Miami?", and
+       `MenuPlugin-get_specials` by "What are the specials?". Calls follow the order of first
        mention, each tool once. `tool_choice="required"` with none named calls the first tool;
        `tool_choice={"type": "function", "function": {"name": X}}` calls X alone, named or
        not; `parallel_tool_calls=False` keeps only the first call. Every call gets the same
@@ -325,17 +328,40 @@ _GENERIC_VERBS = frozenset(
 )
 
 
+# Words of a function name that say how, not what: `getCurrentWeather` is named by "weather".
+_QUALIFIERS = frozenset(
+    {
+        *("current", "latest", "recent", "new", "all", "info", "information", "details"),
+        *("data", "by", "for", "of", "the", "a", "an", "to", "from", "in", "on", "my"),
+    }
+)
+# A prefix naming where a function lives: Semantic Kernel's `MenuPlugin-`, a `namespace.`.
+_PREFIX = re.compile(r"^(?:[A-Za-z0-9]*Plugin-|.*\.)")
+
+
 def _name_words(name: str) -> list[str]:
-    """The words of a function name (split at `_`, `-` and camelCase), minus a leading verb."""
-    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", name)]
+    """The words of a function name that say what it is about: split at `_`, `-` and
+    camelCase, after a `...Plugin-` or `namespace.` prefix, without a leading generic verb
+    and without qualifiers such as "current"."""
+    bare = _PREFIX.sub("", name) or name
+    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", bare)]
     if len(words) > 1 and words[0] in _GENERIC_VERBS:
         words = words[1:]
-    return words
+    kept = [w for w in words if w not in _QUALIFIERS]
+    return kept or words
 
 
 def _find_word(word: str, text: str) -> int | None:
+    """Where `word` is in the text as a whole word."""
     match = re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text, flags=re.IGNORECASE)
     return None if match is None else match.start()
+
+
+def _find_any_form(word: str, text: str) -> int | None:
+    """Where `word` is in the text as a whole word, singular or plural."""
+    forms = {word, word + "s", word[:-1] if word.endswith("s") and len(word) > 3 else word}
+    places = [p for form in forms if (p := _find_word(form, text)) is not None]
+    return min(places) if places else None
 
 
 def _named_in(text: str, names: Sequence[str]) -> list[str]:
@@ -346,7 +372,7 @@ def _named_in(text: str, names: Sequence[str]) -> list[str]:
         position = _find_word(name, text)
         if position is None:
             words = _name_words(name)
-            places = [_find_word(word, text) for word in words]
+            places = [_find_any_form(word, text) for word in words]
             if words and all(p is not None for p in places):
                 position = min(p for p in places if p is not None)
         if position is not None:

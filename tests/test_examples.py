@@ -1,14 +1,18 @@
-"""The files of examples/ work as they are: the routing file loads, and the Python example
-streams a run with a tool call through the openai SDK against a live gateway."""
+"""The files of examples/ work as they are: the routing file loads, and the Python and Node
+examples stream a run with a tool call through the official SDKs against a live gateway."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from gateway.config_file import load_config
+from tests.conftest import need
 from tests.server import LiveServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -23,9 +27,14 @@ def test_the_example_routing_file_loads() -> None:
     assert (config.embeddings, config.code_interpreter) == ("local", "auto")
 
 
-def test_the_python_streaming_example_runs(server: LiveServer) -> None:
+def _env(server: LiveServer) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env["OPENAI_BASE_URL"] = server.base_url
+    return env
+
+
+def test_the_python_streaming_example_runs(server: LiveServer) -> None:
+    env = _env(server)
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / "streaming_tool_call.py")],
         env=env,
@@ -40,4 +49,37 @@ def test_the_python_streaming_example_runs(server: LiveServer) -> None:
         "[tool calls answered: 1]",
         'Tool results: getCurrentWeather returned {"location": "Miami", "temperature_c": 27, '
         '"sky": "sunny"}.',
+    ]
+
+
+@pytest.mark.timeout(300)
+def test_the_node_streaming_example_runs(server: LiveServer) -> None:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    need(node is not None and npm is not None, "node and npm not found on PATH")
+    assert node is not None and npm is not None
+    folder = EXAMPLES / "node"
+    if not (folder / "node_modules" / "openai").is_dir():
+        installed = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        need(installed.returncode == 0, f"npm ci failed in {folder}:\n{installed.stderr}")
+    done = subprocess.run(
+        [node, "streaming_tool_call.mjs"],
+        cwd=folder,
+        env=_env(server),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "[tool calls answered: 1]",
+        'Tool results: getCurrentWeather returned {"location":"Miami","temperature_c":27,'
+        '"sky":"sunny"}.',
     ]

@@ -52,3 +52,28 @@ def test_readme_streaming_example_runs(
     assert out[:3] == ["thread.run.created", "thread.run.queued", "thread.run.in_progress"]
     assert out[-2:] == ["thread.run.completed", "You said: Stream this"]
     assert "thread.message.delta" in out
+
+
+def test_readme_curl_block_runs_as_pasted(server: LiveServer) -> None:
+    """The curl block, pasted into bash with the server's address, gets the reply."""
+    import shutil
+    import subprocess
+
+    bash, curl = shutil.which("bash"), shutil.which("curl")
+    if bash is None or curl is None:
+        pytest.skip("bash or curl is not installed")
+    (block,) = re.findall(r"### curl\n.*?```bash\n(.*?)```", README.read_text(), flags=re.S)
+    script = block.replace("http://127.0.0.1:8000/v1", server.base_url)
+    done = subprocess.run(
+        [bash, "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    import json
+
+    messages = json.loads(done.stdout)["data"]
+    texts = [m["content"][0]["text"]["value"] for m in messages]
+    assert texts == ["Hello", "You said: Hello"]

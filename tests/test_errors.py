@@ -459,7 +459,7 @@ class TestMistakesThatWriteNothing:
         [
             ("GET", "/v1/nope"),
             ("GET", "/v2/assistants"),
-            ("GET", "/"),
+            ("GET", "/nope"),  # GET / itself leads to the playground (test_observability)
             ("POST", "/v1/threads/thread_x/runs/run_y/bogus"),
             ("GET", "/v1/assistants/asst_x/extra"),
         ],

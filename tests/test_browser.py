@@ -507,3 +507,29 @@ def test_plain_eventsource_survives_a_server_side_drop(
     first, second = proxy.event_requests
     assert "last-event-id" not in first
     assert int(second["last-event-id"]) > 8  # past at least the 8 deltas seen before the cut
+
+
+@pytest.mark.settings(local_model_delay_ms=100)
+def test_playground_cancels_a_run_and_keeps_the_newest_message_in_view(
+    server: LiveServer, page: Page
+) -> None:
+    """Cancel run stops a streaming run (the page shows it cancelled), and on a narrow screen
+    the page follows the conversation down to the newest message."""
+    from playwright.sync_api import expect
+
+    page.set_viewport_size({"width": 360, "height": 640})
+    page.goto(f"{server.root_url}/playground")
+    create_assistant_in_page(page)
+    cancel = page.get_by_test_id("cancel-run")
+    expect(cancel).to_be_disabled()
+    page.fill("#message", LONG_MESSAGE)
+    page.click("#send")
+    expect(page.get_by_test_id("assistant-text")).to_contain_text("word3 ")
+    expect(page.get_by_test_id("assistant-bubble").last).to_be_in_viewport()
+    expect(cancel).to_be_enabled()
+    cancel.click()
+    expect(page.get_by_test_id("run-status")).to_have_text("cancelled")
+    expect(cancel).to_be_disabled()
+    assert page.get_by_test_id("error").is_hidden()
+    text = page.get_by_test_id("assistant-text").text_content() or ""
+    assert len(text) < len(f"You said: {LONG_MESSAGE}")

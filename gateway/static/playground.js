@@ -126,6 +126,21 @@ function setStatus(status) {
   $("run-status").textContent = status;
   const active = status !== "idle" && !AT_REST.has(status);
   $("send").disabled = active || status === "requires_action";
+  // A run not yet at rest (queued, in_progress, requires_action) can be cancelled.
+  $("cancel-run").disabled = !(active || status === "requires_action") || status === "cancelling";
+}
+
+async function cancelRun() {
+  if (!state.threadId || !state.runId) return;
+  const run = await api("POST", `/threads/${state.threadId}/runs/${state.runId}/cancel`);
+  setStatus(run.status);
+}
+
+// Keep the newest message in view while the reader is at (or near) the bottom of the page.
+function scrollToNewest() {
+  const last = $("conversation").lastElementChild;
+  const nearBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 160;
+  if (last && nearBottom) last.scrollIntoView({ block: "end" });
 }
 
 // --- assistants ------------------------------------------------------------------------
@@ -178,6 +193,7 @@ function addBubble(role, messageId, text = "", files = []) {
   }
   if (messageId) item.dataset.messageId = messageId;
   $("conversation").append(item);
+  item.scrollIntoView({ block: "end" });
   return { id: messageId, body, sources, parts: [] };
 }
 
@@ -384,6 +400,7 @@ function onEvent(source, name, event) {
   if (id) state.lastId = id;
   $("last-event-id").textContent = String(state.lastId);
   render(name, JSON.parse(event.data));
+  scrollToNewest();
 }
 
 function streamError(error) {
@@ -687,6 +704,7 @@ $("composer").addEventListener("submit", guarded(send));
 $("attach-files").addEventListener("change", guarded(pickFiles));
 $("tool-outputs-form").addEventListener("submit", guarded(submitToolOutputs));
 $("drop").addEventListener("click", guarded(drop));
+$("cancel-run").addEventListener("click", guarded(cancelRun));
 $("new-thread").addEventListener("click", guarded(newThread));
 $("key-form").addEventListener("submit", guarded(useKey));
 loadAssistants().catch(showError);

@@ -79,11 +79,17 @@ from benchkit.knowledge_client import ms_summary
 from benchkit.servers import PYTHON, Fleet, Server
 from benchkit.stats import Record, quantile
 from jupyter_client.asynchronous.client import AsyncKernelClient
-from jupyter_client.connect import write_connection_file
 from jupyter_client.manager import AsyncKernelManager
 
 from gateway.sandbox.cgroups import Cgroup, Cgroups
-from gateway.sandbox.kernel import _ENV, START_SECONDS, Kernel, Result
+from gateway.sandbox.kernel import (
+    _ENV,
+    START_SECONDS,
+    Kernel,
+    Result,
+    connection_file,
+    kernel_argv,
+)
 from gateway.sandbox.limits import Limits
 
 SANDBOXED, NO_CGROUP, UNSANDBOXED, JUPYTER = (
@@ -159,13 +165,7 @@ class UnsandboxedKernel(Kernel):
     async def start(self) -> None:
         self._dir = tempfile.mkdtemp(prefix="ci-bench-kernel-")
         os.chmod(self._dir, 0o700)
-        connection = os.path.join(self._dir, "kernel.json")
-        write_connection_file(
-            fname=connection,
-            transport="ipc",
-            ip=os.path.join(self._dir, "k"),
-            key=os.urandom(32).hex().encode(),
-        )
+        connection = connection_file(self._dir)
         data = os.path.join(self._dir, "data")
         os.mkdir(data)
         env = _ENV | {
@@ -173,11 +173,9 @@ class UnsandboxedKernel(Kernel):
             "IPYTHONDIR": os.path.join(self._dir, ".ipython"),
             "MPLCONFIGDIR": os.path.join(self._dir, ".matplotlib"),
         }
-        argv = [sys.executable, "-I", "-m", "ipykernel_launcher", "-f", connection]
-        argv += ["--HistoryManager.enabled=False", "--IPKernelApp.parent_handle=0"]
         try:
             self._process = await asyncio.create_subprocess_exec(
-                *argv,
+                *kernel_argv(connection),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
@@ -186,11 +184,7 @@ class UnsandboxedKernel(Kernel):
                 start_new_session=True,
             )
             self._child_pid = self._process.pid
-            client = AsyncKernelClient()
-            client.load_connection_file(connection)
-            client.start_channels()
-            self._client = client
-            await asyncio.wait_for(client.wait_for_ready(timeout=START_SECONDS), START_SECONDS)
+            await self.attach(connection)
         except BaseException:
             await self.close()
             raise

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import re
 import secrets
 import shutil
@@ -105,27 +106,15 @@ class Kernel:
         """Start the sandboxed kernel and wait until it answers."""
         self._dir = tempfile.mkdtemp(prefix="gateway-kernel-")
         os.chmod(self._dir, 0o700)
-        connection = os.path.join(self._dir, "kernel.json")
-        write_connection_file(
-            fname=connection,
-            transport="ipc",
-            ip=os.path.join(self._dir, "k"),
-            key=secrets.token_hex(32).encode(),
-        )
-        argv = [
-            sys.executable,
-            "-I",  # isolated: no user site, no PYTHON* variables, no script folder on the path
-            "-m",
-            "ipykernel_launcher",
-            "-f",
-            connection,
-            "--HistoryManager.enabled=False",
-            "--IPKernelApp.parent_handle=0",
-        ]
+        connection = connection_file(self._dir)
         read_info, write_info = os.pipe()
         try:
             sandboxed = command(
-                argv, limits=self.limits, socket_dir=self._dir, info_fd=write_info, env=_ENV
+                kernel_argv(connection),
+                limits=self.limits,
+                socket_dir=self._dir,
+                info_fd=write_info,
+                env=_ENV,
             )
             if self._cgroups is not None:
                 self._cgroup = self._cgroups.make(
@@ -139,24 +128,13 @@ class Kernel:
                 shift = f"shift {len(procs)}"
                 script = f'{join} && {shift} && exec "$@"'
                 sandboxed = ["/bin/sh", "-c", script, "sh", *procs, *sandboxed]
-            self._process = await asyncio.create_subprocess_exec(
-                *sandboxed,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=(write_info,),
-                start_new_session=True,
-            )
+            self._process = await _spawn(sandboxed, write_info)
         finally:
             os.close(write_info)
         try:
             info = await asyncio.wait_for(asyncio.to_thread(_read_all, read_info), START_SECONDS)
             self._child_pid = int(json.loads(info)["child-pid"])
-            client = AsyncKernelClient()
-            client.load_connection_file(connection)
-            client.start_channels()
-            self._client = client
-            await asyncio.wait_for(client.wait_for_ready(timeout=START_SECONDS), START_SECONDS)
+            await self.attach(connection)
         except BaseException as exc:
             why = await self._stderr()
             await self.close()
@@ -166,6 +144,14 @@ class Kernel:
         finally:
             os.close(read_info)
         self.started_at = self.used_at = time.monotonic()
+
+    async def attach(self, connection: str) -> None:
+        """Connect to the kernel of `connection` and wait until it answers."""
+        client = AsyncKernelClient()
+        client.load_connection_file(connection)
+        client.start_channels()
+        self._client = client
+        await asyncio.wait_for(client.wait_for_ready(timeout=START_SECONDS), START_SECONDS)
 
     async def run(self, code: str) -> Result:
         """Run `code` in the kernel, within the call's time limit."""
@@ -187,10 +173,11 @@ class Kernel:
                 await self.close()
                 result.limit = result.limit or "time"
                 break
-            wait = (deadline if interrupted_at is None else interrupted_at + 2) - now
+            until = deadline if interrupted_at is None else interrupted_at + INTERRUPT_GRACE_SECONDS
+            wait = until - now
             try:
                 msg = await client.get_iopub_msg(timeout=max(0.05, min(wait, 1.0)))
-            except Exception:  # queue.Empty: nothing yet
+            except queue.Empty:  # nothing yet
                 if not self.alive:
                     result.limit = result.limit or "ended"
                     break
@@ -321,14 +308,7 @@ async def probe(limits: Limits) -> str | None:
             info_fd=write_info,
             env=_ENV,
         )
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            pass_fds=(write_info,),
-            start_new_session=True,
-        )
+        process = await _spawn(argv, write_info)
         os.close(write_info)
         write_info = -1
         try:
@@ -378,7 +358,46 @@ class _Text:
         return joined
 
 
+def connection_file(folder: str) -> str:
+    """A new kernel connection file in `folder`: Unix sockets beside it, a new key."""
+    connection = os.path.join(folder, "kernel.json")
+    write_connection_file(
+        fname=connection,
+        transport="ipc",
+        ip=os.path.join(folder, "k"),
+        key=secrets.token_hex(32).encode(),
+    )
+    return connection
+
+
+def kernel_argv(connection: str) -> list[str]:
+    """The command of an IPython kernel that serves `connection`."""
+    return [
+        sys.executable,
+        "-I",  # isolated: no user site, no PYTHON* variables, no script folder on the path
+        "-m",
+        "ipykernel_launcher",
+        "-f",
+        connection,
+        "--HistoryManager.enabled=False",
+        "--IPKernelApp.parent_handle=0",
+    ]
+
+
+async def _spawn(argv: list[str], info_fd: int) -> asyncio.subprocess.Process:
+    """Start a sandbox command in a session of its own, handing it bwrap's info fd."""
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        pass_fds=(info_fd,),
+        start_new_session=True,
+    )
+
+
 def _read_all(fd: int) -> bytes:
+    """bwrap's info (one JSON object); bwrap keeps the fd open, so read up to its end."""
     chunks = []
     while chunk := os.read(fd, 4096):
         chunks.append(chunk)

@@ -8,6 +8,7 @@ the run, a test puts a loopback TCP proxy between the browser and the gateway.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import struct
@@ -202,8 +203,16 @@ def proxy(server: LiveServer) -> Iterator[CuttingProxy]:
     cutting.close()
 
 
-def create_assistant_in_page(page: Page, tools: str = "") -> None:
+def expect_no_errors(page: Page) -> None:
+    """No error box shows anywhere on the page."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(".error:visible")).to_have_count(0)
+
+
+def create_assistant_in_page(page: Page, tools: str = "", name: str = "") -> None:
     page.fill("#assistant-model", "gpt-4o")
+    page.fill("#assistant-name", name)
     page.fill("#assistant-tools", tools)
     page.click("#create-assistant")
     from playwright.sync_api import expect
@@ -276,7 +285,7 @@ def test_playground_answers_a_tool_call(server: LiveServer, page: Page, tmp_path
     expect(page.get_by_test_id("run-status")).to_have_text("completed")
     expect(page.get_by_test_id("tool-call-output")).to_have_text('→ {"temp_c": 21}')
     expect(page.locator("#drop")).to_be_disabled()  # `done` closed the EventSource
-    expect(page.get_by_test_id("error")).to_be_hidden()
+    expect_no_errors(page)
     expect(page.get_by_test_id("user-text")).to_have_text('Weather in Paris? {"city": "Paris"}')
 
     shot = tmp_path / "playground.png"
@@ -324,7 +333,7 @@ def test_playground_searches_an_attached_file_and_cites_it(
     expect(page.get_by_test_id("run-status")).to_have_text("completed")
     expect(page.get_by_test_id("message-files")).to_have_text("Attached: cats.md")
     expect(page.get_by_test_id("attached-file")).to_have_count(0)  # sent with that message
-    expect(page.get_by_test_id("error")).to_be_hidden()
+    expect_no_errors(page)
     expect(page.get_by_test_id("attach-error")).to_be_hidden()
 
     thread_id = page.get_by_test_id("thread-id").text_content()
@@ -360,7 +369,7 @@ def test_playground_shows_a_failed_upload_beside_the_file_input(
     expect(page.get_by_test_id("attach-error")).to_contain_text("Uploading cats.md")
     expect(page.get_by_test_id("attach-error")).to_contain_text("file_too_large")
     expect(page.get_by_test_id("attached-status")).to_have_text("failed")
-    expect(page.get_by_test_id("error")).to_be_hidden()
+    expect(page.get_by_role("alert")).to_have_count(1)  # that one, nothing elsewhere
     expect(page.get_by_test_id("thread-id")).to_have_text("none yet")
 
     page.get_by_role("button", name="Remove cats.md").click()
@@ -377,7 +386,9 @@ def test_playground_shows_api_errors(server: LiveServer, page: Page) -> None:
     page.goto(f"{server.root_url}/playground")
     page.fill("#assistant-tools", '[{"type": "retrieval"}]')
     page.click("#create-assistant")
-    expect(page.get_by_role("alert")).to_contain_text("Invalid value for 'tools[0].type'")
+    error = page.get_by_test_id("create-error")  # in the form that was sent
+    expect(error).to_contain_text("Invalid value for 'tools[0].type'")
+    expect(page.get_by_role("alert")).to_have_count(1)
 
 
 def test_playground_with_api_keys(server: LiveServer, page: Page) -> None:
@@ -396,17 +407,18 @@ def test_playground_with_api_keys(server: LiveServer, page: Page) -> None:
     ok(server, "POST", "/v1/assistants", {"model": "local", "name": "beta's"}, key=beta)
 
     page.goto(f"{server.root_url}/playground")
-    expect(page.get_by_role("alert")).to_contain_text("missing_api_key")
+    expect(page.get_by_test_id("key-error")).to_contain_text("missing_api_key")  # beside the key
+    expect(page.get_by_role("alert")).to_have_count(1)
     page.fill("#api-key", alpha)
     page.click("#use-key")
-    expect(page.get_by_test_id("error")).to_be_hidden()
+    expect_no_errors(page)
     expect(page.locator("#assistant-select option")).to_have_text(["No assistants yet: create one"])
     create_assistant_in_page(page)
     page.fill("#message", "hello from alpha")
     page.click("#send")
     expect(page.get_by_test_id("assistant-text")).to_have_text("You said: hello from alpha")
     expect(page.get_by_test_id("run-status")).to_have_text("completed")
-    expect(page.get_by_test_id("error")).to_be_hidden()
+    expect_no_errors(page)
     assert alpha not in page.content()  # not echoed into the page
 
 
@@ -458,7 +470,7 @@ def test_playground_recovers_from_a_server_side_drop(
     expect(page.get_by_test_id("run-status")).to_have_text("completed")
     expect(text).to_have_text(f"You said: {LONG_MESSAGE}")
     expect(page.get_by_test_id("reconnected")).to_have_text("Reconnected (1)")
-    expect(page.get_by_test_id("error")).to_be_hidden()
+    expect_no_errors(page)
     first, second = proxy.event_requests
     assert "last-event-id" not in first
     assert int(second["last-event-id"]) > 8
@@ -530,6 +542,196 @@ def test_playground_cancels_a_run_and_keeps_the_newest_message_in_view(
     cancel.click()
     expect(page.get_by_test_id("run-status")).to_have_text("cancelled")
     expect(cancel).to_be_disabled()
-    assert page.get_by_test_id("error").is_hidden()
+    expect_no_errors(page)
     text = page.get_by_test_id("assistant-text").text_content() or ""
     assert len(text) < len(f"You said: {LONG_MESSAGE}")
+
+
+def send_in_page(page: Page, text: str) -> None:
+    """Send `text` and wait for the run to complete."""
+    from playwright.sync_api import expect
+
+    page.fill("#message", text)
+    page.click("#send")
+    expect(page.get_by_test_id("run-status")).to_have_text("completed")
+
+
+def test_playground_lists_its_threads_and_reopens_one(server: LiveServer, page: Page) -> None:
+    """Each thread started in the page is listed (newest first, titled by its first message) and
+    survives a reload; opening one draws its messages under the assistant's name, and the
+    conversation goes on in that thread."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{server.root_url}/playground")
+    expect(page.get_by_test_id("threads-empty")).to_be_visible()
+    create_assistant_in_page(page, name="Echo bot")
+    send_in_page(page, "first thread, first question")
+    first = page.get_by_test_id("thread-id").text_content()
+    page.click("#new-thread")
+    send_in_page(page, "second thread")
+    second = page.get_by_test_id("thread-id").text_content()
+
+    page.reload()
+    threads = page.get_by_test_id("thread")
+    expect(threads.get_by_test_id("thread-open")).to_have_text(
+        ["second thread", "first thread, first question"]
+    )
+    expect(page.get_by_test_id("threads-empty")).to_be_hidden()
+    expect(page.get_by_test_id("conversation")).to_be_empty()
+    threads.nth(1).get_by_test_id("thread-open").click()
+
+    expect(page.get_by_test_id("thread-id")).to_have_text(first or "")
+    expect(page.get_by_test_id("user-text")).to_have_text(["first thread, first question"])
+    expect(page.get_by_test_id("assistant-text")).to_have_text(
+        ["You said: first thread, first question"]
+    )
+    expect(page.get_by_test_id("assistant-bubble").get_by_test_id("who")).to_have_text("Echo bot")
+    expect(page.get_by_test_id("run-status")).to_have_text("completed")
+    expect(threads.nth(1)).to_have_attribute("aria-current", "true")
+
+    send_in_page(page, "and once more")
+    expect(page.get_by_test_id("assistant-text")).to_have_text(
+        ["You said: first thread, first question", "You said: and once more"]
+    )
+    expect(threads.get_by_test_id("thread-open")).to_have_text(  # the thread used last comes first
+        ["first thread, first question", "second thread"]
+    )
+    stored = ok(server, "GET", f"/v1/threads/{first}/messages?order=asc")["data"]
+    assert [m["content"][0]["text"]["value"] for m in stored] == [
+        "first thread, first question",
+        "You said: first thread, first question",
+        "and once more",
+        "You said: and once more",
+    ]
+    assert len(ok(server, "GET", f"/v1/threads/{second}/messages")["data"]) == 2
+    expect_no_errors(page)
+
+
+@pytest.mark.settings(local_model_delay_ms=30)
+def test_playground_reopens_a_thread_whose_run_is_still_going(
+    server: LiveServer, page: Page
+) -> None:
+    """A page reloaded mid-run reopens the thread and follows the run to its end, text exact."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{server.root_url}/playground")
+    create_assistant_in_page(page)
+    page.fill("#message", LONG_MESSAGE)
+    page.click("#send")
+    expect(page.get_by_test_id("assistant-text")).to_contain_text("word3 ")
+    page.reload()
+    page.get_by_test_id("thread-open").click()
+    expect(page.get_by_test_id("run-status")).to_have_text("completed")
+    expect(page.get_by_test_id("user-text")).to_have_text([LONG_MESSAGE])
+    expect(page.get_by_test_id("assistant-text")).to_have_text([f"You said: {LONG_MESSAGE}"])
+    expect_no_errors(page)
+
+
+def test_playground_forgets_a_thread_that_is_gone(server: LiveServer, page: Page) -> None:
+    """Opening a listed thread that was deleted says so beside the list and drops it; Forget
+    drops one without opening it."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{server.root_url}/playground")
+    create_assistant_in_page(page)
+    send_in_page(page, "soon deleted")
+    deleted = page.get_by_test_id("thread-id").text_content()
+    page.click("#new-thread")
+    send_in_page(page, "soon forgotten")
+    ok(server, "DELETE", f"/v1/threads/{deleted}")
+
+    page.get_by_role("button", name="soon deleted", exact=True).click()
+    error = page.get_by_test_id("threads-error")
+    expect(error).to_contain_text(f"Thread {deleted} is not there")
+    expect(page.get_by_role("alert")).to_have_count(1)
+    expect(page.get_by_test_id("thread-open")).to_have_text(["soon forgotten"])
+    page.get_by_role("button", name="Forget soon forgotten").click()
+    expect(page.get_by_test_id("thread")).to_have_count(0)
+    expect(page.get_by_test_id("threads-empty")).to_be_visible()
+    expect(error).to_be_hidden()
+
+
+def test_playground_names_unnamed_assistants(server: LiveServer, page: Page) -> None:
+    """An assistant without a name is listed by its model, creation time and the end of its id,
+    not by a bare id; a named one by its name and model."""
+    from playwright.sync_api import expect
+
+    unnamed = ok(server, "POST", "/v1/assistants", {"model": "gpt-4o-mini"})
+    ok(server, "POST", "/v1/assistants", {"model": "local", "name": "Helper"})
+    page.goto(f"{server.root_url}/playground")
+    options = page.locator("#assistant-select option")
+    expect(options).to_have_count(2)
+    labels = options.all_text_contents()
+    assert "Helper · local" in labels
+    (label,) = [text for text in labels if text != "Helper · local"]
+    assert re.fullmatch(r"Unnamed · gpt-4o-mini · created .+ · …" + unnamed["id"][-6:], label)
+    assert unnamed["id"] not in label
+
+
+def test_playground_shows_each_error_beside_its_cause(server: LiveServer, page: Page) -> None:
+    """A send without an assistant is refused in the composer, and tool outputs the gateway
+    refuses (the run was cancelled meanwhile) in the tool outputs form: one alert at a time."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{server.root_url}/playground")
+    page.fill("#message", "hello")
+    page.click("#send")
+    expect(page.get_by_test_id("composer-error")).to_have_text("Pick or create an assistant first.")
+    expect(page.get_by_role("alert")).to_have_count(1)
+
+    create_assistant_in_page(page, tools="get_weather")
+    page.fill("#message", 'Weather in Paris? {"city": "Paris"}')
+    page.click("#send")
+    expect(page.get_by_test_id("composer-error")).to_be_hidden()
+    expect(page.get_by_test_id("run-status")).to_have_text("requires_action")
+    thread_id = page.get_by_test_id("thread-id").text_content()
+    run_id = page.get_by_test_id("run-id").text_content()
+    ok(server, "POST", f"/v1/threads/{thread_id}/runs/{run_id}/cancel")
+    page.get_by_test_id("tool-output-input").fill("21")
+    page.click("#submit-tool-outputs")
+    error = page.get_by_test_id("tool-outputs-error")
+    expect(error).to_contain_text("submit_tool_outputs: HTTP 400")
+    expect(page.get_by_role("alert")).to_have_count(1)
+
+
+@pytest.mark.parametrize("width", [360, 768, 1280])
+def test_playground_fits_the_screen(server: LiveServer, page: Page, width: int) -> None:
+    """From a phone to a desktop the page never scrolls sideways, with long ids, names, tool
+    arguments and unbroken words on it; a screenshot at each width goes to $GATEWAY_SCREENSHOTS
+    when set (the README's pictures: docs/screenshots)."""
+    from playwright.sync_api import expect
+
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(f"{server.root_url}/playground")
+    create_assistant_in_page(page, tools="get_weather", name="Weather desk")
+    send_in_page(page, "Hello! Which tools can you use?")
+    page.fill("#message", 'Weather in Paris? {"city": "Paris", "unit": "celsius", "days": 3}')
+    page.click("#send")
+    page.get_by_test_id("tool-output-input").fill('{"temp_c": 21, "sky": "clear"}')
+    page.click("#submit-tool-outputs")
+    expect(page.get_by_test_id("run-status")).to_have_text("completed")
+    page.click("#new-thread")
+    send_in_page(page, "x" * 120)
+    page.get_by_role("button", name="Hello! Which tools can you use?", exact=True).click()
+    expect(page.get_by_test_id("assistant-bubble")).to_have_count(2)
+    expect(page.get_by_test_id("tool-call-name")).to_have_text("get_weather")  # the last run's
+    page.fill("#message", "What's the weather like in Paris today?")
+    page.evaluate("window.scrollTo(0, 0)")
+
+    overflow = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"the page scrolls sideways by {overflow} px at {width} px"
+    wide = page.evaluate(
+        """() => {
+            const edge = document.documentElement.clientWidth + 0.5;
+            return [...document.querySelectorAll("body *")]
+                .filter((e) => e.getBoundingClientRect().right > edge)
+                .map((e) => e.tagName + "#" + e.id + "." + e.className);
+        }"""
+    )
+    assert wide == [], wide
+    expect_no_errors(page)
+    folder = os.environ.get("GATEWAY_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / f"playground-{width}.png"), full_page=True)

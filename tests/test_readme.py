@@ -77,3 +77,13 @@ def test_readme_curl_block_runs_as_pasted(server: LiveServer) -> None:
     messages = json.loads(done.stdout)["data"]
     texts = [m["content"][0]["text"]["value"] for m in messages]
     assert texts == ["Hello", "You said: Hello"]
+
+
+def test_readme_links_lead_to_files() -> None:
+    """Every relative link and picture in the README names a file or folder of the repository."""
+    text = README.read_text()
+    targets = re.findall(r"\]\(([^)#\s]+)[^)]*\)", text) + re.findall(r'src="([^"]+)"', text)
+    local = [t for t in targets if not re.match(r"[a-z]+:", t)]
+    assert local, "no relative links found: the pattern is wrong"
+    missing = [t for t in local if not (README.parent / t).exists()]
+    assert missing == []

@@ -3,6 +3,7 @@
 // id it saw: by itself after a drop (Last-Event-ID), or with ?after= when the page reopens it.
 // Files attached to a message are uploaded first and searched with file_search; the run's
 // searches show as steps, and the answer's citations as numbered badges over their markers.
+// Threads started here are listed (local storage) to reopen; each error shows beside its cause.
 "use strict";
 
 const API = "/v1";
@@ -15,12 +16,17 @@ const RUN_EVENTS = [
   "thread.run.step.expired", "thread.message.created", "thread.message.in_progress",
   "thread.message.delta", "thread.message.completed", "thread.message.incomplete",
 ];
-const AT_REST = new Set(["requires_action", "completed", "incomplete", "failed", "cancelled", "expired"]);
+const FINAL = new Set(["completed", "incomplete", "failed", "cancelled", "expired"]);
+const AT_REST = new Set(["requires_action", ...FINAL]);
 const SEARCH_TEXT = "step_details.tool_calls[*].file_search.results[*].content";
 const EXCERPT_CHARS = 280;
 
 const $ = (id) => document.getElementById(id);
 const KEY_STORE = "gateway-api-key"; // sessionStorage: this tab only, gone when it closes
+const THREADS_STORE = "gateway-threads"; // localStorage: [{id, title, at}], newest first
+const MAX_THREADS = 50;
+const TITLE_CHARS = 60;
+const MAX_MESSAGES = 1000; // drawn when a thread is reopened
 
 const state = {
   threadId: null,
@@ -35,6 +41,7 @@ const state = {
   runItem: null,
   attachments: [],     // files for the next message: {file, fileId (once uploaded), item, ...}
   fileNames: new Map(), // file id -> file name, from uploads and search results, for citations
+  assistants: new Map(), // assistant id -> its name, for the replies' headings
 };
 
 // --- small helpers ---------------------------------------------------------------------
@@ -53,14 +60,22 @@ function headers() {
   return result;
 }
 
-// A response body as JSON, or an Error carrying the gateway's message when it is a refusal.
+// A refusal from the gateway: its message, and the HTTP status to tell where it belongs.
+class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// A response body as JSON, or an ApiError carrying the gateway's message when it is a refusal.
 function reply(method, path, status, text) {
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { /* not JSON: reported below */ }
   if (status < 200 || status > 299) {
     const error = data && data.error;
     const detail = error ? `${error.message}${error.code ? ` (${error.code})` : ""}` : text;
-    throw new Error(`${method} ${API}${path}: HTTP ${status}: ${detail}`);
+    throw new ApiError(`${method} ${API}${path}: HTTP ${status}: ${detail}`, status);
   }
   return data;
 }
@@ -103,22 +118,26 @@ function upload(file, purpose, onProgress) {
   });
 }
 
-function showError(err) {
-  const box = $("error");
+// Errors show beside what failed: `where` names the box (key-error, create-error, run-error...).
+// A refused key (401) shows beside the key field, whatever was being done.
+function showError(where, err) {
+  const box = $(err instanceof ApiError && err.status === 401 ? "key-error" : where);
   box.textContent = err instanceof Error ? err.message : String(err);
   box.hidden = false;
 }
 
-function clearError() {
-  $("error").hidden = true;
-  $("error").textContent = "";
+function clearError(where) {
+  $(where).hidden = true;
+  $(where).textContent = "";
 }
 
-// An event handler that reports its failure on the page instead of in the console.
-const guarded = (fn) => async (event) => {
+const reportTo = (where) => (err) => showError(where, err);
+
+// An event handler that reports its failure in the box `where` instead of in the console.
+const guarded = (where, fn) => async (event) => {
   if (event && event.type === "submit") event.preventDefault();
-  clearError();
-  try { await fn(event); } catch (err) { showError(err); }
+  clearError(where);
+  try { await fn(event); } catch (err) { showError(where, err); }
 };
 
 function setStatus(status) {
@@ -147,11 +166,32 @@ function scrollToNewest() {
 
 async function loadAssistants(selected) {
   const list = await api("GET", "/assistants?limit=100");
+  clearError("assistants-error");
+  clearError("key-error");
   const select = $("assistant-select");
-  const options = list.data.map((a) => new Option(`${a.name || a.id} (${a.model})`, a.id));
+  const options = list.data.map((a) => {
+    state.assistants.set(a.id, a.name || "");
+    const option = new Option(assistantLabel(a), a.id);
+    option.title = a.id;
+    return option;
+  });
   if (options.length === 0) options.push(new Option("No assistants yet: create one", ""));
   select.replaceChildren(...options);
   if (selected) select.value = selected;
+}
+
+// "Travel helper · gpt-4o", or for an unnamed one "Unnamed · gpt-4o · created 14:02 · …a1b2c3".
+function assistantLabel(a) {
+  if (a.name) return `${a.name} · ${a.model}`;
+  const created = new Date(a.created_at * 1000);
+  const when = created.toDateString() === new Date().toDateString()
+    ? created.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+    : created.toLocaleDateString();
+  return `Unnamed · ${a.model} · created ${when} · …${a.id.slice(-6)}`;
+}
+
+function assistantName(assistantId) {
+  return (assistantId && state.assistants.get(assistantId)) || "Assistant";
 }
 
 function parseTools(raw) {
@@ -182,11 +222,11 @@ async function createAssistant() {
 
 // --- the conversation ------------------------------------------------------------------
 
-function addBubble(role, messageId, text = "", files = []) {
+function addBubble(role, messageId, text = "", files = [], who = "You") {
   const body = el("span", { class: "text", "data-testid": `${role}-text` }, text);
   const sources = el("p", { class: "sources", "data-testid": "sources", hidden: "" }); // cited files
   const item = el("li", { class: `bubble ${role}`, "data-testid": `${role}-bubble` },
-    el("span", { class: "who" }, role === "user" ? "You" : "Assistant"), body);
+    el("span", { class: "who", "data-testid": "who" }, who), body);
   if (role === "assistant") item.append(sources);
   if (files.length) {
     item.append(el("span", { class: "files", "data-testid": "message-files" }, `Attached: ${files.join(", ")}`));
@@ -207,7 +247,7 @@ async function send() {
   try {
     fileIds = await uploadAttachments();
   } catch (err) {
-    showAttachError(err); // beside the file input: the message waits for a retry or a removal
+    showError("attach-error", err); // beside the file input: the message waits for a retry or a removal
     return;
   }
   if (!state.threadId) {
@@ -215,6 +255,7 @@ async function send() {
     state.threadId = thread.id;
     $("thread-id").textContent = thread.id;
   }
+  rememberThread(state.threadId, content);
   const body = { role: "user", content };
   if (fileIds.length) body.attachments = fileIds.map((file_id) => ({ file_id, tools: [{ type: "file_search" }] }));
   const message = await api("POST", `/threads/${state.threadId}/messages`, body);
@@ -237,19 +278,127 @@ function newThread() {
   $("thread-id").textContent = "none yet";
   $("run-id").textContent = "none yet";
   $("last-event-id").textContent = "-";
+  for (const where of ["run-error", "composer-error", "tool-outputs-error", "attach-error"]) clearError(where);
   setStatus("idle");
+  showThreads();
 }
 
 function startRun(run) {
   state.runId = run.id;
   state.lastId = 0;
   state.steps.clear();
+  clearError("run-error");
   $("run-id").textContent = run.id;
   $("last-event-id").textContent = "-";
   state.runItem = el("ol", { "aria-label": `Steps of run ${run.id}` });
   $("conversation").append(
     el("li", { class: "run", "data-testid": "run" }, `Run ${run.id}`, state.runItem));
   setStatus(run.status);
+}
+
+// --- threads kept in this browser ------------------------------------------------------
+
+function savedThreads() {
+  try {
+    const list = JSON.parse(localStorage.getItem(THREADS_STORE) || "[]");
+    return Array.isArray(list) ? list.filter((t) => t && typeof t.id === "string") : [];
+  } catch {
+    return []; // unreadable: start a fresh list
+  }
+}
+
+function saveThreads(list) {
+  localStorage.setItem(THREADS_STORE, JSON.stringify(list.slice(0, MAX_THREADS)));
+  showThreads();
+}
+
+// Put the thread first in the list; a new entry takes its title from its first message.
+function rememberThread(id, firstMessage) {
+  const list = savedThreads();
+  const known = list.find((t) => t.id === id);
+  const title = known ? known.title : firstMessage.replace(/\s+/g, " ").trim().slice(0, TITLE_CHARS);
+  saveThreads([{ id, title, at: Date.now() }, ...list.filter((t) => t.id !== id)]);
+}
+
+function forgetThread(id) {
+  saveThreads(savedThreads().filter((t) => t.id !== id));
+}
+
+function showThreads() {
+  const items = savedThreads().map((t) => {
+    const label = t.title || t.id;
+    const open = el("button", { type: "button", class: "thread-open", title: t.id,
+      "data-testid": "thread-open" }, label);
+    const forget = el("button", { type: "button", class: "remove", "aria-label": `Forget ${label}` }, "Forget");
+    open.addEventListener("click", guarded("threads-error", () => openThread(t.id)));
+    forget.addEventListener("click", guarded("threads-error", () => forgetThread(t.id)));
+    const when = el("small", { class: "when" }, new Date(t.at).toLocaleString());
+    const item = el("li", { "data-testid": "thread", "data-thread-id": t.id }, open, when, forget);
+    if (t.id === state.threadId) item.setAttribute("aria-current", "true");
+    return item;
+  });
+  $("threads").replaceChildren(...items);
+  $("threads-empty").hidden = items.length > 0;
+}
+
+// Draw a thread as the gateway keeps it; a run still going on is followed from its first event.
+async function openThread(id) {
+  let thread;
+  try {
+    thread = await api("GET", `/threads/${id}`);
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status !== 404) throw err;
+    forgetThread(id);
+    throw new Error(`Thread ${id} is not there (deleted, or another key's project): removed from the list.`);
+  }
+  const [messages, runs] = await Promise.all([allMessages(id), api("GET", `/threads/${id}/runs?limit=1`)]);
+  newThread();
+  state.threadId = thread.id;
+  $("thread-id").textContent = thread.id;
+  const run = runs.data[0];
+  const live = Boolean(run) && !FINAL.has(run.status);
+  for (const m of messages) {
+    if (live && m.run_id === run.id) continue; // the run's replay below draws these
+    showStoredMessage(m);
+  }
+  if (run && [...$("assistant-select").options].some((o) => o.value === run.assistant_id)) {
+    $("assistant-select").value = run.assistant_id;
+  }
+  showThreads();
+  if (!run) return;
+  startRun(run);
+  if (live) {
+    await follow();
+  } else {
+    const steps = await api("GET", `/threads/${id}/runs/${run.id}/steps?order=asc&limit=100`);
+    for (const s of steps.data) stepStatus(s);
+    renderRun(run);
+  }
+  scrollToNewest();
+}
+
+async function allMessages(threadId) {
+  const found = [];
+  let after = "";
+  while (found.length < MAX_MESSAGES) {
+    const page = await api("GET", `/threads/${threadId}/messages?order=asc&limit=100${after}`);
+    found.push(...page.data);
+    if (!page.has_more || page.data.length === 0) break;
+    after = `&after=${page.last_id}`;
+  }
+  return found;
+}
+
+function showStoredMessage(m) {
+  if (m.role === "user") {
+    const text = (m.content || []).filter((c) => c.type === "text").map((c) => c.text.value).join("\n");
+    const files = (m.attachments || []).map((a) => state.fileNames.get(a.file_id) || a.file_id);
+    addBubble("user", m.id, text, files);
+    return;
+  }
+  const entry = bubble(m.id, m.assistant_id);
+  settle(entry, m);
+  if (m.status === "incomplete") entry.body.parentElement.classList.add("incomplete");
 }
 
 // --- attachments -----------------------------------------------------------------------
@@ -262,7 +411,7 @@ function pickFiles() {
     if (!state.attachments.some(same)) state.attachments.push(attachment(file));
   }
   input.value = ""; // so that a file removed from the list can be picked again
-  clearAttachError();
+  clearError("attach-error");
   showAttached();
 }
 
@@ -276,7 +425,7 @@ function attachment(file) {
   const entry = { file, fileId: null, item, progress, note, remove };
   remove.addEventListener("click", () => {
     state.attachments = state.attachments.filter((a) => a !== entry);
-    clearAttachError();
+    clearError("attach-error");
     showAttached();
     $("attach-files").focus();
   });
@@ -292,20 +441,9 @@ function showAttached() {
   $("attached").replaceChildren(...state.attachments.map((a) => a.item));
 }
 
-function showAttachError(err) {
-  const box = $("attach-error");
-  box.textContent = err instanceof Error ? err.message : String(err);
-  box.hidden = false;
-}
-
-function clearAttachError() {
-  $("attach-error").hidden = true;
-  $("attach-error").textContent = "";
-}
-
 // Upload the attached files not uploaded yet (a retry skips those that made it); their ids.
 async function uploadAttachments() {
-  clearAttachError();
+  clearError("attach-error");
   $("send").disabled = true;
   $("attach-files").disabled = true;
   try {
@@ -357,7 +495,7 @@ async function follow(after) {
   for (const name of [...RUN_EVENTS, "error", "done"]) {
     source.addEventListener(name, (event) => {
       if (source !== state.source) return; // a late event of a stream we closed
-      try { onEvent(source, name, event); } catch (err) { showError(err); }
+      try { onEvent(source, name, event); } catch (err) { showError("run-error", err); }
     });
   }
 }
@@ -387,7 +525,7 @@ function onEvent(source, name, event) {
       state.reconnecting = true; // the browser reconnects by itself, sending Last-Event-ID
     } else {
       closeSource();
-      showError("The run's event stream closed. Press Drop connection to reopen it.");
+      showError("run-error", "The run's event stream closed. Press Drop connection to reopen it.");
     }
     return;
   }
@@ -404,14 +542,14 @@ function onEvent(source, name, event) {
 }
 
 function streamError(error) {
-  showError(`Stream error: ${error.message}${error.code ? ` (${error.code})` : ""}`);
-  if (error.code === "replay_unavailable" && error.run) catchUp(error.run).catch(showError);
+  showError("run-error", `Stream error: ${error.message}${error.code ? ` (${error.code})` : ""}`);
+  if (error.code === "replay_unavailable" && error.run) catchUp(error.run).catch(reportTo("run-error"));
 }
 
 // The log can no longer replay the run: show it as it is now.
 async function catchUp(run) {
   const list = await api("GET", `/threads/${state.threadId}/messages?run_id=${run.id}&order=asc`);
-  for (const message of list.data) settle(bubble(message.id), message);
+  for (const message of list.data) settle(bubble(message.id, message.assistant_id), message);
   renderRun(run);
 }
 
@@ -429,7 +567,7 @@ function render(name, data) {
 function renderRun(run) {
   setStatus(run.status);
   if (run.status === "requires_action") showToolOutputs(run.required_action.submit_tool_outputs.tool_calls);
-  if (run.last_error) showError(`Run ${run.status}: ${run.last_error.message} (${run.last_error.code})`);
+  if (run.last_error) showError("run-error", `Run ${run.status}: ${run.last_error.message} (${run.last_error.code})`);
 }
 
 function step(data) {
@@ -534,7 +672,7 @@ function stepStatus(data) {
       if (call.function.output != null) parts.output.textContent = `→ ${call.function.output}`;
     }
   });
-  if (searched && data.status === "completed") loadExcerpts(data, entry).catch(showError);
+  if (searched && data.status === "completed") loadExcerpts(data, entry).catch(reportTo("run-error"));
 }
 
 function stepDelta(data) {
@@ -554,17 +692,17 @@ function stepDelta(data) {
   }
 }
 
-function bubble(messageId) {
+function bubble(messageId, assistantId) {
   let entry = state.bubbles.get(messageId);
   if (!entry) {
-    entry = addBubble("assistant", messageId);
+    entry = addBubble("assistant", messageId, "", [], assistantName(assistantId));
     state.bubbles.set(messageId, entry);
   }
   return entry;
 }
 
 function message(name, data) {
-  const entry = bubble(data.id);
+  const entry = bubble(data.id, data.assistant_id);
   if (name === "thread.message.delta") {
     for (const part of data.delta.content || []) {
       if (part.type !== "text" || !part.text) continue;
@@ -692,19 +830,21 @@ async function useKey() {
   else sessionStorage.removeItem(KEY_STORE);
   $("api-key").value = "";
   $("api-key").placeholder = key ? "key in use (enter another to replace it)" : "gwk_…";
-  clearError();
+  clearError("assistants-error");
   await loadAssistants();
 }
 
 // --- wiring ----------------------------------------------------------------------------
 
-$("refresh-assistants").addEventListener("click", guarded(() => loadAssistants($("assistant-select").value)));
-$("create-assistant-form").addEventListener("submit", guarded(createAssistant));
-$("composer").addEventListener("submit", guarded(send));
-$("attach-files").addEventListener("change", guarded(pickFiles));
-$("tool-outputs-form").addEventListener("submit", guarded(submitToolOutputs));
-$("drop").addEventListener("click", guarded(drop));
-$("cancel-run").addEventListener("click", guarded(cancelRun));
-$("new-thread").addEventListener("click", guarded(newThread));
-$("key-form").addEventListener("submit", guarded(useKey));
-loadAssistants().catch(showError);
+$("refresh-assistants").addEventListener("click",
+  guarded("assistants-error", () => loadAssistants($("assistant-select").value)));
+$("create-assistant-form").addEventListener("submit", guarded("create-error", createAssistant));
+$("composer").addEventListener("submit", guarded("composer-error", send));
+$("attach-files").addEventListener("change", guarded("attach-error", pickFiles));
+$("tool-outputs-form").addEventListener("submit", guarded("tool-outputs-error", submitToolOutputs));
+$("drop").addEventListener("click", guarded("run-error", drop));
+$("cancel-run").addEventListener("click", guarded("run-error", cancelRun));
+$("new-thread").addEventListener("click", guarded("run-error", newThread));
+$("key-form").addEventListener("submit", guarded("key-error", useKey));
+showThreads();
+loadAssistants().catch(reportTo("assistants-error"));

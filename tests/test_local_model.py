@@ -379,3 +379,66 @@ async def test_real_apps_tool_names_are_matched_by_what_they_are_about(
 async def test_a_tool_not_named_is_not_called(name: str, text: str) -> None:
     chunks = await collect(request(user(text), tools=[function_tool(name)]))
     assert calls_of(chunks) == []
+
+
+def described_tool(name: str, description: str) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "description": description}}
+
+
+@pytest.mark.parametrize(
+    ("description", "text"),
+    [
+        ("Get the current weather in a given location", "What's the weather like in Miami today?"),
+        ("Use this tool to look up the latest weather.", "Weather for Oslo?"),
+        ("Provides a list of specials from the menu.", "What are the specials today?"),
+        ("Returns stock prices for a ticker symbol. Use it often.", "Price of that stock?"),
+        ("Gets the forecast. Weather is not included.", "Forecasts for Paris"),
+    ],
+)
+async def test_a_tool_is_named_by_the_subject_of_its_description(
+    description: str, text: str
+) -> None:
+    """A name that says nothing (`lookup_wx`) leaves the description: its first sentence's first
+    word past verbs, articles, prepositions, qualifiers and words about tools."""
+    tools = [described_tool("lookup_wx", description)]
+    chunks = await collect(request(user(text), tools=tools))
+    assert calls_of(chunks) == [("lookup_wx", "{}")]
+
+
+@pytest.mark.parametrize(
+    ("description", "text"),
+    [
+        ("Get the current weather in a given location", "Which location is best?"),  # not first
+        ("Gets the forecast. Weather is not included.", "Weather in Paris?"),  # 2nd sentence
+        ("Use this tool.", "Use a tool for this"),  # no subject at all
+        ("", "hello"),
+    ],
+)
+async def test_only_the_subject_of_a_description_names_its_tool(
+    description: str, text: str
+) -> None:
+    chunks = await collect(request(user(text), tools=[described_tool("lookup_wx", description)]))
+    assert calls_of(chunks) == []
+    assert text_of(chunks) == f"You said: {text}"
+
+
+async def test_described_tools_are_called_in_order_of_first_mention() -> None:
+    """Names and descriptions count alike for the order of the calls."""
+    tools = [
+        described_tool("lookup_wx", "Current weather for a city."),
+        described_tool("get_time", "Tells the local time in a city."),
+        described_tool("quote", "Fetches a stock quote."),
+    ]
+    chunks = await collect(request(user("The time, then the weather, in Oslo"), tools=tools))
+    assert calls_of(chunks) == [("get_time", "{}"), ("lookup_wx", "{}")]
+
+
+async def test_hosted_tools_are_not_named_by_their_descriptions() -> None:
+    """file_search and code_interpreter keep their own rules: "files" or "Python" in a message
+    call neither, whatever their descriptions say."""
+    tools = [
+        described_tool("code_interpreter", "Run Python code in a stateful sandbox."),
+        described_tool("get_weather", "Weather in a city."),
+    ]
+    chunks = await collect(request(user("Weather, then some Python"), tools=tools))
+    assert calls_of(chunks) == [("get_weather", "{}")]

@@ -21,8 +21,13 @@ Answers, decided from the messages after the last `user` message
        `_`, `-` and camelCase after a `...Plugin-` or `namespace.` prefix, without a leading
        generic verb (get, fetch, ...) and qualifiers (current, latest, ...). So `get_weather`
        and `getCurrentWeather` are named by "What's the weather like in Miami?", and
-       `MenuPlugin-get_specials` by "What are the specials?". Calls follow the order of first
-       mention, each tool once. `tool_choice="required"` with none named calls the first tool;
+       `MenuPlugin-get_specials` by "What are the specials?". A tool is also named by the
+       subject of its description: the first word of the description's first sentence that is
+       not a verb such as get or returns, an article, a preposition, a qualifier or a word
+       about tools themselves ("Use this tool to look up the current weather" has the subject
+       "weather"; "Provides a list of specials from the menu", "specials"). The hosted tools
+       below are not named by their descriptions. Calls follow the order of first mention,
+       each tool once. `tool_choice="required"` with none named calls the first tool;
        `tool_choice={"type": "function", "function": {"name": X}}` calls X alone, named or
        not; `parallel_tool_calls=False` keeps only the first call. Every call gets the same
        arguments: the first JSON object in the turn's text (scanning each `{`), re-serialized
@@ -235,7 +240,7 @@ def _searches(request: ModelRequest, outputs: Sequence[ChatMessage]) -> bool:
     choice = request.tool_choice
     return (
         not outputs
-        and FILE_SEARCH in _function_names(request.tools)
+        and FILE_SEARCH in _functions(request.tools)
         and choice != "none"
         and not (isinstance(choice, dict) and choice.get("function", {}).get("name") != FILE_SEARCH)
     )
@@ -261,7 +266,7 @@ def _code_to_run(request: ModelRequest, turn: str) -> str | None:
     first fenced code block, or, when the turn names the tool, its first `inline` code."""
     choice = request.tool_choice
     if (
-        CODE_INTERPRETER not in _function_names(request.tools)
+        CODE_INTERPRETER not in _functions(request.tools)
         or choice == "none"
         or (isinstance(choice, dict) and choice.get("function", {}).get("name") != CODE_INTERPRETER)
     ):
@@ -288,15 +293,17 @@ def _quote(output: str) -> str:
     return f'According to {filename}: "{excerpt}" {citations.marker(number, filename)}'
 
 
-def _function_names(tools: Sequence[dict[str, Any]]) -> list[str]:
-    names: list[str] = []
+def _functions(tools: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """The function tools offered, in order: each name with its description ("" when none)."""
+    found: dict[str, str] = {}
     for tool in tools:
         function = tool.get("function")
         if tool.get("type") == "function" and isinstance(function, dict):
             name = function.get("name")
-            if isinstance(name, str) and name and name not in names:
-                names.append(name)
-    return names
+            if isinstance(name, str) and name and name not in found:
+                description = function.get("description")
+                found[name] = description if isinstance(description, str) else ""
+    return found
 
 
 # Leading verbs that say nothing about what a tool is about: `get_weather` is named by "weather".
@@ -335,6 +342,22 @@ _QUALIFIERS = frozenset(
         *("data", "by", "for", "of", "the", "a", "an", "to", "from", "in", "on", "my"),
     }
 )
+# Words a description opens with before its subject: verbs (and their third person), articles,
+# prepositions and words about tools themselves. "Gets the current weather for a city": weather.
+_NOT_SUBJECTS = frozenset(
+    {
+        *_GENERIC_VERBS,
+        *(verb + "s" for verb in _GENERIC_VERBS),
+        *(verb + "es" for verb in _GENERIC_VERBS),
+        *_QUALIFIERS,
+        *("provide", "provides", "return", "returns", "retrieve", "retrieves", "give", "gives"),
+        *("show", "shows", "tell", "tells", "answer", "answers", "up", "use", "uses", "used"),
+        *("this", "that", "these", "those", "it", "its", "is", "are", "be", "can", "will", "with"),
+        *("at", "as", "and", "or", "about", "some", "any", "one", "tool", "function", "method"),
+        *("api", "helper", "user", "users", "given", "specified", "provided", "list", "lists"),
+        *("when", "which", "what", "you", "your", "me", "us", "our", "named", "called"),
+    }
+)
 # A prefix naming where a function lives: Semantic Kernel's `MenuPlugin-`, a `namespace.`.
 _PREFIX = re.compile(r"^(?:[A-Za-z0-9]*Plugin-|.*\.)")
 
@@ -351,6 +374,17 @@ def _name_words(name: str) -> list[str]:
     return kept or words
 
 
+def _subject(description: str) -> str | None:
+    """What a description says its tool is about: the first word of its first sentence that is
+    not a verb, article, preposition, qualifier or word about tools (see _NOT_SUBJECTS)."""
+    sentence = re.split(r"(?<=[.!?])\s", description.strip(), maxsplit=1)[0]
+    words: list[str] = re.findall(r"[a-z0-9]+", sentence.lower())
+    for word in words:
+        if len(word) > 1 and word not in _NOT_SUBJECTS:
+            return word
+    return None
+
+
 def _find_word(word: str, text: str) -> int | None:
     """Where `word` is in the text as a whole word."""
     match = re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text, flags=re.IGNORECASE)
@@ -364,24 +398,33 @@ def _find_any_form(word: str, text: str) -> int | None:
     return min(places) if places else None
 
 
-def _named_in(text: str, names: Sequence[str]) -> list[str]:
+def _named_in(text: str, functions: dict[str, str]) -> list[str]:
     """The tools the text names, in order of first mention. A tool is named by its function name
-    as a whole word, or by all the words of that name but a leading generic verb (any case)."""
+    as a whole word, by all the words of that name that say what it is about, or by the
+    subject of its description (any case, singular or plural)."""
     found: list[tuple[int, str]] = []
-    for name in names:
-        position = _find_word(name, text)
-        if position is None:
-            words = _name_words(name)
-            places = [_find_any_form(word, text) for word in words]
-            if words and all(p is not None for p in places):
-                position = min(p for p in places if p is not None)
-        if position is not None:
-            found.append((position, name))
+    for name, description in functions.items():
+        places: list[int] = []
+        whole = _find_word(name, text)
+        if whole is not None:
+            places.append(whole)
+        words = _name_words(name)
+        in_name = [_find_any_form(word, text) for word in words]
+        if words and all(p is not None for p in in_name):
+            places.append(min(p for p in in_name if p is not None))
+        # The hosted tools have rules of their own (see the module's docstring).
+        subject = None if name in (FILE_SEARCH, CODE_INTERPRETER) else _subject(description)
+        about = None if subject is None else _find_any_form(subject, text)
+        if about is not None:
+            places.append(about)
+        if places:
+            found.append((min(places), name))
     return [name for _, name in sorted(found)]
 
 
 def _calls_to_make(request: ModelRequest, user_text: str) -> list[str]:
-    names = _function_names(request.tools)
+    functions = _functions(request.tools)
+    names = list(functions)
     choice = request.tool_choice
     if not names or choice == "none":
         return []
@@ -391,7 +434,7 @@ def _calls_to_make(request: ModelRequest, user_text: str) -> list[str]:
             return []
         forced = function.get("name")
         return [forced] if isinstance(forced, str) else []
-    calls = _named_in(user_text, names)
+    calls = _named_in(user_text, functions)
     if not calls and choice == "required":
         calls = names[:1]
     return calls if request.parallel_tool_calls else calls[:1]

@@ -77,11 +77,16 @@ class KeyRing:
 
     def key_for(self, key: str) -> ApiKey | None:
         """The stored key `key` is, or None for a key that is unknown, wrong or revoked."""
+        return self.match(key, self._keys)
+
+    @staticmethod
+    def match(key: str, keys: dict[str, ApiKey]) -> ApiKey | None:
+        """The key of `keys` (by id) that `key` is, or None for one unknown, wrong or revoked."""
         parsed = parse_key(key)
         if parsed is None:
             return None
         key_id, secret = parsed
-        stored = self._keys.get(key_id)
+        stored = keys.get(key_id)
         if stored is None or stored.revoked_at is not None:
             return None
         if not hmac.compare_digest(hash_secret(secret), stored.hash):

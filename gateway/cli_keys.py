@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from gateway.auth import new_key
+from gateway.auth import KEY_PREFIX, KeyRing, new_key
 from gateway.objects import now
 from gateway.settings import SettingsError, env_name, from_env
 from gateway.store import ApiKey, RunStore, StoreOpenError, StoreTx, open_store
@@ -47,7 +47,10 @@ def add_key_commands(commands: Any) -> None:
     revoke = actions.add_parser(
         "revoke", help="revoke a key; it stops working within a second", parents=[shared]
     )
-    revoke.add_argument("key_id", help="the key's id (key_...), as `gateway keys list` shows")
+    revoke.add_argument(
+        "key",
+        help="the key's id (key_...), as `gateway keys list` shows, or the key itself (gwk_...)",
+    )
 
 
 def run_key_command(args: argparse.Namespace) -> int:
@@ -63,7 +66,7 @@ def run_key_command(args: argparse.Namespace) -> int:
             return asyncio.run(_create(store, args.project))
         if args.keys_command == "list":
             return asyncio.run(_list(store))
-        return asyncio.run(_revoke(store, args.key_id))
+        return asyncio.run(_revoke(store, args.key))
     except (SettingsError, StoreOpenError) as exc:
         print(f"gateway: error: {exc}", file=sys.stderr)
         return 2
@@ -93,7 +96,20 @@ async def _list(store: RunStore) -> int:
     return 0
 
 
-async def _revoke(store: RunStore, key_id: str) -> int:
+async def _revoke(store: RunStore, given: str) -> int:
+    key_id = given
+    if given.startswith(KEY_PREFIX):  # the key itself: its id, once its secret is checked
+        keys: list[ApiKey] = await _with(store, store.api_keys)
+        stored = KeyRing.match(given, {key.id: key for key in keys})
+        if stored is None:
+            print(
+                "gateway: error: that key is not a live key of this database "
+                "(unknown, wrong or revoked)",
+                file=sys.stderr,
+            )
+            return 1
+        key_id = stored.id
+
     async def write(tx: StoreTx) -> bool:
         return await tx.revoke_key(key_id, now())
 

@@ -230,6 +230,29 @@ def test_keys_cli_shows_a_key_once_and_stores_only_its_hash(tmp_path: Path) -> N
         assert main(["keys", "--database", str(database), "revoke", "key_missing"]) == 1
 
 
+def test_keys_revoke_takes_the_key_itself(tmp_path: Path) -> None:
+    """`keys revoke gwk_...` revokes that key (its id read from it, its secret checked); a key
+    with a wrong secret, one of another database, or revoked already is refused, and revokes
+    nothing."""
+    database = tmp_path / "keys.db"
+    key, other = make_key(database, "alpha"), make_key(database, "beta")
+    forged = key[: key.rindex("_") + 1] + "x" * 43
+    stranger = make_key(tmp_path / "elsewhere.db", "alpha")
+    for wrong in (forged, stranger, "gwk_"):
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            assert main(["keys", "revoke", wrong, "--database", str(database)]) == 1
+        assert "not a live key of this database" in err.getvalue()
+    assert main(["keys", "revoke", key, "--database", str(database)]) == 0
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert main(["keys", "revoke", key, "--database", str(database)]) == 1
+    listing = io.StringIO()
+    with contextlib.redirect_stdout(listing):
+        assert main(["keys", "list", "--database", str(database)]) == 0
+    rows = {line.split()[1]: line.split()[-1] for line in listing.getvalue().splitlines()[1:]}
+    assert rows["beta"] == "-" and rows["alpha"] != "-"  # only alpha's key was revoked
+    assert other.startswith("gwk_")
+
+
 def test_open_server_refuses_a_public_address(tmp_path: Path) -> None:
     """With no key the server serves loopback only, unless --insecure; a key lifts that."""
     database = tmp_path / "open.db"

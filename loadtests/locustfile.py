@@ -3,13 +3,15 @@ reporting the run's own timings to locust as custom metrics of request type SSE 
 
 Run it headless against a gateway on loopback (see loadtests/README.md):
 
-    locust -f loadtests/locustfile.py --headless -u 50 -r 10 -t 60s --host http://127.0.0.1:8000
+    .venv/bin/locust -f loadtests/locustfile.py --headless -u 50 -r 10 -t 60s \
+        --host http://127.0.0.1:8000
 
 Environment: LOCUST_WORDS (words per user message, default 30), LOCUST_MESSAGE (the whole
 message instead, e.g. one with "[[fail]]" to exercise failures), LOCUST_MODEL (default "local"),
 LOCUST_RUN_TIMEOUT (seconds one run may take end to end, default 30), LOCUST_READ_TIMEOUT
 (seconds without a byte before a request fails, default 20, above the gateway's 15 s pings),
-LOCUST_WAIT (seconds a user pauses between runs, default 0).
+LOCUST_WAIT (seconds a user pauses between runs, default 0), OPENAI_API_KEY (the gateway's key,
+sent as a Bearer token, once the gateway has keys).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from locust import HttpUser, constant, task
 from locust.exception import StopUser
 
 WORDS = int(os.environ.get("LOCUST_WORDS", "30"))
+API_KEY = os.environ.get("OPENAI_API_KEY", "")
 MODEL = os.environ.get("LOCUST_MODEL", "local")
 RUN_TIMEOUT = float(os.environ.get("LOCUST_RUN_TIMEOUT", "30"))
 READ_TIMEOUT = float(os.environ.get("LOCUST_READ_TIMEOUT", "20"))
@@ -175,6 +178,8 @@ class GatewayUser(HttpUser):
 
     def on_start(self) -> None:
         """Create this user's assistant once; a user that cannot, stops (its failure is counted)."""
+        if API_KEY:
+            self.client.headers["Authorization"] = f"Bearer {API_KEY}"
         response = self.client.post(
             "/v1/assistants",
             json={"model": MODEL, "name": "locust", "tools": [GET_WEATHER]},

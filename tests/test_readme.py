@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,30 @@ def test_readme_links_lead_to_files() -> None:
     assert local, "no relative links found: the pattern is wrong"
     missing = [t for t in local if not (README.parent / t).exists()]
     assert missing == []
+
+
+def test_every_readme_block_is_run_by_the_walkthrough_or_says_why_not() -> None:
+    """.ci/readme_walkthrough.py (CI runs it) reads every fenced block: shell and Python blocks
+    run, the rest carry a marker (a routing file to start a server with, or a reason to skip)."""
+    import importlib.util
+
+    path = README.parent / ".ci" / "readme_walkthrough.py"
+    spec = importlib.util.spec_from_file_location("readme_walkthrough", path)
+    assert spec is not None and spec.loader is not None
+    walkthrough = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = walkthrough  # its dataclasses look their module up there
+    spec.loader.exec_module(walkthrough)
+    found = walkthrough.blocks(README.read_text())
+    assert len(found) == README.read_text().count("\n```") // 2
+    modes = [(block.language, block.mode) for block in found]
+    assert modes[0] == ("bash", "server")
+    assert ("toml", "config") in modes
+    assert all(block.argument for block in found if block.mode == "skip"), "a skip says why"
+    ran = [block for block in found if block.mode == "run"]
+    assert any("pytest" in block.code for block in ran)
+    assert any("locust" in block.code for block in ran)
+    assert any("keys create" in block.code for block in ran)
+    with pytest.raises(walkthrough.WalkthroughError, match="unknown walkthrough mode"):
+        walkthrough.blocks("<!-- walkthrough: maybe -->\n```bash\ntrue\n```\n")
+    with pytest.raises(walkthrough.WalkthroughError, match="needs a walkthrough marker"):
+        walkthrough.blocks("```js\nalert(1)\n```\n")

@@ -255,7 +255,8 @@ def _announce(settings: Settings, config: GatewayConfig, sock: socket.socket) ->
         database = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
     routes = [f"{u.name} ({', '.join(u.models)})" for u in config.upstreams]
     default = config.default_route
-    routes.append(f"any other: {'the built-in model' if default == 'local' else default}")
+    fallback = "the built-in model" if default == "local" else default
+    routes.append(f"any other: {fallback}" if routes else f"every model: {fallback}")
     log = logging.getLogger("gateway")
     log.info("serving the API at %s/v1 (the openai SDK's base_url)", base)
     log.info("playground: %s/playground", base)

@@ -735,3 +735,32 @@ def test_playground_fits_the_screen(server: LiveServer, page: Page, width: int) 
     folder = os.environ.get("GATEWAY_SCREENSHOTS")
     if folder:
         page.screenshot(path=str(Path(folder) / f"playground-{width}.png"), full_page=True)
+
+
+@pytest.mark.settings(local_model_delay_ms=30)
+def test_playground_follows_the_newest_message_unless_the_reader_scrolled_up(
+    server: LiveServer, page: Page
+) -> None:
+    """On a phone the reply to answered tool outputs comes into view (the outputs form sat below
+    the conversation); a reader who scrolled up to read is left where they are."""
+    from playwright.sync_api import expect
+
+    page.set_viewport_size({"width": 360, "height": 800})
+    page.goto(f"{server.root_url}/playground")
+    create_assistant_in_page(page, tools="get_weather")
+    page.fill("#message", 'Weather in Paris? {"city": "Paris", "unit": "celsius", "days": 3}')
+    page.click("#send")
+    page.get_by_test_id("tool-output-input").fill(
+        '{"temp_c": 21, "sky": "clear", "wind": "light from the west", "humidity": 40}'
+    )
+    page.click("#submit-tool-outputs")
+    expect(page.get_by_test_id("run-status")).to_have_text("completed")
+    expect(page.get_by_test_id("assistant-bubble").last).to_be_in_viewport(ratio=1)
+
+    page.fill("#message", LONG_MESSAGE)
+    page.click("#send")
+    expect(page.get_by_test_id("assistant-text").last).to_contain_text("word3 ")
+    page.evaluate("window.scrollTo(0, 0)")
+    expect(page.get_by_test_id("run-status")).to_have_text("completed")
+    assert page.evaluate("window.scrollY") == 0
+    expect(page.get_by_test_id("assistant-bubble").last).not_to_be_in_viewport()

@@ -277,7 +277,7 @@ def test_python_m_gateway_serves_and_exits_cleanly_on_sigterm(tmp_path: Path) ->
     assert f"serving the API at http://127.0.0.1:{port}/v1" in logged
     assert f"playground: http://127.0.0.1:{port}/playground" in logged
     assert f"database: {tmp_path / 'gateway.db'}; bus: memory://" in logged
-    assert "models: any other: the built-in model" in logged
+    assert "models: every model: the built-in model" in logged
 
 
 def test_console_script_serves_a_relative_sqlite_url(tmp_path: Path) -> None:

@@ -155,11 +155,17 @@ async function cancelRun() {
   setStatus(run.status);
 }
 
-// Keep the newest message in view while the reader is at (or near) the bottom of the page.
-function scrollToNewest() {
+// Whether the reader follows the conversation: its newest entry is in view, or just below it
+// (not when they scrolled up to read something earlier).
+function following() {
   const last = $("conversation").lastElementChild;
-  const nearBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 160;
-  if (last && nearBottom) last.scrollIntoView({ block: "end" });
+  return !last || last.getBoundingClientRect().bottom <= window.innerHeight + 160;
+}
+
+// Bring the newest entry into view, when the reader was following before it changed.
+function scrollToNewest(follow = true) {
+  const last = $("conversation").lastElementChild;
+  if (last && follow) last.scrollIntoView({ block: "nearest" });
 }
 
 // --- assistants ------------------------------------------------------------------------
@@ -233,7 +239,6 @@ function addBubble(role, messageId, text = "", files = [], who = "You") {
   }
   if (messageId) item.dataset.messageId = messageId;
   $("conversation").append(item);
-  item.scrollIntoView({ block: "end" });
   return { id: messageId, body, sources, parts: [] };
 }
 
@@ -260,6 +265,7 @@ async function send() {
   if (fileIds.length) body.attachments = fileIds.map((file_id) => ({ file_id, tools: [{ type: "file_search" }] }));
   const message = await api("POST", `/threads/${state.threadId}/messages`, body);
   addBubble("user", message.id, content, files);
+  scrollToNewest();
   $("message").value = "";
   state.attachments = [];
   showAttached();
@@ -537,8 +543,9 @@ function onEvent(source, name, event) {
   if (id && id <= state.lastId) return; // seen already: never render an event twice
   if (id) state.lastId = id;
   $("last-event-id").textContent = String(state.lastId);
+  const follow = following();
   render(name, JSON.parse(event.data));
-  scrollToNewest();
+  scrollToNewest(follow);
 }
 
 function streamError(error) {

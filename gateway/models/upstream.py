@@ -19,7 +19,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-import stamina
 
 from gateway.config import UpstreamConfig
 from gateway.ids import call_id
@@ -41,7 +40,7 @@ from gateway.models.chat import (
     request_body,
 )
 from gateway.models.sse_decoder import SSEDecoder, SSEMessage
-from gateway.retrying import logged
+from gateway.retrying import retrying
 
 log = logging.getLogger("gateway.upstream")
 
@@ -247,16 +246,13 @@ class OpenAICompatibleBackend:
 
     async def _open_with_retries(self, body: bytes) -> _Opened:
         try:
-            async for attempt in logged(
-                stamina.retry_context(
-                    on=_retry_decision,
-                    attempts=self.config.max_retries + 1,
-                    timeout=None,
-                    wait_initial=0.5,
-                    wait_max=8.0,
-                    wait_jitter=0.5,
-                ),
+            async for attempt in retrying(
                 f"upstream '{self.config.name}'",
+                on=_retry_decision,
+                attempts=self.config.max_retries + 1,
+                wait_initial=0.5,
+                wait_max=8.0,
+                jitter=0.5,
             ):
                 with attempt:
                     return await self._open(body)
@@ -391,15 +387,13 @@ class OpenAICompatibleBackend:
         body = orjson.dumps({"model": model, "input": list(texts), "encoding_format": "float"})
         headers = {**self._headers, "Accept": "application/json"}
         try:
-            async for attempt in logged(
-                stamina.retry_context(
-                    on=_retry_decision,
-                    attempts=config.max_retries + 1,
-                    timeout=None,
-                    wait_initial=0.5,
-                    wait_max=8.0,
-                ),
+            async for attempt in retrying(
                 f"upstream '{config.name}' embeddings",
+                on=_retry_decision,
+                attempts=config.max_retries + 1,
+                wait_initial=0.5,
+                wait_max=8.0,
+                jitter=1.0,  # stamina's default
             ):
                 with attempt:
                     async with (

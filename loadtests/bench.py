@@ -34,6 +34,7 @@ from benchkit import plots, report
 from benchkit.cases_capacity import idle_streams, non_streamed
 from benchkit.cases_emit import emit_path, persistence
 from benchkit.cases_fanout import fan_out
+from benchkit.cases_herd import herd
 from benchkit.cases_scaleout import scale_out
 from benchkit.cases_upstream import burst, paced_streams
 from benchkit.plan import Context, Plan
@@ -44,6 +45,7 @@ OUT = Path(__file__).resolve().parent / "out"
 CASE_SECONDS = 300.0
 CASES: dict[str, Callable[[Context], Awaitable[Record]]] = {
     "paced_streams": paced_streams,
+    "herd": herd,
     "burst": burst,
     "emit_path": emit_path,
     "fan_out": fan_out,

@@ -14,6 +14,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import asyncpg
 
@@ -87,12 +88,11 @@ async def scale_out(ctx: Context) -> Record:
             for rep in range(plan.polling_reps):
                 for side in SIDES:
                     ctx.say(f"scale-out: {side}, round {rep + 1}/{plan.polling_reps}")
-                    servers = {s.name: s for s in sides[side]}
                     rate, times = await rounds.measure(
                         side,
-                        servers,
-                        lambda side=side: _split_round(
-                            pollers[side], plan.polling_clients, plan.polling_seconds
+                        {s.name: s for s in sides[side]},
+                        partial(
+                            _split_round, pollers[side], plan.polling_clients, plan.polling_seconds
                         ),
                     )
                     rates[side].append(rate)

@@ -184,9 +184,17 @@ class Gateway:
             body["model"] = model
         return await post_stream(self.http, f"{self.api}/threads/{thread_id}/runs", body)
 
-    async def thread_and_run_stream(self, assistant_id: str, content: str) -> Stream:
+    async def thread_and_run_stream(
+        self, assistant_id: str, content: str, model: str | None = None
+    ) -> Stream:
         """threads.create_and_run(stream=true): a new thread with one message, streamed."""
-        body = {"assistant_id": assistant_id, "stream": True, "thread": _thread(content)}
+        body: dict[str, Any] = {
+            "assistant_id": assistant_id,
+            "stream": True,
+            "thread": _thread(content),
+        }
+        if model is not None:
+            body["model"] = model
         return await post_stream(self.http, f"{self.api}/threads/runs", body)
 
     async def create_run(self, thread_id: str, assistant_id: str) -> dict[str, Any]:

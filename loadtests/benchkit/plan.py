@@ -26,6 +26,9 @@ class Plan:
     paced_rate: float = 50.0
     paced_reps: int = 3
 
+    herd_sizes: tuple[int, ...] = (100, 500)  # the first has the targets
+    herd_reps: int = 3
+
     burst_streams: int = 20
     burst_tokens: int = 4000
     burst_reps: int = 4
@@ -60,6 +63,8 @@ class Plan:
             paced_streams=20,
             paced_tokens=50,
             paced_reps=2,
+            herd_sizes=(20, 50),
+            herd_reps=2,
             burst_streams=10,
             burst_tokens=500,
             burst_reps=2,

@@ -194,9 +194,11 @@ class Fleet:
         persist_events: bool = True,
         database: str | None = None,
         bus: str | None = None,
+        settings: dict[str, str] | None = None,
     ) -> Server:
         """`gateway serve` with a fresh SQLite database, or on `database` and `bus` (URLs)
-        shared with others; models `fake-*` go to `upstream` if given."""
+        shared with others; models `fake-*` go to `upstream` if given; `settings` are more
+        GATEWAY_* variables."""
         folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.workdir))
         argv = [PYTHON, "-m", "gateway", "serve", "--host", "127.0.0.1"]
         argv += ["--database", database or str(folder / "gateway.db"), "--log-level", "warning"]
@@ -207,7 +209,7 @@ class Fleet:
             config = folder / "gateway.toml"
             config.write_text(routing_config(upstream))
             argv += ["--config", str(config)]
-        env = {"GATEWAY_PERSIST_EVENTS": "true" if persist_events else "false"}
+        env = {"GATEWAY_PERSIST_EVENTS": "true" if persist_events else "false", **(settings or {})}
         return self.start(name, argv, "/readyz", env)
 
 

@@ -1,0 +1,180 @@
+"""The herd: N clients each create a thread and a streamed run at the same instant, the way a page
+load or a batch job arrives, against the same N streams taken straight from the upstream at once.
+
+A is N `POST /v1/chat/completions` streams to the fake upstream, all started together; B is N
+`POST /v1/threads/runs` with `"stream": true` (a new thread with one message, the run routed to
+the same upstream and paced model), all started together. Both are timed from the request to the
+first token (A: the first content chunk; B: the first `thread.message.delta`) and the herd's wall
+from the first request to the last stream's end. Rounds interleave A and B; every size runs its
+rounds before the next size. Creation not streamed is measured too, for the profile: N
+`POST /v1/threads/runs` at once, each timed until its answer (the queued run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+from benchkit import clients
+from benchkit.cases_upstream import PROMPT, paced_model
+from benchkit.clients import Gateway, Session, Stream
+from benchkit.plan import Context, Interleaved
+from benchkit.profiling import profile
+from benchkit.servers import Fleet, Server
+from benchkit.stats import Record, Target, ratio, summary
+
+
+async def _herd(count: int, one: Callable[[], Awaitable[Stream]]) -> tuple[list[Stream], float]:
+    """`count` calls of `one` started together; the streams and the herd's wall in seconds."""
+    started = time.perf_counter()
+    streams = list(await asyncio.gather(*(one() for _ in range(count))))
+    return streams, max(s.ended for s in streams) - started
+
+
+async def _creates(gw: Gateway, assistant: str, count: int) -> list[float]:
+    """`count` create-thread-and-run calls (not streamed) at once; each one's answer time, ms."""
+
+    async def one() -> float:
+        started = time.perf_counter()
+        await gw.create_thread_and_run(assistant, PROMPT)
+        return 1000 * (time.perf_counter() - started)
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+def _ttft_ms(streams: list[Stream]) -> list[float]:
+    return [1000 * (s.ttft or math.nan) for s in streams]
+
+
+async def herd(ctx: Context) -> Record:
+    plan = ctx.plan
+    sizes, tokens, rate = plan.herd_sizes, plan.paced_tokens, plan.paced_rate
+    model = paced_model(tokens, rate)
+    record = Record(
+        "herd",
+        "Herd of create-thread-and-run streams",
+        {
+            "sizes": list(sizes),
+            "tokens": tokens,
+            "tokens_per_s": rate,
+            "reps": plan.herd_reps,
+            "schedule": "every stream of a round started at the same instant",
+        },
+    )
+    ttft: dict[int, dict[str, list[float]]] = {n: {"A": [], "B": []} for n in sizes}
+    walls: dict[int, dict[str, list[float]]] = {n: {"A": [], "B": []} for n in sizes}
+    creates: dict[int, list[float]] = {n: [] for n in sizes}
+    rounds = Interleaved()
+    with Fleet(ctx.workdir) as fleet:
+        upstream = fleet.fake_upstream()
+        # A herd of 500 is past the default cap of 200 active runs a project (and a key).
+        caps = {
+            f"GATEWAY_MAX_ACTIVE_RUNS_PER_{who}": str(2 * max(sizes)) for who in ("PROJECT", "KEY")
+        }
+        gateway = fleet.gateway("gateway", upstream=upstream, settings=caps)
+        async with clients.session() as http:
+            gw = Gateway(http, gateway.url)
+            assistant = await gw.assistant(model)
+            sides = _Sides(http, upstream, gw, assistant)
+            # Warm-up: pools, code paths and the database, on both sides; not measured.
+            for side in ("A", "B"):
+                await _herd(max(sizes), sides.one(side, paced_model(5, rate)))
+            measured: dict[str, dict[str, Server]] = {
+                "A": {"upstream": upstream},
+                "B": {"gateway": gateway, "upstream": upstream},
+            }
+            for size in sizes:
+                for rep in range(plan.herd_reps):
+                    ctx.say(f"herd of {size}: round {rep + 1}/{plan.herd_reps}")
+                    for side in ("A", "B"):
+                        members = sides.one(side, model)
+                        got, wall = await rounds.measure(
+                            f"{side}{size}", measured[side], partial(_herd, size, members)
+                        )
+                        clients.check_streams(got, f"{side} (herd of {size})", tokens)
+                        ttft[size][side] += _ttft_ms(got)
+                        walls[size][side].append(wall)
+                    creates[size] += await _creates(gw, assistant, size)
+            if ctx.profile:
+
+                # Streams of 3 tokens: the profile is of starting runs, not of streaming them.
+                async def profiled_round() -> None:
+                    await _herd(sizes[0], sides.one("B", paced_model(3, rate)))
+
+                await profile(ctx, gateway, "herd", profiled_round)
+    record.metrics = {}
+    record.reported = {}
+    for size in sizes:
+        t = {side: summary(values, 2) for side, values in ttft[size].items()}
+        w = {side: summary(values, 3) for side, values in walls[size].items()}
+        c = summary(creates[size], 2)
+        added_p50 = t["B"]["median"] - t["A"]["median"]
+        added_p99 = t["B"]["p99"] - t["A"]["p99"]
+        wall_ratio = ratio(w["B"]["median"], w["A"]["median"])
+        record.metrics[str(size)] = {
+            "ttft_ms": t | {"added_p50": round(added_p50, 2), "added_p99": round(added_p99, 2)},
+            "wall_s": w | {"ratio_median": wall_ratio},
+            "create_not_streamed_ms": c,
+        }
+        record.reported[f"herd of {size}: TTFT p50 / p99"] = " vs ".join(
+            f"{side} {t[side]['median']:.0f} / {t[side]['p99']:.0f} ms" for side in ("A", "B")
+        )
+        record.reported[f"herd of {size}: create-thread-and-run answer, not streamed"] = (
+            f"p50 {c['median']:.0f} ms, p99 {c['p99']:.0f} ms"
+        )
+        if size != sizes[0]:
+            record.reported[f"herd of {size}: added TTFT p50 / p99, wall B/A"] = (
+                f"{added_p50:+.1f} / {added_p99:+.1f} ms, {wall_ratio:.3f}"
+            )
+            continue
+        record.targets += [
+            Target(
+                f"herd of {size}: added time to first token, p50",
+                added_p50,
+                "<=",
+                25,
+                " ms",
+                a=f"{t['A']['median']:.1f} ms",
+                b=f"{t['B']['median']:.1f} ms",
+            ),
+            Target(
+                f"herd of {size}: added time to first token, p99",
+                added_p99,
+                "<=",
+                50,
+                " ms",
+                a=f"{t['A']['p99']:.1f} ms",
+                b=f"{t['B']['p99']:.1f} ms",
+            ),
+            Target(
+                f"herd of {size}: wall, B/A (median)",
+                wall_ratio,
+                "<=",
+                1.02,
+                a=f"{w['A']['median']:.3f} s",
+                b=f"{w['B']['median']:.3f} s",
+            ),
+        ]
+    record.cpu = rounds.cpu_shares()
+    ctx.samples["herd"] = {str(n): ttft[n] for n in sizes}
+    return record
+
+
+class _Sides:
+    """One herd member of either side: A straight from the upstream, B a new thread and a run
+    streamed through the gateway."""
+
+    def __init__(self, http: Session, upstream: Server, gw: Gateway, assistant: str) -> None:
+        self.http = http
+        self.upstream = upstream
+        self.gw = gw
+        self.assistant = assistant
+
+    def one(self, side: str, model: str) -> Callable[[], Awaitable[Stream]]:
+        if side == "A":
+            return lambda: clients.direct_chat_stream(self.http, self.upstream.url, model)
+        # The assistant's model is the paced one; the warm-up overrides it with a short one.
+        return lambda: self.gw.thread_and_run_stream(self.assistant, PROMPT, model)

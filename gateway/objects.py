@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar, cast
+
+import orjson
 
 from gateway import ids
 from gateway.bodies import AssistantBody, MessageBody, RunSettings, ThreadBody
@@ -541,3 +543,12 @@ def page(data: list[Obj], has_more: bool) -> Page:
 
 def _or(value: Any, default: Any) -> Any:
     return default if value is None else value
+
+
+_Wire = TypeVar("_Wire", bound=Mapping[str, Any])
+
+
+def copied(obj: _Wire) -> _Wire:
+    """A deep copy of a wire object (JSON values only) that the caller may change freely: an
+    orjson round trip, about a sixth of what copy.deepcopy costs for a run."""
+    return cast(_Wire, orjson.loads(orjson.dumps(obj)))

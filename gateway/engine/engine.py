@@ -9,7 +9,6 @@ are then saved and announced through the `Lifecycle`.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import cast
@@ -287,7 +286,7 @@ class RunEngine:
                 await tx.lease_run(run["id"], self.leases.owner, self.leases.until())
 
         await self._start_run(handle, write, [])
-        return copy.deepcopy(run)
+        return objects.copied(run)
 
     async def create_thread_and_run(
         self,
@@ -327,7 +326,7 @@ class RunEngine:
                 await tx.lease_run(run["id"], self.leases.owner, self.leases.until())
 
         await self._start_run(handle, write, [events.snapshot(events.THREAD_CREATED, thread)])
-        return copy.deepcopy(run)
+        return objects.copied(run)
 
     async def stream_run(
         self, thread_id: str, fields: RunBody, *, project: str, key: str = ""
@@ -391,7 +390,7 @@ class RunEngine:
         handle = self.registry.get(run_id)
         if handle is not None:
             await self.lc.set_metadata(handle, metadata or {})
-            return copy.deepcopy(handle.run)
+            return objects.copied(handle.run)
 
         # Held by no one, or by another process: change the stored run's metadata only (that
         # process keeps it at its next save of the run, see Lifecycle.save).
@@ -427,7 +426,7 @@ class RunEngine:
         assert handle.step is not None, "a run in requires_action has an open tool_calls step"
         await self.lc.accept_outputs(handle, _match_outputs(handle.step, tool_outputs))
         self.driver.spawn(handle)
-        return copy.deepcopy(handle.run)
+        return objects.copied(handle.run)
 
     async def cancel_run(self, thread_id: str, run_id: str) -> Obj:
         run = await self.get_run(thread_id, run_id)

@@ -277,6 +277,7 @@ class RunEngine:
         messages = [objects.user_message(thread_id, m) for m in added]
         self.registry.check_capacity(project or "", key)
         handle = self.registry.register(run, project or "", key)
+        handle.known_steps = []  # a new run has none; the thread's messages are read
 
         async def write(tx: StoreTx) -> None:
             for message in messages:
@@ -316,6 +317,8 @@ class RunEngine:
         )
         self.registry.check_capacity(project, key)
         handle = self.registry.register(run, project, key)
+        handle.known_messages = [cast(Obj, m) for m in messages]  # all there is
+        handle.known_steps = []
 
         async def write(tx: StoreTx) -> None:
             await tx.insert(Kind.THREAD, thread, project=project)

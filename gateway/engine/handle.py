@@ -48,6 +48,10 @@ class RunHandle:
     annotations: list[Obj] = field(default_factory=list)
     text_length: int = 0
     text_tail: str = ""
+    # The run's history as the engine just wrote it, for its first segment to use instead of
+    # reading it back (a new thread's messages; a new run's steps, none); None: read it.
+    known_messages: list[Obj] | None = None
+    known_steps: list[Obj] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

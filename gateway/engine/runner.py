@@ -30,6 +30,7 @@ from gateway.models.base import (
 )
 from gateway.objects import RunStatus
 from gateway.store import Kind, RunStore
+from gateway.types import Obj
 
 log = logging.getLogger("gateway.engine")
 
@@ -56,12 +57,14 @@ class Runner:
 
     async def run_segment(self, handle: RunHandle) -> None:
         # The status is saved while the history is read: three round trips to the store's
-        # threads in the time of one (the reads do not depend on the write).
+        # threads in the time of one (the reads do not depend on the write). What the engine
+        # just wrote of the history (a new thread's messages, a new run's steps) is not read.
         _, messages, steps = await asyncio.gather(
             self.lc.run_status(handle, RunStatus.IN_PROGRESS),
-            self.store.list_all(Kind.MESSAGE, thread_id=handle.thread_id),
-            self.store.list_all(Kind.STEP, run_id=handle.id),
+            self._known(handle.known_messages, Kind.MESSAGE, thread_id=handle.thread_id),
+            self._known(handle.known_steps, Kind.STEP, run_id=handle.id),
         )
+        handle.known_messages = handle.known_steps = None  # later segments read the store
         backend = self.backend_for(handle.run["model"])
         _, hosted = offered(handle.run["tools"])
         for _ in range(MAX_HOSTED_ROUNDS):
@@ -82,6 +85,9 @@ class Runner:
             f"The model called the gateway's tools {MAX_HOSTED_ROUNDS} times in a row "
             "without answering.",
         )
+
+    async def _known(self, known: list[Obj] | None, kind: Kind, **filters: str) -> list[Obj]:
+        return list(known) if known is not None else await self.store.list_all(kind, **filters)
 
     async def _answer(
         self, handle: RunHandle, backend: ModelBackend, request: ModelRequest, hosted: HostedNames

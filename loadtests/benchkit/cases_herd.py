@@ -99,7 +99,6 @@ async def herd(ctx: Context) -> Record:
                         walls[size][side].append(wall)
                     creates[size] += await _creates(gw, assistant, size)
             if ctx.profile:
-
                 # Streams of 3 tokens: the profile is of starting runs, not of streaming them.
                 async def profiled_round() -> None:
                     await _herd(sizes[0], sides.one("B", paced_model(3, rate)))

@@ -4,7 +4,6 @@ examples stream a run with a tool call through the official SDKs against a live 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config_file import load_config
-from tests.conftest import need
+from tests.nodejs import node_with_packages
 from tests.server import LiveServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -54,20 +53,8 @@ def test_the_python_streaming_example_runs(server: LiveServer) -> None:
 
 @pytest.mark.timeout(300)
 def test_the_node_streaming_example_runs(server: LiveServer) -> None:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    need(node is not None and npm is not None, "node and npm not found on PATH")
-    assert node is not None and npm is not None
     folder = EXAMPLES / "node"
-    if not (folder / "node_modules" / "openai").is_dir():
-        installed = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        need(installed.returncode == 0, f"npm ci failed in {folder}:\n{installed.stderr}")
+    node = node_with_packages(folder)
     done = subprocess.run(
         [node, "streaming_tool_call.mjs"],
         cwd=folder,

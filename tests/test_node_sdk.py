@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import need
+from tests.nodejs import INSTALL_TIMEOUT, node_with_packages
 from tests.server import LiveServer
 
 NODE_DIR = Path(__file__).parent / "node"
 SCRIPT = NODE_DIR / "roundtrip.mjs"
-INSTALL_TIMEOUT = 180
 RUN_TIMEOUT = 60
 
 # The first test may wait for `npm ci` before its own node run; the global 60 s would cut it.
@@ -25,22 +23,7 @@ pytestmark = pytest.mark.timeout(INSTALL_TIMEOUT + RUN_TIMEOUT + 30)
 @pytest.fixture(scope="session")
 def node() -> str:
     """The node binary, with the pinned `openai` package installed from the committed lock."""
-    node = shutil.which("node")
-    npm = shutil.which("npm")
-    need(node is not None, "node not found on PATH")
-    need(npm is not None, "npm not found on PATH")
-    assert node is not None and npm is not None
-    if not (NODE_DIR / "node_modules" / "openai").is_dir():
-        installed = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=NODE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=INSTALL_TIMEOUT,
-            check=False,
-        )
-        need(installed.returncode == 0, f"npm ci failed in {NODE_DIR}:\n{installed.stderr}")
-    return node
+    return node_with_packages(NODE_DIR)
 
 
 @pytest.fixture

@@ -13,13 +13,12 @@ rounds before the next size. Creation not streamed is measured too, for the prof
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 
 from benchkit import clients
-from benchkit.cases_upstream import PROMPT, paced_model
+from benchkit.cases_upstream import PROMPT, paced_model, ttft_ms
 from benchkit.clients import Gateway, Session, Stream
 from benchkit.plan import Context, Interleaved
 from benchkit.profiling import profile
@@ -43,10 +42,6 @@ async def _creates(gw: Gateway, assistant: str, count: int) -> list[float]:
         return 1000 * (time.perf_counter() - started)
 
     return list(await asyncio.gather(*(one() for _ in range(count))))
-
-
-def _ttft_ms(streams: list[Stream]) -> list[float]:
-    return [1000 * (s.ttft or math.nan) for s in streams]
 
 
 async def herd(ctx: Context) -> Record:
@@ -95,7 +90,7 @@ async def herd(ctx: Context) -> Record:
                             f"{side}{size}", measured[side], partial(_herd, size, members)
                         )
                         clients.check_streams(got, f"{side} (herd of {size})", tokens)
-                        ttft[size][side] += _ttft_ms(got)
+                        ttft[size][side] += ttft_ms(got)
                         walls[size][side].append(wall)
                     creates[size] += await _creates(gw, assistant, size)
             if ctx.profile:

@@ -74,7 +74,7 @@ def paced_model(tokens: int, rate: float) -> str:
     return f"fake-t{tokens}-r{rate:g}"
 
 
-def _ttft_ms(streams: list[Stream]) -> list[float]:
+def ttft_ms(streams: list[Stream]) -> list[float]:
     return [1000 * (s.ttft or math.nan) for s in streams]
 
 
@@ -133,14 +133,14 @@ async def paced_streams(ctx: Context) -> Record:
 
                 await profile(ctx, gateway, "paced_streams", profiled_round)
     a_dur, b_dur = [s.duration for s in streams["A"]], [s.duration for s in streams["B"]]
-    a_ttft, b_ttft = _ttft_ms(streams["A"]), _ttft_ms(streams["B"])
+    a_ttft, b_ttft = ttft_ms(streams["A"]), ttft_ms(streams["B"])
     dur = {"A": summary(a_dur), "B": summary(b_dur)}
     ttft = {"A": summary(a_ttft, 2), "B": summary(b_ttft, 2)}
     duration_ratio = ratio(dur["B"]["median"], dur["A"]["median"])
     added_p50 = ttft["B"]["median"] - ttft["A"]["median"]
     added_p99 = ttft["B"]["p99"] - ttft["A"]["p99"]
     paired = [ratio(b, a) for a, b in zip(per_rep["A"], per_rep["B"], strict=True)]
-    herd_ttft = {side: summary(_ttft_ms(got), 2) for side, got in herds.items()}
+    herd_ttft = {side: summary(ttft_ms(got), 2) for side, got in herds.items()}
     record.metrics = {
         "duration_s": dur | {"ratio_median": duration_ratio, "ratio_p99": _p99_ratio(dur)},
         "ttft_ms": ttft | {"added_p50": round(added_p50, 2), "added_p99": round(added_p99, 2)},

@@ -9,8 +9,9 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import aiosqlite
 import asyncpg
 import pytest
 
@@ -899,6 +900,75 @@ async def test_a_write_without_reads_is_one_trip_to_the_database_thread(
         del writer._execute
     assert trips == 1
     assert len(await sqlite_store.list_all(Kind.ASSISTANT)) == 2
+
+
+# --- point reads on the loop's thread -------------------------------------------------------
+
+
+def _count_trips(conn: aiosqlite.Connection | None) -> list[int]:
+    """A one-item list counting the trips to `conn`'s thread from now on."""
+    assert conn is not None
+    trips = [0]
+    real: Any = conn._execute
+
+    async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        trips[0] += 1
+        return await real(fn, *args, **kwargs)
+
+    conn._execute = counting  # type: ignore[method-assign]
+    return trips
+
+
+async def test_point_reads_are_answered_on_the_loop_thread(sqlite_store: SQLiteRunStore) -> None:
+    """A read of one row by its key (with or without its project, or its project alone) makes
+    no trip to the reader's thread; a list does."""
+    seeded = await _seed(sqlite_store)
+    trips = _count_trips(sqlite_store._reader)
+    thread = seeded[Kind.THREAD]
+    assert await sqlite_store.get(Kind.THREAD, thread["id"]) == thread
+    assert await sqlite_store.get(Kind.THREAD, thread["id"], project="") == thread
+    assert await sqlite_store.get(Kind.THREAD, thread["id"], project="other") is None
+    assert await sqlite_store.project_of(Kind.THREAD, thread["id"]) == ""
+    assert await sqlite_store.get(Kind.RUN, "run_missing") is None
+    assert trips == [0]
+    await sqlite_store.list_all(Kind.MESSAGE, thread_id=thread["id"])
+    assert trips == [1]
+
+
+async def test_the_loop_threads_connection_cannot_write(sqlite_store: SQLiteRunStore) -> None:
+    """The loop's connection is opened read-only: nothing run on it can change the file."""
+    assert sqlite_store._point is not None
+    with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only"):
+        sqlite_store._point.execute("DELETE FROM assistants")
+
+
+class _BusyConnection:
+    """A connection whose every statement is answered as SQLite answers a reader it cannot let
+    in at once (another connection recovering the write-ahead log, say)."""
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        raise sqlite3.OperationalError("database is locked")
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_busy_point_read_is_answered_by_the_reader_thread(
+    sqlite_store: SQLiteRunStore,
+) -> None:
+    """When SQLite answers busy on the loop's thread, the read goes to the reader's thread
+    (which waits for the lock) and gives the row."""
+    seeded = await _seed(sqlite_store)
+    real = sqlite_store._point
+    trips = _count_trips(sqlite_store._reader)
+    sqlite_store._point = cast(sqlite3.Connection, _BusyConnection())
+    try:
+        thread = seeded[Kind.THREAD]
+        assert await sqlite_store.get(Kind.THREAD, thread["id"]) == thread
+        assert await sqlite_store.project_of(Kind.THREAD, thread["id"]) == ""
+        assert trips == [2]
+    finally:
+        sqlite_store._point = real
 
 
 # --- PostgreSQL's own ---------------------------------------------------------------------------

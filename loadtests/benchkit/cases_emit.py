@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 from benchkit import clients
@@ -116,6 +117,9 @@ async def emit_path(ctx: Context) -> Record:
                 measured = partial(load.gateway, gw, assistant, runs, concurrency)
                 await profile(ctx, gateway, "emit_path", measured)
     _throughput_targets(record, rates, "gateway events/s / raw ASGI events/s", 0.8)
+    # Issue 19 asks for half of the raw app first, on the way to issue 6's 0.8.
+    first = record.targets[0]
+    record.targets.append(replace(first, name=first.name + " (issue 19)", limit=0.5))
     record.cpu = rounds.cpu_shares()
     return record
 

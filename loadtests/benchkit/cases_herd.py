@@ -8,22 +8,33 @@ first token (A: the first content chunk; B: the first `thread.message.delta`) an
 from the first request to the last stream's end. Rounds interleave A and B; every size runs its
 rounds before the next size. Creation not streamed is measured too, for the profile: N
 `POST /v1/threads/runs` at once, each timed until its answer (the queued run).
+
+S is B on PostgreSQL + Redis with two gateway processes, the herd split evenly between them
+(the machine's services, a schema and key prefix of the run's own; see cases_scaleout), in the
+same interleaved rounds, reported beside B.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 
 from benchkit import clients
+from benchkit.cases_scaleout import shared_database
 from benchkit.cases_upstream import PROMPT, paced_model, ttft_ms
 from benchkit.clients import Gateway, Session, Stream
 from benchkit.plan import Context, Interleaved
 from benchkit.profiling import profile
 from benchkit.servers import Fleet, Server
 from benchkit.stats import Record, Target, ratio, summary
+
+# After the not-streamed creates of a round: time for their runs (3 tokens at 50/s) to end.
+SETTLE_SECONDS = 1.0
+# Between the profiled herds of not-streamed creates.
+PROFILE_PAUSE_SECONDS = 0.1
 
 
 async def _herd(count: int, one: Callable[[], Awaitable[Stream]]) -> tuple[list[Stream], float]:
@@ -33,12 +44,14 @@ async def _herd(count: int, one: Callable[[], Awaitable[Stream]]) -> tuple[list[
     return streams, max(s.ended for s in streams) - started
 
 
-async def _creates(gw: Gateway, assistant: str, count: int) -> list[float]:
+async def _creates(
+    gw: Gateway, assistant: str, count: int, model: str | None = None
+) -> list[float]:
     """`count` create-thread-and-run calls (not streamed) at once; each one's answer time, ms."""
 
     async def one() -> float:
         started = time.perf_counter()
-        await gw.create_thread_and_run(assistant, PROMPT)
+        await gw.create_thread_and_run(assistant, PROMPT, model)
         return 1000 * (time.perf_counter() - started)
 
     return list(await asyncio.gather(*(one() for _ in range(count))))
@@ -59,46 +72,68 @@ async def herd(ctx: Context) -> Record:
             "schedule": "every stream of a round started at the same instant",
         },
     )
-    ttft: dict[int, dict[str, list[float]]] = {n: {"A": [], "B": []} for n in sizes}
-    walls: dict[int, dict[str, list[float]]] = {n: {"A": [], "B": []} for n in sizes}
+    ttft: dict[int, dict[str, list[float]]] = {n: {"A": [], "B": [], "S": []} for n in sizes}
+    walls: dict[int, dict[str, list[float]]] = {n: {"A": [], "B": [], "S": []} for n in sizes}
     creates: dict[int, list[float]] = {n: [] for n in sizes}
+    short = paced_model(3, rate)  # the not-streamed creates, and the profiled herds
     rounds = Interleaved()
-    with Fleet(ctx.workdir) as fleet:
-        upstream = fleet.fake_upstream()
-        # A herd of 500 is past the default cap of 200 active runs a project (and a key).
-        caps = {
-            f"GATEWAY_MAX_ACTIVE_RUNS_PER_{who}": str(2 * max(sizes)) for who in ("PROJECT", "KEY")
-        }
-        gateway = fleet.gateway("gateway", upstream=upstream, settings=caps)
-        async with clients.session() as http:
-            gw = Gateway(http, gateway.url)
-            assistant = await gw.assistant(model)
-            sides = _Sides(http, upstream, gw, assistant)
-            # Warm-up: pools, code paths and the database, on both sides; not measured.
-            for side in ("A", "B"):
-                await _herd(max(sizes), sides.one(side, paced_model(5, rate)))
-            measured: dict[str, dict[str, Server]] = {
-                "A": {"upstream": upstream},
-                "B": {"gateway": gateway, "upstream": upstream},
+    async with shared_database() as (database, bus):
+        with Fleet(ctx.workdir) as fleet:
+            upstream = fleet.fake_upstream()
+            # A herd of 500 is past the default cap of 200 active runs a project (and a key).
+            caps = {
+                f"GATEWAY_MAX_ACTIVE_RUNS_PER_{who}": str(2 * max(sizes))
+                for who in ("PROJECT", "KEY")
             }
-            for size in sizes:
-                for rep in range(plan.herd_reps):
-                    ctx.say(f"herd of {size}: round {rep + 1}/{plan.herd_reps}")
-                    for side in ("A", "B"):
-                        members = sides.one(side, model)
-                        got, wall = await rounds.measure(
-                            f"{side}{size}", measured[side], partial(_herd, size, members)
-                        )
-                        clients.check_streams(got, f"{side} (herd of {size})", tokens)
-                        ttft[size][side] += ttft_ms(got)
-                        walls[size][side].append(wall)
-                    creates[size] += await _creates(gw, assistant, size)
-            if ctx.profile:
-                # Streams of 3 tokens: the profile is of starting runs, not of streaming them.
-                async def profiled_round() -> None:
-                    await _herd(sizes[0], sides.one("B", paced_model(3, rate)))
+            gateway = fleet.gateway("gateway", upstream=upstream, settings=caps)
+            shared = [
+                fleet.gateway(name, upstream=upstream, settings=caps, database=database, bus=bus)
+                for name in ("shared-a", "shared-b")
+            ]
+            async with clients.session() as http:
+                gw = Gateway(http, gateway.url)
+                assistant = await gw.assistant(model)
+                # One assistant in the shared database serves both processes.
+                on_shared = [Gateway(http, server.url) for server in shared]
+                shared_assistant = await on_shared[0].assistant(model)
+                sides = _Sides(http, upstream, gw, assistant, on_shared, shared_assistant)
+                # Warm-up: pools, code paths and the database, on every side; not measured.
+                for side in ("A", "B", "S"):
+                    await _herd(max(sizes), sides.one(side, paced_model(5, rate)))
+                measured: dict[str, dict[str, Server]] = {
+                    "A": {"upstream": upstream},
+                    "B": {"gateway": gateway, "upstream": upstream},
+                    "S": {**{s.name: s for s in shared}, "upstream": upstream},
+                }
+                for size in sizes:
+                    for rep in range(plan.herd_reps):
+                        ctx.say(f"herd of {size}: round {rep + 1}/{plan.herd_reps}")
+                        for side in ("A", "B", "S"):
+                            members = sides.one(side, model)
+                            got, wall = await rounds.measure(
+                                f"{side}{size}", measured[side], partial(_herd, size, members)
+                            )
+                            clients.check_streams(got, f"{side} (herd of {size})", tokens)
+                            ttft[size][side] += ttft_ms(got)
+                            walls[size][side].append(wall)
+                        # Runs of 3 tokens, given time to end, so that none is still
+                        # streaming into the next round.
+                        creates[size] += await _creates(gw, assistant, size, short)
+                        await asyncio.sleep(SETTLE_SECONDS)
+                if ctx.profile:
+                    # Streams of 3 tokens: the profile is of starting runs, not of streaming them.
+                    async def streamed() -> int:
+                        await _herd(sizes[0], sides.one("B", short))
+                        return sizes[0]
 
-                await profile(ctx, gateway, "herd", profiled_round)
+                    async def not_streamed() -> int:
+                        await _creates(gw, assistant, sizes[0], short)
+                        # Paced so that the runs in flight stay under the active-run cap.
+                        await asyncio.sleep(PROFILE_PAUSE_SECONDS)
+                        return sizes[0]
+
+                    await profile(ctx, gateway, "herd", streamed, per="run")
+                    await profile(ctx, gateway, "herd_not_streamed", not_streamed, per="run")
     record.metrics = {}
     record.reported = {}
     for size in sizes:
@@ -118,6 +153,19 @@ async def herd(ctx: Context) -> Record:
         )
         record.reported[f"herd of {size}: create-thread-and-run answer, not streamed"] = (
             f"p50 {c['median']:.0f} ms, p99 {c['p99']:.0f} ms"
+        )
+        s = t["S"]
+        record.metrics[str(size)]["shared_two_processes"] = {
+            "ttft_ms": s,
+            "added_p50": round(s["median"] - t["A"]["median"], 2),
+            "added_p99": round(s["p99"] - t["A"]["p99"], 2),
+            "wall_ratio": ratio(w["S"]["median"], w["A"]["median"]),
+        }
+        record.reported[
+            f"herd of {size}, PostgreSQL + Redis, two processes: added TTFT p50 / p99, wall B/A"
+        ] = (
+            f"{s['median'] - t['A']['median']:+.1f} / {s['p99'] - t['A']['p99']:+.1f} ms, "
+            f"{ratio(w['S']['median'], w['A']['median']):.3f}"
         )
         if size != sizes[0]:
             record.reported[f"herd of {size}: added TTFT p50 / p99, wall B/A"] = (
@@ -161,14 +209,32 @@ class _Sides:
     """One herd member of either side: A straight from the upstream, B a new thread and a run
     streamed through the gateway."""
 
-    def __init__(self, http: Session, upstream: Server, gw: Gateway, assistant: str) -> None:
+    def __init__(
+        self,
+        http: Session,
+        upstream: Server,
+        gw: Gateway,
+        assistant: str,
+        shared: list[Gateway],
+        shared_assistant: str,
+    ) -> None:
         self.http = http
         self.upstream = upstream
         self.gw = gw
         self.assistant = assistant
+        self.shared = shared
+        self.shared_assistant = shared_assistant
 
     def one(self, side: str, model: str) -> Callable[[], Awaitable[Stream]]:
         if side == "A":
             return lambda: clients.direct_chat_stream(self.http, self.upstream.url, model)
         # The assistant's model is the paced one; the warm-up overrides it with a short one.
-        return lambda: self.gw.thread_and_run_stream(self.assistant, PROMPT, model)
+        if side == "B":
+            return lambda: self.gw.thread_and_run_stream(self.assistant, PROMPT, model)
+        turn = itertools.count()  # S: the members go to the two processes in turn
+
+        def on_shared() -> Awaitable[Stream]:
+            gw = self.shared[next(turn) % len(self.shared)]
+            return gw.thread_and_run_stream(self.shared_assistant, PROMPT, model)
+
+        return on_shared

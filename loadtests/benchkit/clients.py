@@ -200,10 +200,13 @@ class Gateway:
     async def create_run(self, thread_id: str, assistant_id: str) -> dict[str, Any]:
         return await self.post(f"/threads/{thread_id}/runs", {"assistant_id": assistant_id})
 
-    async def create_thread_and_run(self, assistant_id: str, content: str) -> dict[str, Any]:
-        return await self.post(
-            "/threads/runs", {"assistant_id": assistant_id, "thread": _thread(content)}
-        )
+    async def create_thread_and_run(
+        self, assistant_id: str, content: str, model: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"assistant_id": assistant_id, "thread": _thread(content)}
+        if model is not None:
+            body["model"] = model
+        return await self.post("/threads/runs", body)
 
     def events_url(self, thread_id: str, run_id: str) -> str:
         return f"{self.api}/threads/{thread_id}/runs/{run_id}/events"

@@ -43,27 +43,41 @@ def py_spy() -> str | None:
 
 
 async def profile(
-    ctx: Context, server: Server, name: str, workload: Callable[[], Awaitable[object]]
+    ctx: Context,
+    server: Server,
+    name: str,
+    workload: Callable[[], Awaitable[object]],
+    per: str | None = None,
 ) -> None:
     """Run `workload` twice under py-spy: once for the flame graph, once for the raw stacks
     that the summary is made of. (py-spy samples in its default, blocking mode, which tells
-    idle threads apart reliably; two samplers cannot attach at once in that mode.)"""
+    idle threads apart reliably; two samplers cannot attach at once in that mode.)
+
+    With `per` (say "run"), each call of `workload` returns how many of those it made, and the
+    summary gives the server's CPU time per one of them, and each line's share of it in
+    microseconds (the line's share of the samples times the CPU time per run: py-spy samples
+    the threads holding the GIL, so time SQLite spends in C on its own thread is counted in
+    the total only)."""
     binary = py_spy()
     if binary is None:
         ctx.say(f"{name}: py-spy not found (pip install py-spy); not profiled")
         return
     ctx.out.mkdir(parents=True, exist_ok=True)
     svg, raw = ctx.out / f"{name}.svg", ctx.workdir / f"{name}.raw"
+    units, cpu = 0, 0.0
     for kind, path in (("flamegraph", svg), ("raw", raw)):
         ctx.say(f"{name}: profiling a round ({kind})")
         with _recording(binary, server, kind, path) as problems:
-            started = time.monotonic()
+            started, cpu_before = time.monotonic(), server.cpu_seconds()
             while time.monotonic() - started < MIN_SECONDS:  # enough samples to read
-                await workload()
+                made = await workload()
+                units += made if per is not None and isinstance(made, int) else 0
+            cpu = server.cpu_seconds() - cpu_before
         if problems:
             ctx.say(f"{name}: py-spy failed: {problems[0]}")
             return
-    summary = summarize(raw.read_text())
+    per_unit_us = 1e6 * cpu / units if per is not None and units else None
+    summary = summarize(raw.read_text(), per_unit_us, per or "")
     (ctx.out / f"{name}-top.txt").write_text(summary)
     ctx.samples.setdefault("profiles", {})[name] = {"svg": str(svg), "summary": summary}
     ctx.say(f"{name}: flame graph in {svg}")
@@ -102,8 +116,9 @@ def _stop(recorder: subprocess.Popen[bytes]) -> str:
     return "" if recorder.returncode in (0, -signal.SIGINT) else text.strip()[-500:]
 
 
-def summarize(raw: str) -> str:
-    """Self and inclusive sample shares from py-spy's raw (collapsed) stacks."""
+def summarize(raw: str, per_unit_us: float | None = None, unit: str = "") -> str:
+    """Self and inclusive sample shares from py-spy's raw (collapsed) stacks; with
+    `per_unit_us` (the server's CPU time per `unit`), each share in microseconds too."""
     own: Counter[str] = Counter()
     anywhere: Counter[str] = Counter()
     total = 0
@@ -120,14 +135,18 @@ def summarize(raw: str) -> str:
                 anywhere[frame] += samples
     if not total:
         return "no samples\n"
-    lines = [
-        f"{total} samples of busy threads ({SAMPLES_PER_SECOND}/s per thread; idle left out)",
-        "",
-        "on top of the stack:",
-    ]
-    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(TOP)]
+    lines = [f"{total} samples of busy threads ({SAMPLES_PER_SECOND}/s per thread; idle left out)"]
+    if per_unit_us is not None:
+        lines.append(f"server CPU per {unit}: {per_unit_us:,.0f} us (all threads)")
+
+    def share(n: int) -> str:
+        shown = f"  {100 * n / total:5.1f}%"
+        return shown if per_unit_us is None else f"{shown} {per_unit_us * n / total:6.0f} us"
+
+    lines += ["", "on top of the stack:"]
+    lines += [f"{share(n)}  {frame}" for frame, n in own.most_common(TOP)]
     lines += ["", "gateway functions, anywhere on the stack:"]
-    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in anywhere.most_common(TOP)]
+    lines += [f"{share(n)}  {frame}" for frame, n in anywhere.most_common(TOP)]
     return "\n".join(lines) + "\n"
 
 

@@ -5,6 +5,7 @@ processes, catching up from an event id, surviving a restart of Redis."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +21,7 @@ from gateway.bus.base import (
     Subscription,
 )
 from gateway.bus.memory import MemoryEventBus
-from gateway.bus.redis import RedisEventBus
+from gateway.bus.redis import POOL_CONNECTIONS, RedisEventBus
 from gateway.events import Event
 from tests.conftest import need
 from tests.redis_server import REDIS_URL, PrivateRedis, forget_prefix, redis_missing
@@ -226,6 +227,27 @@ async def test_redis_events_cross_processes(redis_prefix: str) -> None:
             for event in sent:
                 await publisher.publish(CHANNEL, event)
             assert await _take(subscription, 50) == sent
+    finally:
+        await publisher.close()
+        await reader.close()
+
+
+async def test_redis_a_herd_of_subscriptions_waits_for_connections_instead_of_failing(
+    redis_prefix: str,
+) -> None:
+    """Far more runs start at once than the pool has connections (each join is two round
+    trips): every subscription joins and gets its run's events; none is refused."""
+    publisher, reader = RedisEventBus(redis_prefix), RedisEventBus(redis_prefix)
+    herd = 4 * POOL_CONNECTIONS
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            subscriptions = await asyncio.gather(
+                *(stack.enter_async_context(reader.subscribe(f"run_{n}")) for n in range(herd))
+            )
+            for n in range(herd):
+                await publisher.publish(f"run_{n}", _event(n))
+            got = await asyncio.gather(*(_take(s, 1) for s in subscriptions))
+            assert got == [[_event(n)] for n in range(herd)]
     finally:
         await publisher.close()
         await reader.close()

@@ -42,6 +42,10 @@ log = logging.getLogger("gateway.bus")
 BLOCK_MS = 5_000  # one XREAD waits at most this long (the socket timeout is longer)
 CHECK_SECONDS = 3.0  # how long a health check waits for Redis to answer
 READ_COUNT = 1_000  # entries per channel per read
+# The connections a process opens to Redis for commands, and how long a command waits for one
+# of them when all are in use (then the bus is unavailable: a 503 with Retry-After).
+POOL_CONNECTIONS = 64
+POOL_WAIT_SECONDS = 10.0
 _REDIS_DOWN = (RedisError, OSError)  # retried with backoff until Redis answers again
 
 
@@ -80,7 +84,17 @@ class RedisEventBus:
         # Redis, for messages: the URL without its credentials.
         self.where = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=""))
         options: dict[str, Any] = {"socket_connect_timeout": 5, "health_check_interval": 30}
-        self._redis = aioredis.from_url(server, socket_timeout=10, **options)
+        # redis-py's default pool refuses a command ("Too many connections") once 100 are in
+        # use: a herd of runs starting at once (each subscription's join is two round trips)
+        # got 503s. This pool is bounded too, but a command waits for a free connection.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            server,
+            max_connections=POOL_CONNECTIONS,
+            timeout=POOL_WAIT_SECONDS,
+            socket_timeout=10,
+            **options,
+        )
+        self._redis = aioredis.Redis.from_pool(pool)
         # The blocking reads get a connection of their own, with room for BLOCK_MS.
         self._reader_redis = aioredis.from_url(
             server, socket_timeout=BLOCK_MS / 1000 + 10, **options
@@ -217,8 +231,10 @@ class RedisEventBus:
         return newest[0][0] if newest else b"0-0"
 
     async def _wake(self) -> None:
-        await self._redis.xadd(self._wake_key, {b"w": b"1"}, maxlen=10, approximate=False)
-        await self._redis.expire(self._wake_key, 3600)
+        async with self._redis.pipeline(transaction=False) as pipe:  # one round trip
+            pipe.xadd(self._wake_key, {b"w": b"1"}, maxlen=10, approximate=False)
+            pipe.expire(self._wake_key, 3600)
+            await pipe.execute()
 
     async def _read_loop(self) -> None:
         while not self._closed:

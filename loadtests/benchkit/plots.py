@@ -35,6 +35,8 @@ def write_all(out: Path, records: list[Record], samples: dict[str, Any]) -> list
         written.append(_paced(out / "paced-latency.png", samples["paced"]))
     if "emit_sweep" in samples:
         written.append(_sweep(out / "emit-throughput.png", samples["emit_sweep"]))
+    if "herd" in samples:
+        written.append(_herd(out / "herd-ttft.png", samples["herd"]))
     if "non_streamed_ms" in samples:
         written.append(_histogram(out / "non-streamed-latency.png", samples["non_streamed_ms"]))
     if any(r.targets for r in records):
@@ -63,6 +65,29 @@ def _paced(path: Path, paced: dict[str, list[float]]) -> Path:
     for axis in (ttft, duration):
         axis.grid(alpha=0.3)
         axis.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def _herd(path: Path, herd: dict[str, dict[str, list[float]]]) -> Path:
+    """Time to first token of each herd size, one panel a size: A, B and S."""
+    import matplotlib.pyplot as plt
+
+    labels = {
+        "A": "A: direct from the upstream",
+        "B": "B: gateway, SQLite (one process)",
+        "S": "S: gateway, PostgreSQL + Redis (two processes)",
+    }
+    figure, axes = plt.subplots(1, len(herd), figsize=(5.5 * len(herd), 4), squeeze=False)
+    for axis, (size, sides) in zip(axes[0], herd.items(), strict=True):
+        for side, values in sides.items():
+            _cdf(axis, values, labels.get(side, side))
+        axis.set(xlabel="time to first token (ms)", ylabel="share of streams", xscale="log")
+        axis.set_title(f"Herd of {size} create-thread-and-run streams")
+        axis.grid(alpha=0.3)
+        axis.legend(loc="lower right", fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -74,6 +74,7 @@ def _paced(path: Path, paced: dict[str, list[float]]) -> Path:
 def _herd(path: Path, herd: dict[str, dict[str, list[float]]]) -> Path:
     """Time to first token of each herd size, one panel a size: A, B and S."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     labels = {
         "A": "A: direct from the upstream",
@@ -85,6 +86,7 @@ def _herd(path: Path, herd: dict[str, dict[str, list[float]]]) -> Path:
         for side, values in sides.items():
             _cdf(axis, values, labels.get(side, side))
         axis.set(xlabel="time to first token (ms)", ylabel="share of streams", xscale="log")
+        axis.xaxis.set_minor_formatter(NullFormatter())  # a decade's labels only
         axis.set_title(f"Herd of {size} create-thread-and-run streams")
         axis.grid(alpha=0.3)
         axis.legend(loc="lower right", fontsize="small")

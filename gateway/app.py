@@ -21,10 +21,9 @@ from starlette.routing import Mount
 
 from gateway import api
 from gateway.api import health
+from gateway.api.edge import RequestEdge
 from gateway.api.http import JSONResponse
-from gateway.api.limits import FORM_OVERHEAD_BYTES, BodyLimit, RateLimiter
-from gateway.api.overhead import OverheadHeaderMiddleware
-from gateway.api.request_id import RequestContext
+from gateway.api.limits import FORM_OVERHEAD_BYTES, RateLimiter
 from gateway.auth import KeyRing
 from gateway.bus import open_bus
 from gateway.config import NO_EMBEDDINGS, GatewayConfig
@@ -221,10 +220,8 @@ def create_app(
             await store.close()
 
     middleware = [
-        Middleware(RequestContext),
-        Middleware(OverheadHeaderMiddleware),
         Middleware(
-            BodyLimit,
+            RequestEdge,
             max_bytes=settings.max_body_bytes,
             # A file's body, or an upload part's: the bytes and their form's few fields.
             larger=[

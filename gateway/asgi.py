@@ -1,4 +1,4 @@
-"""Small ASGI helpers shared by the middlewares."""
+"""Small ASGI helpers."""
 
 from __future__ import annotations
 

@@ -10,8 +10,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope
 
 from gateway.errors import InvalidRequestError, PayloadTooLargeError, RateLimitError
 from gateway.settings import Settings
@@ -20,46 +19,38 @@ from gateway.settings import Settings
 FORM_OVERHEAD_BYTES = 64 * 1024
 
 
-class BodyLimit:
-    """ASGI middleware: a body over `max_bytes` is a 413, whether its Content-Length says so or
-    its chunks add up to it. `larger` names the requests whose bodies may be larger (files, and
-    the parts of uploads): a method, a pattern of the whole path (with or without its /v1
-    prefix) and their limit."""
+class BodyLimits:
+    """A body over `max_bytes` is a 413, whether its Content-Length says so or its chunks add
+    up to it (checked by the request edge, `api/edge.py`). `larger` names the requests whose
+    bodies may be larger (files, and the parts of uploads): a method, a pattern of the whole
+    path (with or without its /v1 prefix) and their limit."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        max_bytes: int,
-        larger: Sequence[tuple[str, str, int]] = (),
-    ) -> None:
-        self.app = app
+    def __init__(self, max_bytes: int, larger: Sequence[tuple[str, str, int]] = ()) -> None:
         self.max_bytes = max_bytes
         self.larger = [(method, re.compile(path), limit) for method, path, limit in larger]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def limit_for(self, scope: Scope) -> int:
         path = scope["path"].removeprefix("/v1")
-        limit = next(
-            (
-                n
-                for method, pattern, n in self.larger
-                if method == scope["method"] and pattern.fullmatch(path)
-            ),
-            self.max_bytes,
-        )
+        for method, pattern, limit in self.larger:
+            if method == scope["method"] and pattern.fullmatch(path):
+                return limit
+        return self.max_bytes
+
+    @staticmethod
+    def declared_over(scope: Scope, limit: int) -> PayloadTooLargeError | None:
+        """The 413 for a Content-Length over `limit`, before any of the body is read."""
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                # Answered here, before any of the body is read; this middleware sits outside
-                # the app's error handlers.
-                error = _too_large(limit)
-                response = JSONResponse(error.body(), status_code=error.status_code)
-                await response(scope, receive, send)
-                return
+                return _too_large(limit)
+        return None
+
+    @staticmethod
+    def counting(receive: Receive, limit: int) -> Receive:
+        """`receive` that raises the 413 once the body's chunks add up to more than `limit`
+        (inside the app, where errors are rendered)."""
         seen = 0
 
-        async def counted() -> Message:  # raises inside the app, where errors are rendered
+        async def counted() -> Message:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
@@ -67,7 +58,7 @@ class BodyLimit:
                 raise _too_large(limit)
             return message
 
-        await self.app(scope, counted, send)
+        return counted
 
 
 def _too_large(limit: int) -> PayloadTooLargeError:

@@ -1,36 +1,31 @@
 """An `x-gateway-overhead-ms` header on every response: the time the gateway spent before the
 response started, less any time spent waiting on a model upstream. For a non-streamed call
-that is the gateway's own cost; load tests read it."""
+that is the gateway's own cost; load tests read it. Measured by the request edge
+(`api/edge.py`) with an `Overhead` per request."""
 
 from __future__ import annotations
 
 import time
 
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from gateway.asgi import add_start_headers
 from gateway.metrics import UpstreamWait, upstream_wait
 
 HEADER = b"x-gateway-overhead-ms"
 
 
-class OverheadHeaderMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+class Overhead:
+    """From its making to `header()`: the time spent, less the upstream waits recorded
+    meanwhile in this context (`metrics.upstream_wait`). `close()` once the request ends."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        waited = UpstreamWait()
-        token = upstream_wait.set(waited)
+    __slots__ = ("_started", "_token", "_waited")
 
-        def overhead() -> list[tuple[bytes, bytes]]:
-            spent = (time.perf_counter() - started - waited.seconds) * 1000
-            return [(HEADER, b"%.2f" % max(spent, 0.0))]
+    def __init__(self) -> None:
+        self._started = time.perf_counter()
+        self._waited = UpstreamWait()
+        self._token = upstream_wait.set(self._waited)
 
-        try:
-            await self.app(scope, receive, add_start_headers(send, overhead))
-        finally:
-            upstream_wait.reset(token)
+    def header(self) -> tuple[bytes, bytes]:
+        spent = (time.perf_counter() - self._started - self._waited.seconds) * 1000
+        return (HEADER, b"%.2f" % max(spent, 0.0))
+
+    def close(self) -> None:
+        upstream_wait.reset(self._token)

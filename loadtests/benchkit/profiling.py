@@ -64,14 +64,15 @@ async def profile(
         return
     ctx.out.mkdir(parents=True, exist_ok=True)
     svg, raw = ctx.out / f"{name}.svg", ctx.workdir / f"{name}.raw"
-    units, cpu = 0, 0.0
     for kind, path in (("flamegraph", svg), ("raw", raw)):
         ctx.say(f"{name}: profiling a round ({kind})")
         with _recording(binary, server, kind, path) as problems:
-            started, cpu_before = time.monotonic(), server.cpu_seconds()
+            # What the round made and the CPU it took: after the loop, the raw round's, which
+            # the summary's shares are of.
+            units, started, cpu_before = 0, time.monotonic(), server.cpu_seconds()
             while time.monotonic() - started < MIN_SECONDS:  # enough samples to read
                 made = await workload()
-                units += made if per is not None and isinstance(made, int) else 0
+                units += made if isinstance(made, int) else 0
             cpu = server.cpu_seconds() - cpu_before
         if problems:
             ctx.say(f"{name}: py-spy failed: {problems[0]}")

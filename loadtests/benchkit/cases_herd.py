@@ -5,7 +5,7 @@ A is N `POST /v1/chat/completions` streams to the fake upstream, all started tog
 `POST /v1/threads/runs` with `"stream": true` (a new thread with one message, the run routed to
 the same upstream and paced model), all started together. Both are timed from the request to the
 first token (A: the first content chunk; B: the first `thread.message.delta`) and the herd's wall
-from the first request to the last stream's end. Rounds interleave A and B; every size runs its
+from the first request to the last stream's end. Rounds interleave A, B and S; every size runs its
 rounds before the next size. Creation not streamed is measured too, for the profile: N
 `POST /v1/threads/runs` at once, each timed until its answer (the queued run).
 
@@ -31,6 +31,7 @@ from benchkit.profiling import profile
 from benchkit.servers import Fleet, Server
 from benchkit.stats import Record, Target, ratio, summary
 
+SIDES = ("A", "B", "S")
 # After the not-streamed creates of a round: time for their runs (3 tokens at 50/s) to end.
 SETTLE_SECONDS = 1.0
 # Between the profiled herds of not-streamed creates.
@@ -72,12 +73,12 @@ async def herd(ctx: Context) -> Record:
             "schedule": "every stream of a round started at the same instant",
         },
     )
-    ttft: dict[int, dict[str, list[float]]] = {n: {"A": [], "B": [], "S": []} for n in sizes}
-    walls: dict[int, dict[str, list[float]]] = {n: {"A": [], "B": [], "S": []} for n in sizes}
+    ttft: dict[int, dict[str, list[float]]] = {n: {side: [] for side in SIDES} for n in sizes}
+    walls: dict[int, dict[str, list[float]]] = {n: {side: [] for side in SIDES} for n in sizes}
     creates: dict[int, list[float]] = {n: [] for n in sizes}
     short = paced_model(3, rate)  # the not-streamed creates, and the profiled herds
     rounds = Interleaved()
-    async with shared_database() as (database, bus):
+    async with shared_database() as (database, bus), clients.session() as http:
         with Fleet(ctx.workdir) as fleet:
             upstream = fleet.fake_upstream()
             # A herd of 500 is past the default cap of 200 active runs a project (and a key).
@@ -90,50 +91,48 @@ async def herd(ctx: Context) -> Record:
                 fleet.gateway(name, upstream=upstream, settings=caps, database=database, bus=bus)
                 for name in ("shared-a", "shared-b")
             ]
-            async with clients.session() as http:
-                gw = Gateway(http, gateway.url)
-                assistant = await gw.assistant(model)
-                # One assistant in the shared database serves both processes.
-                on_shared = [Gateway(http, server.url) for server in shared]
-                shared_assistant = await on_shared[0].assistant(model)
-                sides = _Sides(http, upstream, gw, assistant, on_shared, shared_assistant)
-                # Warm-up: pools, code paths and the database, on every side; not measured.
-                for side in ("A", "B", "S"):
-                    await _herd(max(sizes), sides.one(side, paced_model(5, rate)))
-                measured: dict[str, dict[str, Server]] = {
-                    "A": {"upstream": upstream},
-                    "B": {"gateway": gateway, "upstream": upstream},
-                    "S": {**{s.name: s for s in shared}, "upstream": upstream},
-                }
-                for size in sizes:
-                    for rep in range(plan.herd_reps):
-                        ctx.say(f"herd of {size}: round {rep + 1}/{plan.herd_reps}")
-                        for side in ("A", "B", "S"):
-                            members = sides.one(side, model)
-                            got, wall = await rounds.measure(
-                                f"{side}{size}", measured[side], partial(_herd, size, members)
-                            )
-                            clients.check_streams(got, f"{side} (herd of {size})", tokens)
-                            ttft[size][side] += ttft_ms(got)
-                            walls[size][side].append(wall)
-                        # Runs of 3 tokens, given time to end, so that none is still
-                        # streaming into the next round.
-                        creates[size] += await _creates(gw, assistant, size, short)
-                        await asyncio.sleep(SETTLE_SECONDS)
-                if ctx.profile:
-                    # Streams of 3 tokens: the profile is of starting runs, not of streaming them.
-                    async def streamed() -> int:
-                        await _herd(sizes[0], sides.one("B", short))
-                        return sizes[0]
+            gw = Gateway(http, gateway.url)
+            sides = _Sides(http, upstream)
+            assistant = await sides.add("B", [gw], model)
+            # One assistant in the shared database serves both processes.
+            await sides.add("S", [Gateway(http, server.url) for server in shared], model)
+            # Warm-up: pools, code paths and the database, on every side; not measured.
+            for side in SIDES:
+                await _herd(max(sizes), sides.one(side, paced_model(5, rate)))
+            measured: dict[str, dict[str, Server]] = {
+                "A": {"upstream": upstream},
+                "B": {"gateway": gateway, "upstream": upstream},
+                "S": {**{s.name: s for s in shared}, "upstream": upstream},
+            }
+            for size in sizes:
+                for rep in range(plan.herd_reps):
+                    ctx.say(f"herd of {size}: round {rep + 1}/{plan.herd_reps}")
+                    for side in SIDES:
+                        members = sides.one(side, model)
+                        got, wall = await rounds.measure(
+                            f"{side}{size}", measured[side], partial(_herd, size, members)
+                        )
+                        clients.check_streams(got, f"{side} (herd of {size})", tokens)
+                        ttft[size][side] += ttft_ms(got)
+                        walls[size][side].append(wall)
+                    # Runs of 3 tokens, given time to end, so that none is still streaming
+                    # into the next round.
+                    creates[size] += await _creates(gw, assistant, size, short)
+                    await asyncio.sleep(SETTLE_SECONDS)
+            if ctx.profile:
+                # Streams of 3 tokens: the profile is of starting runs, not of streaming them.
+                async def streamed() -> int:
+                    await _herd(sizes[0], sides.one("B", short))
+                    return sizes[0]
 
-                    async def not_streamed() -> int:
-                        await _creates(gw, assistant, sizes[0], short)
-                        # Paced so that the runs in flight stay under the active-run cap.
-                        await asyncio.sleep(PROFILE_PAUSE_SECONDS)
-                        return sizes[0]
+                async def not_streamed() -> int:
+                    await _creates(gw, assistant, sizes[0], short)
+                    # Paced so that the runs in flight stay under the active-run cap.
+                    await asyncio.sleep(PROFILE_PAUSE_SECONDS)
+                    return sizes[0]
 
-                    await profile(ctx, gateway, "herd", streamed, per="run")
-                    await profile(ctx, gateway, "herd_not_streamed", not_streamed, per="run")
+                await profile(ctx, gateway, "herd", streamed, per="run")
+                await profile(ctx, gateway, "herd_not_streamed", not_streamed, per="run")
     record.metrics = {}
     record.reported = {}
     for size in sizes:
@@ -154,19 +153,18 @@ async def herd(ctx: Context) -> Record:
         record.reported[f"herd of {size}: create-thread-and-run answer, not streamed"] = (
             f"p50 {c['median']:.0f} ms, p99 {c['p99']:.0f} ms"
         )
-        s = t["S"]
+        s_p50 = t["S"]["median"] - t["A"]["median"]
+        s_p99 = t["S"]["p99"] - t["A"]["p99"]
+        s_wall = ratio(w["S"]["median"], w["A"]["median"])
         record.metrics[str(size)]["shared_two_processes"] = {
-            "ttft_ms": s,
-            "added_p50": round(s["median"] - t["A"]["median"], 2),
-            "added_p99": round(s["p99"] - t["A"]["p99"], 2),
-            "wall_ratio": ratio(w["S"]["median"], w["A"]["median"]),
+            "ttft_ms": t["S"],
+            "added_p50": round(s_p50, 2),
+            "added_p99": round(s_p99, 2),
+            "wall_ratio": s_wall,
         }
         record.reported[
             f"herd of {size}, PostgreSQL + Redis, two processes: added TTFT p50 / p99, wall B/A"
-        ] = (
-            f"{s['median'] - t['A']['median']:+.1f} / {s['p99'] - t['A']['p99']:+.1f} ms, "
-            f"{ratio(w['S']['median'], w['A']['median']):.3f}"
-        )
+        ] = f"{s_p50:+.1f} / {s_p99:+.1f} ms, {s_wall:.3f}"
         if size != sizes[0]:
             record.reported[f"herd of {size}: added TTFT p50 / p99, wall B/A"] = (
                 f"{added_p50:+.1f} / {added_p99:+.1f} ms, {wall_ratio:.3f}"
@@ -206,35 +204,25 @@ async def herd(ctx: Context) -> Record:
 
 
 class _Sides:
-    """One herd member of either side: A straight from the upstream, B a new thread and a run
-    streamed through the gateway."""
+    """One herd member of a side: A straight from the upstream; B and S a new thread and a run
+    streamed through the side's gateways, taken in turn (B has one, S two)."""
 
-    def __init__(
-        self,
-        http: Session,
-        upstream: Server,
-        gw: Gateway,
-        assistant: str,
-        shared: list[Gateway],
-        shared_assistant: str,
-    ) -> None:
+    def __init__(self, http: Session, upstream: Server) -> None:
         self.http = http
         self.upstream = upstream
-        self.gw = gw
-        self.assistant = assistant
-        self.shared = shared
-        self.shared_assistant = shared_assistant
+        self.gateways: dict[str, tuple[list[Gateway], str]] = {}
+
+    async def add(self, side: str, gateways: list[Gateway], model: str) -> str:
+        """A gateway side, with an assistant of `model` made through its first gateway (the
+        others share its database); the assistant's id."""
+        assistant = await gateways[0].assistant(model)
+        self.gateways[side] = (gateways, assistant)
+        return assistant
 
     def one(self, side: str, model: str) -> Callable[[], Awaitable[Stream]]:
         if side == "A":
             return lambda: clients.direct_chat_stream(self.http, self.upstream.url, model)
+        gateways, assistant = self.gateways[side]
+        turn = itertools.cycle(gateways)
         # The assistant's model is the paced one; the warm-up overrides it with a short one.
-        if side == "B":
-            return lambda: self.gw.thread_and_run_stream(self.assistant, PROMPT, model)
-        turn = itertools.count()  # S: the members go to the two processes in turn
-
-        def on_shared() -> Awaitable[Stream]:
-            gw = self.shared[next(turn) % len(self.shared)]
-            return gw.thread_and_run_stream(self.shared_assistant, PROMPT, model)
-
-        return on_shared
+        return lambda: next(turn).thread_and_run_stream(assistant, PROMPT, model)

@@ -115,6 +115,22 @@ def test_bad_uploads_get_clear_errors(client: openai.OpenAI, server: LiveServer)
     nameless = _multipart({"purpose": "assistants"}, ("", b"data"))
     answer = call(server, "POST", "/v1/files", raw=nameless[1], headers=nameless[0])
     assert answer.status == 400 and answer.error()["param"] == "file"
+    # A field given twice (what an array becomes in a form), plain or bracketed.
+    for twice, param in (
+        ([("purpose", "assistants"), ("purpose", "assistants")], "purpose"),
+        (
+            [
+                ("purpose", "assistants"),
+                ("expires_after[anchor]", "created_at"),
+                ("expires_after[seconds]", "3600"),
+                ("expires_after[seconds]", "7200"),
+            ],
+            "expires_after.seconds",
+        ),
+    ):
+        form = _multipart(twice, ("a.txt", b"data"))
+        answer = call(server, "POST", "/v1/files", raw=form[1], headers=form[0])
+        assert answer.status == 400 and answer.error()["param"] == param
     answer = call(
         server,
         "POST",
@@ -174,13 +190,15 @@ def _keep_apart(alpha: openai.OpenAI, beta: openai.OpenAI) -> None:
 
 
 def _multipart(
-    fields: dict[str, str], file: tuple[str, bytes] | None
+    fields: dict[str, str] | list[tuple[str, str]], file: tuple[str, bytes] | None
 ) -> tuple[dict[str, str], bytes]:
-    """Headers and body of a hand-made multipart form (to send what the SDK never would)."""
+    """Headers and body of a hand-made multipart form (to send what the SDK never would);
+    `fields` as pairs may name a field twice."""
     boundary = "gatewaytestboundary"
+    pairs = fields.items() if isinstance(fields, dict) else fields
     parts = [
         f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        for name, value in fields.items()
+        for name, value in pairs
     ]
     if file is not None:
         name, data = file

@@ -71,9 +71,12 @@ def _file_and_fields(
             holder = data.setdefault(outer, {})
             if not isinstance(holder, dict):
                 raise InvalidRequestError(f"'{outer}' is given twice.", param=outer)
-            holder[inner] = _form_value(value)
+            key, param = inner, f"{outer}.{inner}"
         else:
-            data[name] = _form_value(value)
+            holder, key, param = data, name, name
+        if key in holder:  # a form has no arrays: the same field twice is a mistake
+            raise InvalidRequestError(f"'{name}' is given twice.", param=param)
+        holder[key] = _form_value(value)
     fields = validate(model, data)
     if upload is None:
         raise InvalidRequestError(f"Missing required parameter: '{file_field}'.", param=file_field)
